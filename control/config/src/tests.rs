@@ -1,0 +1,140 @@
+use super::*;
+
+const FULL: &str = r#"
+workers: 2
+driver: epoll
+limits:
+  max_body_bytes: 10MiB
+listeners:
+  - name: main
+    address: 127.0.0.1:8080
+    routes:
+      - name: api
+        match:
+          host: ["api.example.com", "*.example.org"]
+          path: { prefix: /api }
+          methods: [GET, POST]
+          headers: [{ name: x-env, exact: prod }]
+          query: [{ name: debug, present: false }]
+        rewrite: { path_prefix: /, host: backend.local }
+        cluster: backend
+        retry: { attempts: 2, on: [connect_failure, 503] }
+        timeouts: { first_byte: 5s, idle: 30s, total: 0 }
+        filters:
+          - type: headers
+            request: { set: { x-a: "1" }, remove: [x-b] }
+          - type: cors
+            allow_origins: ["https://app.example.com"]
+          - type: ip_acl
+            allow: [10.0.0.0/8, 127.0.0.1]
+          - type: size_limit
+            max_request_bytes: 1MiB
+      - name: moved
+        match: { path: { exact: /old } }
+        redirect: { status: 301, path: /new }
+clusters:
+  - name: backend
+    endpoints: ["127.0.0.1:9000", { address: "localhost:9001", weight: 3 }]
+    lb: { policy: consistent_hash, hash_on: "header:x-user" }
+    health_check: { path: /healthz, interval: 1s }
+    outlier: { consecutive_failures: 3 }
+"#;
+
+#[test]
+fn full_config_parses() {
+    let c = parse(FULL, "full.yaml").expect("valid");
+    assert_eq!(c.workers, 2);
+    assert_eq!(c.driver, Driver::Epoll);
+    assert_eq!(c.limits.max_body_bytes.0, 10 << 20);
+    let r = &c.listeners[0].routes[0];
+    assert_eq!(r.matches.path, Some(PathMatch::Prefix("/api".into())));
+    assert_eq!(r.filters.len(), 4);
+    assert_eq!(c.clusters[0].endpoints[1].weight(), 3);
+    assert_eq!(
+        r.retry.as_ref().map(|r| r.on.clone()),
+        Some(vec![
+            RetryOn::Named(RetryCondition::ConnectFailure),
+            RetryOn::Status(503)
+        ])
+    );
+    // Round trip through JSON: the snapshot format of the control socket.
+    let json = serde_json::to_string(&c).expect("serialize");
+    let back: Config = serde_json::from_str(&json).expect("deserialize");
+    assert_eq!(back, c);
+}
+
+#[test]
+fn quickstart_is_valid() {
+    let c = parse(QUICKSTART, "quickstart.yaml").expect("valid");
+    assert_eq!(c.listeners[0].address, "127.0.0.1:8080");
+    assert_eq!(c.admin.address.as_deref(), Some("127.0.0.1:9901"));
+}
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(text, "t.yaml") {
+        Err(Error::Invalid { problems, .. }) => problems,
+        other => panic!("expected invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_field_names_line_and_field() {
+    let p = problems("listeners:\n  - name: a\n    address: 127.0.0.1:1\n    routez: []\n");
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].line, Some(4), "{p:?}");
+    assert!(p[0].message.contains("routez"), "{p:?}");
+    let text = Error::Invalid {
+        file: "t.yaml".into(),
+        problems: p,
+    }
+    .to_string();
+    assert!(text.starts_with("t.yaml:4: "), "{text}");
+}
+
+#[test]
+fn missing_cluster_points_at_the_reference() {
+    let text = "listeners:\n  - name: a\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        cluster: nope\n";
+    let p = problems(text);
+    assert_eq!(p[0].field, "listeners[0].routes[0].cluster");
+    assert_eq!(p[0].line, Some(6));
+    assert!(p[0].message.contains("nope"));
+}
+
+#[test]
+fn collects_every_problem() {
+    let text = r#"
+listeners:
+  - name: a
+    address: nowhere
+    routes:
+      - name: r
+        match: { path: { regex: "(" }, methods: [get] }
+        direct_response: { status: 99 }
+      - name: r
+        redirect: { status: 200 }
+clusters:
+  - name: c
+    endpoints: ["127.0.0.1"]
+"#;
+    let fields: Vec<String> = problems(text).into_iter().map(|p| p.field).collect();
+    for want in [
+        "listeners[0].address",
+        "listeners[0].routes[0].match.path.regex",
+        "listeners[0].routes[0].match.methods[0]",
+        "listeners[0].routes[0].direct_response.status",
+        "listeners[0].routes[1].name",
+        "listeners[0].routes[1].redirect.status",
+        "clusters[0].endpoints[0]",
+    ] {
+        assert!(fields.iter().any(|f| f == want), "missing {want} in {fields:?}");
+    }
+}
+
+#[test]
+fn bad_values_are_refused() {
+    assert!(!problems("listeners: []\n").is_empty());
+    let p = problems("limits: { max_body_bytes: 10 lightyears }\nlisteners: []\n");
+    assert!(p[0].message.contains("unit"), "{p:?}");
+    let acl = "listeners:\n  - name: a\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        direct_response: { status: 200 }\n        filters:\n          - type: ip_acl\n            deny: [10.0.0.0/33]\n";
+    assert_eq!(problems(acl)[0].field, "listeners[0].routes[0].filters[0].deny[0]");
+}
