@@ -1,0 +1,292 @@
+//! Body framing on the fly: a [`BodyDecoder`] scans bytes as they arrive, says which ranges are
+//! payload and where the message ends, and never copies. The proxy forwards the scanned bytes as they
+//! are (framing included), so a chunked stream passes through unchanged and filters still see the
+//! payload of every chunk.
+
+use crate::error::{Error, Result};
+use crate::head::BodyKind;
+
+/// Longest chunk-size line (size, extensions) and longest trailer section accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+const MAX_TRAILERS: usize = 16 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Reading hex digits of the size.
+    Size { digits: u8, value: u64 },
+    /// After the size: optional whitespace and `;ext`, up to CR.
+    Ext { value: u64 },
+    /// Expecting the LF of the size line.
+    SizeLf { value: u64 },
+    /// Payload bytes left in this chunk.
+    Data { left: u64 },
+    /// Expecting CR after a chunk's payload.
+    DataCr,
+    /// Expecting LF after a chunk's payload.
+    DataLf,
+    /// At the start of a trailer line (or the final empty line).
+    TrailerStart,
+    /// Inside a trailer field line.
+    TrailerLine,
+    /// Expecting LF ending a trailer line.
+    TrailerLf,
+    /// Expecting the LF of the final empty line.
+    FinalLf,
+    /// The message ended.
+    Done,
+}
+
+/// Scans a body; one per message.
+#[derive(Debug, Clone)]
+pub struct BodyDecoder {
+    kind: BodyKind,
+    /// Bytes of payload left (Length), or the chunk state (Chunked).
+    left: u64,
+    state: Chunk,
+    line: usize,
+    trailers: usize,
+    payload: u64,
+}
+
+/// What one call to [`BodyDecoder::scan`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    /// Bytes of the input that belong to this message (the rest is the next message's).
+    pub consumed: usize,
+    /// The message ended within them.
+    pub done: bool,
+}
+
+impl BodyDecoder {
+    /// A decoder for a body of this kind.
+    pub fn new(kind: BodyKind) -> Self {
+        BodyDecoder {
+            kind,
+            left: match kind {
+                BodyKind::Length(n) => n,
+                _ => 0,
+            },
+            state: Chunk::Size {
+                digits: 0,
+                value: 0,
+            },
+            line: 0,
+            trailers: 0,
+            payload: 0,
+        }
+    }
+
+    /// The framing being decoded.
+    pub fn kind(&self) -> BodyKind {
+        self.kind
+    }
+
+    /// Payload bytes seen so far.
+    pub fn payload_bytes(&self) -> u64 {
+        self.payload
+    }
+
+    /// Whether the message has ended.
+    pub fn is_done(&self) -> bool {
+        match self.kind {
+            BodyKind::Empty => true,
+            BodyKind::Length(_) => self.left == 0,
+            BodyKind::Chunked => self.state == Chunk::Done,
+            BodyKind::UntilClose => false,
+        }
+    }
+
+    /// Scans `buf`, calling `on_data` with each payload range, and returns how much of `buf` is this
+    /// message's and whether it ended. An error is a framing error of whichever side sent the bytes.
+    pub fn scan(
+        &mut self,
+        buf: &[u8],
+        mut on_data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<Scan> {
+        match self.kind {
+            BodyKind::Empty => Ok(Scan {
+                consumed: 0,
+                done: true,
+            }),
+            BodyKind::UntilClose => {
+                if !buf.is_empty() {
+                    on_data(0..buf.len());
+                }
+                self.payload += buf.len() as u64;
+                Ok(Scan {
+                    consumed: buf.len(),
+                    done: false,
+                })
+            }
+            BodyKind::Length(_) => {
+                let n = (self.left.min(buf.len() as u64)) as usize;
+                if n > 0 {
+                    on_data(0..n);
+                }
+                self.left -= n as u64;
+                self.payload += n as u64;
+                Ok(Scan {
+                    consumed: n,
+                    done: self.left == 0,
+                })
+            }
+            BodyKind::Chunked => self.scan_chunked(buf, on_data),
+        }
+    }
+
+    fn scan_chunked(
+        &mut self,
+        buf: &[u8],
+        mut on_data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<Scan> {
+        const BAD: Error = Error::BadRequest("invalid chunked encoding");
+        let mut i = 0;
+        while i < buf.len() {
+            let b = buf[i];
+            self.state = match self.state {
+                Chunk::Size { digits, value } => match hex(b) {
+                    Some(d) => {
+                        if digits >= 15 {
+                            return Err(BAD);
+                        }
+                        Chunk::Size {
+                            digits: digits + 1,
+                            value: value << 4 | d,
+                        }
+                    }
+                    None if digits == 0 => return Err(BAD),
+                    None if b == b'\r' => Chunk::SizeLf { value },
+                    None if b == b';' || b == b' ' || b == b'\t' => {
+                        self.line = 0;
+                        Chunk::Ext { value }
+                    }
+                    None => return Err(BAD),
+                },
+                Chunk::Ext { value } => {
+                    self.line += 1;
+                    if self.line > MAX_CHUNK_LINE {
+                        return Err(BAD);
+                    }
+                    match b {
+                        b'\r' => Chunk::SizeLf { value },
+                        b'\n' => return Err(BAD),
+                        0x00..=0x08 | 0x0a..=0x1f | 0x7f => return Err(BAD),
+                        _ => Chunk::Ext { value },
+                    }
+                }
+                Chunk::SizeLf { value } => {
+                    if b != b'\n' {
+                        return Err(BAD);
+                    }
+                    if value == 0 {
+                        self.trailers = 0;
+                        Chunk::TrailerStart
+                    } else {
+                        Chunk::Data { left: value }
+                    }
+                }
+                Chunk::Data { left } => {
+                    let n = (left.min((buf.len() - i) as u64)) as usize;
+                    on_data(i..i + n);
+                    self.payload += n as u64;
+                    i += n;
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data { left }
+                    };
+                    continue;
+                }
+                Chunk::DataCr => {
+                    if b != b'\r' {
+                        return Err(BAD);
+                    }
+                    Chunk::DataLf
+                }
+                Chunk::DataLf => {
+                    if b != b'\n' {
+                        return Err(BAD);
+                    }
+                    Chunk::Size {
+                        digits: 0,
+                        value: 0,
+                    }
+                }
+                Chunk::TrailerStart => match b {
+                    b'\r' => Chunk::FinalLf,
+                    b'\n' => return Err(BAD),
+                    _ => {
+                        self.trailers += 1;
+                        Chunk::TrailerLine
+                    }
+                },
+                Chunk::TrailerLine => {
+                    self.trailers += 1;
+                    if self.trailers > MAX_TRAILERS {
+                        return Err(BAD);
+                    }
+                    match b {
+                        b'\r' => Chunk::TrailerLf,
+                        b'\n' => return Err(BAD),
+                        _ => Chunk::TrailerLine,
+                    }
+                }
+                Chunk::TrailerLf => {
+                    if b != b'\n' {
+                        return Err(BAD);
+                    }
+                    Chunk::TrailerStart
+                }
+                Chunk::FinalLf => {
+                    if b != b'\n' {
+                        return Err(BAD);
+                    }
+                    self.state = Chunk::Done;
+                    return Ok(Scan {
+                        consumed: i + 1,
+                        done: true,
+                    });
+                }
+                Chunk::Done => {
+                    return Ok(Scan {
+                        consumed: i,
+                        done: true,
+                    })
+                }
+            };
+            i += 1;
+        }
+        Ok(Scan {
+            consumed: i,
+            done: self.state == Chunk::Done,
+        })
+    }
+}
+
+fn hex(b: u8) -> Option<u64> {
+    match b {
+        b'0'..=b'9' => Some((b - b'0') as u64),
+        b'a'..=b'f' => Some((b - b'a' + 10) as u64),
+        b'A'..=b'F' => Some((b - b'A' + 10) as u64),
+        _ => None,
+    }
+}
+
+/// Writes a chunk header for `len` payload bytes (`len` 0 writes the last-chunk and end).
+pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
+    if len == 0 {
+        out.extend_from_slice(b"0\r\n\r\n");
+        return;
+    }
+    let mut tmp = [0u8; 16];
+    let mut n = len;
+    let mut i = tmp.len();
+    while n > 0 {
+        i -= 1;
+        tmp[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+    }
+    out.extend_from_slice(&tmp[i..]);
+    out.extend_from_slice(b"\r\n");
+}

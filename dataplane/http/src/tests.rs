@@ -1,0 +1,209 @@
+use bytes::BytesMut;
+
+use super::*;
+
+fn req(raw: &str) -> Result<Option<RequestHead>> {
+    let mut b = BytesMut::from(raw.as_bytes());
+    parse_request(&mut b, &HeadLimits::default())
+}
+
+fn status_of(raw: &str) -> u16 {
+    match req(raw) {
+        Err(e) => e.status(),
+        Ok(Some(_)) => 200,
+        Ok(None) => 0,
+    }
+}
+
+#[test]
+fn simple_get_and_leftover() {
+    let mut b = BytesMut::from(&b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nGET / HTTP/1.1\r\n"[..]);
+    let h = parse_request(&mut b, &HeadLimits::default()).unwrap().unwrap();
+    assert_eq!(&h.method[..], b"GET");
+    assert_eq!(h.path(), b"/a");
+    assert_eq!(h.query(), Some(&b"b=1"[..]));
+    assert_eq!(&h.host[..], b"x");
+    assert_eq!(h.body, BodyKind::Empty);
+    assert!(h.keep_alive);
+    assert_eq!(&b[..], b"GET / HTTP/1.1\r\n");
+    assert_eq!(h.headers.get_str("x-a"), Some("1"));
+}
+
+#[test]
+fn partial_head_needs_more() {
+    assert!(req("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+}
+
+#[test]
+fn framing() {
+    let h = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
+    assert_eq!(h.body, BodyKind::Length(5));
+    assert!(!h.headers.contains("content-length"), "framing is re-made by the writer");
+    let h = req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+    assert_eq!(h.body, BodyKind::Chunked);
+}
+
+#[test]
+fn smuggling_is_refused() {
+    let cases = [
+        ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        ("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n", 501),
+        ("POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        ("GET / HTTP/1.1\nHost: x\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n  folded\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        ("GET / HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n", 400),
+        ("GET nope HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        ("GET / HTTP/3.0\r\nHost: x\r\n\r\n", 400),
+        ("CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(status_of(raw), want, "{raw:?}");
+    }
+}
+
+#[test]
+fn limits() {
+    let l = HeadLimits {
+        max_request_line: 64,
+        max_header_count: 3,
+        max_header_bytes: 256,
+    };
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100));
+    let mut b = BytesMut::from(long_line.as_bytes());
+    assert_eq!(parse_request(&mut b, &l).unwrap_err(), Error::UriTooLong);
+    let mut b = BytesMut::from(&format!("GET /{}", "a".repeat(100)).as_bytes()[..]);
+    assert_eq!(parse_request(&mut b, &l).unwrap_err(), Error::UriTooLong);
+    let many = "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    let mut b = BytesMut::from(many.as_bytes());
+    assert_eq!(parse_request(&mut b, &l).unwrap_err(), Error::HeadersTooLarge);
+    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nA: {}\r\n", "v".repeat(300));
+    let mut b = BytesMut::from(big.as_bytes());
+    assert_eq!(parse_request(&mut b, &l).unwrap_err(), Error::HeadersTooLarge);
+}
+
+#[test]
+fn connection_semantics() {
+    let h = req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+    assert!(!h.keep_alive);
+    let h = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap();
+    assert!(h.keep_alive);
+    let h = req("GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(!h.keep_alive);
+    assert!(!h.headers.contains("x-secret"), "fields named by Connection are hop-by-hop");
+    assert!(!h.headers.contains("keep-alive"));
+    let h = req("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(h.upgrade.as_deref(), Some(&b"websocket"[..]));
+    let h = req("POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert!(h.expect_continue);
+    assert!(!h.headers.contains("expect"));
+}
+
+#[test]
+fn absolute_form_target() {
+    let h = req("GET http://Example.com:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n").unwrap().unwrap();
+    assert_eq!(&h.target[..], b"/p?q");
+    assert_eq!(&h.host[..], b"Example.com:8080");
+    assert_eq!(h.headers.get_str("host"), Some("Example.com:8080"));
+    let h = req("GET http://e.com HTTP/1.1\r\nHost: e.com\r\n\r\n").unwrap().unwrap();
+    assert_eq!(&h.target[..], b"/");
+}
+
+fn decode_all(kind: BodyKind, input: &[u8], step: usize) -> Result<(Vec<u8>, usize, bool)> {
+    let mut d = BodyDecoder::new(kind);
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < input.len() {
+        let end = (pos + step).min(input.len());
+        let piece = &input[pos..end];
+        let s = d.scan(piece, |r| out.extend_from_slice(&piece[r]))?;
+        pos += s.consumed;
+        if s.done {
+            return Ok((out, pos, true));
+        }
+        if s.consumed == 0 {
+            break;
+        }
+    }
+    Ok((out, pos, d.is_done()))
+}
+
+#[test]
+fn chunked_decoding_any_split() {
+    let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+    for step in [1, 2, 3, 7, 100] {
+        let (data, used, done) = decode_all(BodyKind::Chunked, body, step).unwrap();
+        assert_eq!(data, b"hello world", "step {step}");
+        assert!(done);
+        assert_eq!(&body[used..], b"NEXT", "step {step}");
+    }
+}
+
+#[test]
+fn chunked_errors() {
+    for bad in [
+        &b"x\r\n"[..],
+        b"5\nhello\r\n",
+        b"5\r\nhelloXX",
+        b"fffffffffffffffff\r\n",
+        b"\r\n",
+        b"0\r\nA: b\n\r\n",
+        b"-1\r\n",
+    ] {
+        assert!(decode_all(BodyKind::Chunked, bad, 1).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn length_body() {
+    let (data, used, done) = decode_all(BodyKind::Length(3), b"abcdef", 2).unwrap();
+    assert_eq!((data.as_slice(), used, done), (&b"abc"[..], 3, true));
+}
+
+#[test]
+fn response_framing() {
+    let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"[..]);
+    let r = parse_response(&mut b, 1 << 16, false).unwrap().unwrap();
+    assert_eq!((r.status, r.body, r.keep_alive), (200, BodyKind::Length(2), true));
+    assert_eq!(&b[..], b"ok");
+    let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
+    let r = parse_response(&mut b, 1 << 16, false).unwrap().unwrap();
+    assert_eq!(r.body, BodyKind::UntilClose);
+    assert!(!r.keep_alive);
+    let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"[..]);
+    assert_eq!(parse_response(&mut b, 1 << 16, true).unwrap().unwrap().body, BodyKind::Empty);
+    let mut b = BytesMut::from(&b"HTTP/1.1 204 No Content\r\n\r\n"[..]);
+    assert_eq!(parse_response(&mut b, 1 << 16, false).unwrap().unwrap().body, BodyKind::Empty);
+    let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..]);
+    assert!(parse_response(&mut b, 1 << 16, false).is_err());
+}
+
+#[test]
+fn writers() {
+    let mut h = Headers::default();
+    push_header(&mut h, "host", "x");
+    let mut out = Vec::new();
+    write_request_head(&mut out, b"POST", b"/p", &h, BodyKind::Length(3));
+    assert_eq!(out, b"POST /p HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n");
+    out.clear();
+    write_response_head(&mut out, 404, b"", &Headers::default(), BodyKind::Chunked, true);
+    assert_eq!(out, b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+    out.clear();
+    write_chunk_header(&mut out, 255);
+    assert_eq!(out, b"ff\r\n");
+}
