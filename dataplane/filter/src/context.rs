@@ -1,0 +1,84 @@
+//! The typed per-request context: what every filter and the access log may know of a request.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::error::ProxyError;
+
+/// Moments of a request, for durations in logs and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    /// The request head was parsed.
+    pub start: Instant,
+    /// The upstream connection was ready and the request was sent.
+    pub upstream_sent: Option<Instant>,
+    /// The first byte of the response head arrived from upstream.
+    pub upstream_first_byte: Option<Instant>,
+    /// The last byte of the response went downstream.
+    pub end: Option<Instant>,
+}
+
+/// Per-request context. Filled by the runner as the request advances; filters read it and may add
+/// to it. Strings that repeat across requests (route, cluster) are shared `Rc<str>`.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// `x-request-id`: the client's, or generated.
+    pub request_id: String,
+    /// The peer address of the client connection.
+    pub client_addr: SocketAddr,
+    /// The listener that accepted it.
+    pub listener: Rc<str>,
+    /// The worker (core) index.
+    pub worker: usize,
+    /// The matched route.
+    pub route: Option<Rc<str>>,
+    /// The cluster chosen.
+    pub cluster: Option<Rc<str>>,
+    /// The endpoint of the last attempt.
+    pub endpoint: Option<SocketAddr>,
+    /// Method, for logs.
+    pub method: bytes::Bytes,
+    /// Path and query as received, for logs.
+    pub target: bytes::Bytes,
+    /// Status sent downstream (0 until then).
+    pub status: u16,
+    /// Request payload bytes received.
+    pub request_bytes: u64,
+    /// Response payload bytes sent.
+    pub response_bytes: u64,
+    /// Retries made (attempts after the first).
+    pub retries: u32,
+    /// Timings.
+    pub timings: Timings,
+    /// The error that ended the request, if one did.
+    pub error: Option<ProxyError>,
+}
+
+impl RequestCtx {
+    /// A context for a request that just arrived.
+    pub fn new(request_id: String, client_addr: SocketAddr, listener: Rc<str>, worker: usize) -> Self {
+        RequestCtx {
+            request_id,
+            client_addr,
+            listener,
+            worker,
+            route: None,
+            cluster: None,
+            endpoint: None,
+            method: bytes::Bytes::new(),
+            target: bytes::Bytes::new(),
+            status: 0,
+            request_bytes: 0,
+            response_bytes: 0,
+            retries: 0,
+            timings: Timings {
+                start: Instant::now(),
+                upstream_sent: None,
+                upstream_first_byte: None,
+                end: None,
+            },
+            error: None,
+        }
+    }
+}

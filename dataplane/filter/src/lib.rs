@@ -1,0 +1,134 @@
+//! `weir-filter`: the one interface every feature of the request path implements.
+//!
+//! A [`Filter`] has phases, called in this order for each request:
+//!
+//! ```text
+//! on_request_headers → on_request_body (per chunk) → (upstream chosen) →
+//! on_response_headers → on_response_body (per chunk, synchronous) → on_log (always)
+//! ```
+//!
+//! A request-side phase returns [`Action::Continue`] or [`Action::Respond`] (stop and answer: an
+//! error, a redirect, a preflight, a cached response). A [`FilterFactory`] is built once per core
+//! from a config snapshot and makes one filter per request, so a filter keeps per-request state in
+//! `self` without locks. [`RequestCtx`] is the typed per-request context shared by all filters.
+//!
+//! [`ProxyError`] is the single error of the request path: it knows which [`Side`] failed and
+//! whether a retry may help, and it becomes an HTTP response in exactly one place,
+//! [`ProxyError::to_response`].
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod context;
+mod error;
+
+use std::rc::Rc;
+
+pub use context::{RequestCtx, Timings};
+pub use error::{ProxyError, Side};
+
+use bytes::Bytes;
+use weir_http::{Headers, RequestHead, ResponseHead};
+
+/// What a request-side phase decided.
+#[derive(Debug)]
+pub enum Action {
+    /// Go on to the next filter and phase.
+    Continue,
+    /// Stop the request and send this response instead of proxying.
+    Respond(LocalResponse),
+}
+
+/// A response made by the gateway (an error, a redirect, a preflight answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// Status code.
+    pub status: u16,
+    /// Fields (framing is added when written).
+    pub headers: Headers,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl LocalResponse {
+    /// A response with a body of the given content type.
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Self {
+        let mut headers = Headers::with_capacity(4);
+        headers.append(Bytes::from_static(b"content-type"), Bytes::from_static(content_type.as_bytes()));
+        LocalResponse {
+            status,
+            headers,
+            body: body.into(),
+        }
+    }
+
+    /// A response with no body.
+    pub fn empty(status: u16) -> Self {
+        LocalResponse {
+            status,
+            headers: Headers::default(),
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// A filter: one instance per request, made by its [`FilterFactory`]. Every phase has a default
+/// that does nothing, so a filter implements only the phases it needs.
+pub trait Filter {
+    /// The request head arrived; `req` may be changed (headers, target) before it is sent upstream.
+    fn on_request_headers(
+        &mut self,
+        _ctx: &mut RequestCtx,
+        _req: &mut RequestHead,
+    ) -> Result<Action, ProxyError> {
+        Ok(Action::Continue)
+    }
+
+    /// A piece of the request body payload passed (`end`: it was the last). Chunk framing is not
+    /// included. Returning `Respond` stops the upload and answers instead.
+    fn on_request_body(
+        &mut self,
+        _ctx: &mut RequestCtx,
+        _chunk: &[u8],
+        _end: bool,
+    ) -> Result<Action, ProxyError> {
+        Ok(Action::Continue)
+    }
+
+    /// The upstream's response head arrived; it may be changed before it is sent downstream.
+    fn on_response_headers(
+        &mut self,
+        _ctx: &mut RequestCtx,
+        _resp: &mut ResponseHead,
+    ) -> Result<Action, ProxyError> {
+        Ok(Action::Continue)
+    }
+
+    /// A piece of the response payload is about to be written downstream. Synchronous and on the
+    /// streaming hot path: inspect, count, never block. An error aborts the stream.
+    fn on_response_body(
+        &mut self,
+        _ctx: &mut RequestCtx,
+        _chunk: &[u8],
+        _end: bool,
+    ) -> Result<(), ProxyError> {
+        Ok(())
+    }
+
+    /// The response went out (or failed); always called once. For logs and statistics.
+    fn on_log(&mut self, _ctx: &RequestCtx) {}
+
+    /// A local response (made by any filter or by the gateway) is about to be sent; a filter may add
+    /// fields to it (CORS headers on an error, say). Default: leave it.
+    fn on_local_response(&mut self, _ctx: &RequestCtx, _resp: &mut LocalResponse) {}
+}
+
+/// Makes the filter of one request. Built once per core per config generation.
+pub trait FilterFactory {
+    /// A short name for logs and metrics (`cors`, `ip_acl`, ...).
+    fn name(&self) -> &'static str;
+    /// A new filter for one request.
+    fn create(&self) -> Box<dyn Filter>;
+}
+
+/// The filters of one route, in order.
+pub type FilterChain = Rc<[Rc<dyn FilterFactory>]>;
