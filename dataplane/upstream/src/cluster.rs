@@ -1,0 +1,289 @@
+//! A cluster on one core: its endpoints with their pools, the load balancer, passive outlier
+//! ejection. Everything here is `Rc`/`Cell`: one core, no locks.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+use weir_config::LoadBalancing;
+use weir_metrics::{bump, EndpointStats, Registry};
+
+use crate::error::{Error, Result};
+use crate::lb::{HashOn, Lb};
+use crate::shared::{SharedCluster, SharedEndpoint};
+
+/// An idle pooled connection.
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// An endpoint on one core.
+pub struct Endpoint {
+    /// Shared facts: address, DNS answer, health verdict.
+    pub shared: Arc<SharedEndpoint>,
+    /// Counters of this core.
+    pub stats: Arc<EndpointStats>,
+    idle: RefCell<VecDeque<Idle>>,
+    /// Connections open (busy and idle).
+    open: Cell<usize>,
+    /// Requests in flight (least-request balancing).
+    pub(crate) in_flight: Cell<u32>,
+    failures: Cell<u32>,
+    ejected_until: Cell<Option<Instant>>,
+    ejections: Cell<u32>,
+}
+
+impl Endpoint {
+    /// The configured `host:port`.
+    pub fn address(&self) -> &str {
+        &self.shared.address
+    }
+
+    /// Usable now: health check passing and not ejected by outlier detection.
+    pub fn is_available(&self, now: Instant) -> bool {
+        self.shared.healthy.load(Relaxed) && self.ejected_until.get().is_none_or(|t| t <= now)
+    }
+}
+
+/// A connection to an endpoint, checked out of the pool or new.
+pub struct UpstreamConn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Where it goes.
+    pub endpoint: Rc<Endpoint>,
+    /// It came from the pool (so it may have been closed by the peer meanwhile).
+    pub reused: bool,
+    /// The peer address.
+    pub peer: SocketAddr,
+}
+
+/// A cluster on one core.
+pub struct Cluster {
+    /// Name.
+    pub name: Rc<str>,
+    /// The shared part this core's cluster was built from.
+    pub shared: Arc<SharedCluster>,
+    /// Endpoints in config order.
+    pub endpoints: Vec<Rc<Endpoint>>,
+    lb: Lb,
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle_timeout: Duration,
+    max_connections: usize,
+    outlier: Option<weir_config::Outlier>,
+}
+
+impl Cluster {
+    /// Builds the per-core state of a cluster.
+    pub fn new(shared: Arc<SharedCluster>, core: usize, registry: &Registry) -> Self {
+        let cfg = &shared.config;
+        let endpoints: Vec<Rc<Endpoint>> = shared
+            .endpoints
+            .iter()
+            .map(|e| {
+                registry.health(&cfg.name, &e.address, e.healthy.clone());
+                Rc::new(Endpoint {
+                    shared: e.clone(),
+                    stats: registry.endpoint(core, &cfg.name, &e.address),
+                    idle: RefCell::new(VecDeque::new()),
+                    open: Cell::new(0),
+                    in_flight: Cell::new(0),
+                    failures: Cell::new(0),
+                    ejected_until: Cell::new(None),
+                    ejections: Cell::new(0),
+                })
+            })
+            .collect();
+        let weights: Vec<u32> = endpoints.iter().map(|e| e.shared.weight).collect();
+        let lb = match &cfg.lb {
+            LoadBalancing::RoundRobin => Lb::round_robin(&weights),
+            LoadBalancing::LeastRequest => Lb::LeastRequest,
+            LoadBalancing::ConsistentHash { hash_on } => {
+                let names: Vec<&str> = endpoints.iter().map(|e| e.address()).collect();
+                Lb::ring(&names, &weights, HashOn::parse(hash_on))
+            }
+        };
+        Cluster {
+            name: cfg.name.as_str().into(),
+            lb,
+            connect_timeout: cfg.connect_timeout.get(),
+            max_idle: cfg.pool.max_idle,
+            idle_timeout: cfg.pool.idle_timeout.get(),
+            max_connections: cfg.pool.max_connections,
+            outlier: cfg.outlier.clone(),
+            endpoints,
+            shared,
+        }
+    }
+
+    /// What consistent hashing hashes, if this cluster uses it.
+    pub fn hash_on(&self) -> Option<&HashOn> {
+        self.lb.hash_on()
+    }
+
+    /// Picks an endpoint for a request, avoiding `tried` when others are available. `key` is the
+    /// consistent-hash key (when the policy has one).
+    pub fn pick(&self, key: Option<&[u8]>, tried: &[usize]) -> Result<(usize, Rc<Endpoint>)> {
+        let now = Instant::now();
+        let ok = |i: usize| self.endpoints[i].is_available(now) && !tried.contains(&i);
+        let idx = self
+            .lb
+            .pick(&self.endpoints, key, &ok)
+            .or_else(|| {
+                // Everything untried is down: a retry may go back to one already tried.
+                let ok = |i: usize| self.endpoints[i].is_available(now);
+                self.lb.pick(&self.endpoints, key, &ok)
+            })
+            .ok_or_else(|| Error::NoHealthyEndpoint(self.name.to_string()))?;
+        Ok((idx, self.endpoints[idx].clone()))
+    }
+
+    /// A connection to `ep`: a pooled idle one, or a new one within the connect timeout.
+    pub async fn acquire(&self, ep: &Rc<Endpoint>) -> Result<UpstreamConn> {
+        let now = Instant::now();
+        {
+            let mut idle = ep.idle.borrow_mut();
+            while let Some(c) = idle.pop_back() {
+                ep.stats.idle_add(-1);
+                if now.duration_since(c.since) < self.idle_timeout {
+                    ep.stats.active_add(1);
+                    let peer = c.stream.peer_addr().unwrap_or_else(|_| unspecified());
+                    return Ok(UpstreamConn {
+                        stream: c.stream,
+                        endpoint: ep.clone(),
+                        reused: true,
+                        peer,
+                    });
+                }
+                ep.open.set(ep.open.get() - 1);
+            }
+        }
+        if self.max_connections > 0 && ep.open.get() >= self.max_connections {
+            return Err(Error::Overflow(ep.address().to_string()));
+        }
+        let addr = ep
+            .shared
+            .connect_addr()
+            .ok_or_else(|| Error::Resolve(ep.address().to_string(), "no addresses".into()))?;
+        ep.open.set(ep.open.get() + 1);
+        let res = monoio::time::timeout(self.connect_timeout, TcpStream::connect_addr(addr)).await;
+        let stream = match res {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                ep.open.set(ep.open.get() - 1);
+                bump(&ep.stats.connect_failures, 1);
+                return Err(Error::Connect(ep.address().to_string(), e));
+            }
+            Err(_) => {
+                ep.open.set(ep.open.get() - 1);
+                bump(&ep.stats.connect_failures, 1);
+                return Err(Error::ConnectTimeout(ep.address().to_string()));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        bump(&ep.stats.connects, 1);
+        ep.stats.active_add(1);
+        Ok(UpstreamConn {
+            stream,
+            endpoint: ep.clone(),
+            reused: false,
+            peer: addr,
+        })
+    }
+
+    /// Returns a connection: to the pool when `reusable` and there is room, else it is closed.
+    pub fn release(&self, conn: UpstreamConn, reusable: bool) {
+        let ep = conn.endpoint;
+        ep.stats.active_add(-1);
+        let mut idle = ep.idle.borrow_mut();
+        if reusable && idle.len() < self.max_idle {
+            ep.stats.idle_add(1);
+            idle.push_back(Idle {
+                stream: conn.stream,
+                since: Instant::now(),
+            });
+        } else {
+            ep.open.set(ep.open.get() - 1);
+        }
+    }
+
+    /// Closes idle connections older than the idle timeout; the per-core sweeper calls this.
+    pub fn sweep_idle(&self) {
+        let now = Instant::now();
+        for ep in &self.endpoints {
+            let mut idle = ep.idle.borrow_mut();
+            let before = idle.len();
+            idle.retain(|c| now.duration_since(c.since) < self.idle_timeout);
+            let closed = before - idle.len();
+            if closed > 0 {
+                ep.stats.idle_add(-(closed as i64));
+                ep.open.set(ep.open.get() - closed);
+            }
+        }
+    }
+
+    /// Closes every idle connection (the cluster left the config, or the process drains).
+    pub fn close_idle(&self) {
+        for ep in &self.endpoints {
+            let mut idle = ep.idle.borrow_mut();
+            let n = idle.len();
+            idle.clear();
+            ep.stats.idle_add(-(n as i64));
+            ep.open.set(ep.open.get() - n);
+        }
+    }
+
+    /// A request to `ep` starts.
+    pub fn begin(&self, ep: &Endpoint) {
+        ep.in_flight.set(ep.in_flight.get() + 1);
+        ep.stats.in_flight_add(1);
+        bump(&ep.stats.requests, 1);
+    }
+
+    /// A request to `ep` ended; `failed` feeds outlier detection (connect errors, 5xx, resets).
+    pub fn end(&self, ep: &Endpoint, failed: bool) {
+        ep.in_flight.set(ep.in_flight.get().saturating_sub(1));
+        ep.stats.in_flight_add(-1);
+        self.outcome(ep, failed);
+    }
+
+    /// Records a success or failure of `ep` for outlier detection.
+    pub fn outcome(&self, ep: &Endpoint, failed: bool) {
+        let Some(o) = &self.outlier else { return };
+        if !failed {
+            ep.failures.set(0);
+            return;
+        }
+        let n = ep.failures.get() + 1;
+        ep.failures.set(n);
+        if n < o.consecutive_failures {
+            return;
+        }
+        let now = Instant::now();
+        let ejected = self
+            .endpoints
+            .iter()
+            .filter(|e| e.ejected_until.get().is_some_and(|t| t > now))
+            .count();
+        if (ejected + 1) * 100 > self.endpoints.len() * o.max_ejection_percent as usize {
+            return;
+        }
+        let times = ep.ejections.get() + 1;
+        ep.ejections.set(times);
+        ep.failures.set(0);
+        let d = o.ejection_time.get() * times.min(10);
+        ep.ejected_until.set(Some(now + d));
+        bump(&ep.stats.ejections, 1);
+        tracing::warn!(cluster = %self.name, endpoint = %ep.address(), seconds = d.as_secs_f64(), "endpoint ejected after consecutive failures");
+    }
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}

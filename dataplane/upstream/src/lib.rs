@@ -1,0 +1,28 @@
+//! `weir-upstream`: where requests go.
+//!
+//! - [`SharedCluster`] / [`SharedEndpoint`]: built once per config change of a cluster and shared by
+//!   all cores: resolved addresses (refreshed by [`spawn_dns_refresher`] off the request path) and
+//!   the active health verdict (written by [`run_health_checks`]).
+//! - [`Cluster`]: the per-core view: endpoints with their keep-alive connection pools (LIFO, limits,
+//!   idle expiry), the load balancer (round robin, smooth weighted, least-request P2C, consistent
+//!   hash ring), and passive outlier ejection. All `Rc`/`Cell`: nothing is shared on the hot path.
+//!
+//! The request-path runner asks [`Cluster::pick`] for an endpoint, [`Cluster::acquire`] for a
+//! connection, and gives it back with [`Cluster::release`].
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod cluster;
+mod error;
+mod health;
+mod lb;
+mod shared;
+
+pub use cluster::{Cluster, Endpoint, UpstreamConn};
+pub use error::{Error, Result};
+pub use health::{probe, run_health_checks};
+pub use lb::{hash, HashOn};
+pub use shared::{spawn_dns_refresher, SharedCluster, SharedEndpoint};
+
+#[cfg(test)]
+mod tests;
