@@ -470,8 +470,11 @@ pub fn parse_response(
             || connection_tokens
                 .iter()
                 .any(|(s, e)| name.eq_ignore_ascii_case(&head[*s..*e]));
-        // Keep Upgrade on 101: the client needs it.
-        if hop && !(status == 101 && name.eq_ignore_ascii_case(b"upgrade")) {
+        // Keep Upgrade on 101: the client needs it. Keep Content-Length on a response that has no
+        // body by definition (HEAD, 304): there it describes the representation, not the framing.
+        let keep = (status == 101 && name.eq_ignore_ascii_case(b"upgrade"))
+            || ((head_request || status == 304) && name.eq_ignore_ascii_case(b"content-length"));
+        if hop && !keep {
             continue;
         }
         headers.append(head.slice(ns..ne), head.slice(vs..ve));
@@ -512,7 +515,11 @@ pub fn write_request_head(
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     headers.write_to(out);
-    write_framing(out, body);
+    // No `content-length: 0` on methods that carry no content by definition (RFC 9110 §8.6).
+    let bodiless = matches!(method, b"GET" | b"HEAD" | b"DELETE" | b"OPTIONS" | b"TRACE");
+    if !(body == BodyKind::Empty && bodiless) {
+        write_framing(out, body);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -535,7 +542,10 @@ pub fn write_response_head(
     }
     out.extend_from_slice(b"\r\n");
     headers.write_to(out);
-    if !(100..200).contains(&status) && status != 204 {
+    // No framing on 1xx/204; none either when a bodiless response carries its representation's
+    // Content-Length (HEAD, 304).
+    let kept_length = body == BodyKind::Empty && headers.contains("content-length");
+    if !(100..200).contains(&status) && status != 204 && !kept_length {
         write_framing(out, body);
     }
     if close {

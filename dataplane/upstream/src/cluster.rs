@@ -213,6 +213,15 @@ impl Cluster {
         }
     }
 
+    /// Takes a connection out of the pool's accounting for good (a tunnel after an upgrade owns it
+    /// from now on); the stream is the caller's to close.
+    pub fn detach(&self, conn: UpstreamConn) -> TcpStream {
+        let ep = conn.endpoint;
+        ep.stats.active_add(-1);
+        ep.open.set(ep.open.get() - 1);
+        conn.stream
+    }
+
     /// Closes idle connections older than the idle timeout; the per-core sweeper calls this.
     pub fn sweep_idle(&self) {
         let now = Instant::now();

@@ -1,0 +1,123 @@
+//! The access log: one JSON object per request, written into the core's buffer without building
+//! an intermediate value. Never contains request or response bodies, query secrets stay as the
+//! client sent them in the target, and no header values are logged.
+
+use std::time::SystemTime;
+
+use weir_filter::RequestCtx;
+
+/// Appends the JSON line of `ctx` (with its newline) to `buf`.
+pub fn write_line(buf: &mut Vec<u8>, ctx: &RequestCtx) {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let total = ctx
+        .timings
+        .end
+        .map(|e| e.duration_since(ctx.timings.start).as_secs_f64() * 1e3)
+        .unwrap_or(0.0);
+    let upstream = match (ctx.timings.upstream_sent, ctx.timings.upstream_first_byte) {
+        (Some(s), Some(f)) => Some(f.duration_since(s).as_secs_f64() * 1e3),
+        _ => None,
+    };
+    buf.extend_from_slice(b"{\"time\":");
+    push_f64(buf, now, 3);
+    buf.extend_from_slice(b",\"request_id\":");
+    push_str(buf, ctx.request_id.as_bytes());
+    buf.extend_from_slice(b",\"client\":\"");
+    buf.extend_from_slice(ctx.client_addr.to_string().as_bytes());
+    buf.extend_from_slice(b"\",\"listener\":");
+    push_str(buf, ctx.listener.as_bytes());
+    buf.extend_from_slice(b",\"method\":");
+    push_str(buf, &ctx.method);
+    buf.extend_from_slice(b",\"target\":");
+    push_str(buf, &ctx.target);
+    buf.extend_from_slice(b",\"route\":");
+    push_opt(buf, ctx.route.as_deref());
+    buf.extend_from_slice(b",\"cluster\":");
+    push_opt(buf, ctx.cluster.as_deref());
+    buf.extend_from_slice(b",\"endpoint\":");
+    match ctx.endpoint {
+        Some(e) => push_str(buf, e.to_string().as_bytes()),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"status\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(ctx.status).as_bytes());
+    buf.extend_from_slice(b",\"request_bytes\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(ctx.request_bytes).as_bytes());
+    buf.extend_from_slice(b",\"response_bytes\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(ctx.response_bytes).as_bytes());
+    buf.extend_from_slice(b",\"duration_ms\":");
+    push_f64(buf, total, 3);
+    buf.extend_from_slice(b",\"upstream_ms\":");
+    match upstream {
+        Some(u) => push_f64(buf, u, 3),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"retries\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(ctx.retries).as_bytes());
+    buf.extend_from_slice(b",\"error\":");
+    match &ctx.error {
+        Some(e) => push_str(buf, e.kind.as_bytes()),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b"}\n");
+}
+
+fn push_opt(buf: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(buf, s.as_bytes()),
+        None => buf.extend_from_slice(b"null"),
+    }
+}
+
+fn push_f64(buf: &mut Vec<u8>, v: f64, decimals: usize) {
+    use std::io::Write;
+    let _ = write!(buf, "{v:.decimals$}");
+}
+
+/// A JSON string; bytes that are not UTF-8 become U+FFFD.
+fn push_str(buf: &mut Vec<u8>, s: &[u8]) {
+    buf.push(b'"');
+    for c in String::from_utf8_lossy(s).chars() {
+        match c {
+            '"' => buf.extend_from_slice(b"\\\""),
+            '\\' => buf.extend_from_slice(b"\\\\"),
+            '\n' => buf.extend_from_slice(b"\\n"),
+            '\r' => buf.extend_from_slice(b"\\r"),
+            '\t' => buf.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                use std::io::Write;
+                let _ = write!(buf, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut tmp = [0u8; 4];
+                buf.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+    }
+    buf.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_is_json() {
+        let mut ctx = RequestCtx::new("id\"1".into(), "127.0.0.1:5000".parse().expect("addr"), "main".into(), 0);
+        ctx.method = bytes::Bytes::from_static(b"GET");
+        ctx.target = bytes::Bytes::from_static(b"/a\nb");
+        ctx.status = 200;
+        ctx.timings.end = Some(std::time::Instant::now());
+        let mut buf = Vec::new();
+        write_line(&mut buf, &ctx);
+        assert_eq!(buf.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&buf).expect("valid JSON");
+        assert_eq!(v["request_id"], "id\"1");
+        assert_eq!(v["target"], "/a\nb");
+        assert_eq!(v["status"], 200);
+        assert!(v["route"].is_null());
+    }
+}

@@ -1,0 +1,254 @@
+//! The per-core state of one config generation: compiled routes, filter factories and clusters.
+//! Built by each core from a [`Snapshot`] (the *prepare* step of a reload), swapped in whole by
+//! [`crate::Worker::commit`]. Clusters whose shared part did not change are carried over with their
+//! connection pools.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use weir_config::{Config, RetryCondition, RetryOn};
+use weir_filter::{FilterChain, LocalResponse};
+use weir_http::HeadLimits;
+use weir_metrics::{Registry, RouteStats};
+use weir_route::{RouteTable, Rewriter};
+use weir_upstream::{Cluster, SharedCluster};
+
+use crate::retry::RetryBudget;
+
+/// What a generation is made of, shared by all cores (built once on the main thread).
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Generation number.
+    pub generation: u64,
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// Clusters with resolved endpoints, by name.
+    pub clusters: HashMap<String, Arc<SharedCluster>>,
+}
+
+/// What a route does.
+pub enum RouteAction {
+    /// Proxy to this cluster.
+    Proxy(Rc<Cluster>),
+    /// Answer this.
+    Direct(LocalResponse),
+    /// Redirect.
+    Redirect(weir_config::Redirect),
+}
+
+/// Retry policy of a route, compiled.
+pub struct RetryPolicy {
+    /// Attempts after the first.
+    pub attempts: u32,
+    /// On connect failure.
+    pub connect_failure: bool,
+    /// On a reset before the response head.
+    pub reset: bool,
+    /// On a first-byte timeout.
+    pub timeout: bool,
+    /// On these statuses.
+    pub statuses: Vec<u16>,
+    /// Per-core budget.
+    pub budget: RetryBudget,
+}
+
+/// A route compiled for one core.
+pub struct RouteState {
+    /// Name.
+    pub name: Rc<str>,
+    /// Action.
+    pub action: RouteAction,
+    /// Path/host rewrite.
+    pub rewrite: Option<Rewriter>,
+    /// Filters.
+    pub filters: FilterChain,
+    /// Time to the first byte of the response head.
+    pub first_byte_timeout: Duration,
+    /// Longest silence while streaming.
+    pub idle_timeout: Duration,
+    /// The whole exchange (None: unlimited).
+    pub total_timeout: Option<Duration>,
+    /// Retries.
+    pub retry: Option<RetryPolicy>,
+    /// Body limit.
+    pub max_body: u64,
+    /// Counters.
+    pub stats: Arc<RouteStats>,
+    /// Cluster name, for logs (empty when not proxying).
+    pub cluster_name: Rc<str>,
+}
+
+/// A listener's routes on one core.
+pub struct ListenerState {
+    /// Name.
+    pub name: Rc<str>,
+    /// Address it is bound to (text, as configured).
+    pub address: String,
+    /// Route matching.
+    pub table: RouteTable,
+    /// Routes, in table order.
+    pub routes: Vec<RouteState>,
+    /// Keep-alive idle timeout.
+    pub idle_timeout: Duration,
+    /// Request head timeout.
+    pub header_timeout: Duration,
+    /// Counters of requests that matched no route.
+    pub unrouted: Arc<RouteStats>,
+}
+
+/// Everything one core needs to serve a generation.
+pub struct CoreState {
+    /// Generation.
+    pub generation: u64,
+    /// Listeners in config order.
+    pub listeners: Vec<ListenerState>,
+    /// Clusters by name.
+    pub clusters: HashMap<String, Rc<Cluster>>,
+    /// Head limits.
+    pub limits: HeadLimits,
+    /// Largest upstream response head.
+    pub max_response_head: usize,
+    /// Access log on.
+    pub access_log: bool,
+}
+
+/// Why a core could not prepare a generation.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// A route table did not compile.
+    #[error("listener `{0}`: {1}")]
+    Routes(String, String),
+    /// A filter could not be built.
+    #[error("route `{0}`: filter: {1}")]
+    Filter(String, String),
+    /// A route names a cluster that is not in the snapshot.
+    #[error("route `{0}`: cluster `{1}` is not available")]
+    Cluster(String, String),
+}
+
+impl CoreState {
+    /// Builds this core's state for `snap`, reusing clusters of `prev` whose shared part is the same.
+    pub fn build(
+        snap: &Snapshot,
+        core: usize,
+        registry: &Registry,
+        prev: Option<&CoreState>,
+    ) -> Result<CoreState, PrepareError> {
+        let cfg = &snap.config;
+        let mut clusters = HashMap::new();
+        for (name, shared) in &snap.clusters {
+            let reuse = prev
+                .and_then(|p| p.clusters.get(name))
+                .filter(|c| Arc::ptr_eq(&c.shared, shared))
+                .cloned();
+            let cluster = reuse.unwrap_or_else(|| Rc::new(Cluster::new(shared.clone(), core, registry)));
+            clusters.insert(name.clone(), cluster);
+        }
+        let mut listeners = Vec::with_capacity(cfg.listeners.len());
+        for l in &cfg.listeners {
+            let matches: Vec<&weir_config::RouteMatch> = l.routes.iter().map(|r| &r.matches).collect();
+            let table = RouteTable::new(&matches).map_err(|e| PrepareError::Routes(l.name.clone(), e.to_string()))?;
+            let mut routes = Vec::with_capacity(l.routes.len());
+            for r in &l.routes {
+                routes.push(build_route(r, &l.name, cfg, &clusters, core, registry)?);
+            }
+            listeners.push(ListenerState {
+                name: l.name.as_str().into(),
+                address: l.address.clone(),
+                table,
+                routes,
+                idle_timeout: l.timeouts.idle.get(),
+                header_timeout: l.timeouts.request_header.get(),
+                unrouted: registry.route(core, &l.name, "", ""),
+            });
+        }
+        Ok(CoreState {
+            generation: snap.generation,
+            listeners,
+            clusters,
+            limits: HeadLimits {
+                max_request_line: cfg.limits.max_request_line.0 as usize,
+                max_header_count: cfg.limits.max_header_count,
+                max_header_bytes: cfg.limits.max_header_bytes.0 as usize,
+            },
+            max_response_head: cfg.limits.max_response_header_bytes.0 as usize,
+            access_log: cfg.access_log.enabled,
+        })
+    }
+}
+
+fn build_route(
+    r: &weir_config::Route,
+    listener: &str,
+    cfg: &Config,
+    clusters: &HashMap<String, Rc<Cluster>>,
+    core: usize,
+    registry: &Registry,
+) -> Result<RouteState, PrepareError> {
+    let action = if let Some(c) = &r.cluster {
+        let cl = clusters
+            .get(c)
+            .ok_or_else(|| PrepareError::Cluster(r.name.clone(), c.clone()))?;
+        RouteAction::Proxy(cl.clone())
+    } else if let Some(d) = &r.direct_response {
+        let mut resp = LocalResponse::empty(d.status);
+        resp.headers.append(
+            Bytes::from_static(b"content-type"),
+            Bytes::from(d.content_type.clone()),
+        );
+        for (k, v) in &d.headers {
+            resp.headers.append(Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone()));
+        }
+        resp.body = Bytes::from(d.body.clone());
+        RouteAction::Direct(resp)
+    } else if let Some(rd) = &r.redirect {
+        RouteAction::Redirect(rd.clone())
+    } else {
+        // Validation guarantees one action; an empty route answers 404 rather than failing a core.
+        RouteAction::Direct(LocalResponse::empty(404))
+    };
+    let rewrite = r
+        .rewrite
+        .as_ref()
+        .map(|rw| Rewriter::new(rw, &r.matches))
+        .transpose()
+        .map_err(|e| PrepareError::Routes(r.name.clone(), e.to_string()))?;
+    let filters = r
+        .filters
+        .iter()
+        .map(|f| weir_filters::build(f).map_err(|e| PrepareError::Filter(r.name.clone(), e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let retry = r.retry.as_ref().map(|rt| RetryPolicy {
+        attempts: rt.attempts,
+        connect_failure: rt.on.contains(&RetryOn::Named(RetryCondition::ConnectFailure)),
+        reset: rt.on.contains(&RetryOn::Named(RetryCondition::Reset)),
+        timeout: rt.on.contains(&RetryOn::Named(RetryCondition::Timeout)),
+        statuses: rt
+            .on
+            .iter()
+            .filter_map(|o| match o {
+                RetryOn::Status(s) => Some(*s),
+                RetryOn::Named(_) => None,
+            })
+            .collect(),
+        budget: RetryBudget::new(rt.budget_percent, rt.min_retries_per_second),
+    });
+    let cluster_name: Rc<str> = r.cluster.as_deref().unwrap_or("").into();
+    let total = r.timeouts.total.get();
+    Ok(RouteState {
+        name: r.name.as_str().into(),
+        action,
+        rewrite,
+        filters: filters.into(),
+        first_byte_timeout: r.timeouts.first_byte.get(),
+        idle_timeout: r.timeouts.idle.get(),
+        total_timeout: (!total.is_zero()).then_some(total),
+        retry,
+        max_body: r.max_body_bytes.unwrap_or(cfg.limits.max_body_bytes).0,
+        stats: registry.route(core, listener, &r.name, &cluster_name),
+        cluster_name,
+    })
+}

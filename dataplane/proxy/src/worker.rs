@@ -1,0 +1,194 @@
+//! A worker: one core's slot for the current state, its drain signal, its counters and its
+//! access-log buffer. Everything here is touched by that core only.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use weir_metrics::{CoreStats, Registry};
+
+use crate::state::CoreState;
+
+/// Flush the access-log buffer when it grows past this.
+const LOG_FLUSH_BYTES: usize = 32 << 10;
+
+/// One core.
+pub struct Worker {
+    /// Core index.
+    pub index: usize,
+    state: RefCell<Rc<CoreState>>,
+    prepared: RefCell<Option<Rc<CoreState>>>,
+    /// Connection counters of this core.
+    pub stats: Arc<CoreStats>,
+    /// Where per-core stats come from.
+    pub registry: Arc<Registry>,
+    drain: Rc<Drain>,
+    /// Requests in flight on this core.
+    pub in_flight: Cell<usize>,
+    /// Connections open on this core.
+    pub connections: Cell<usize>,
+    log: RefCell<Vec<u8>>,
+}
+
+impl Worker {
+    /// A worker serving `state`.
+    pub fn new(index: usize, state: CoreState, registry: Arc<Registry>) -> Self {
+        Worker {
+            index,
+            state: RefCell::new(Rc::new(state)),
+            prepared: RefCell::new(None),
+            stats: registry.core(index),
+            registry,
+            drain: Rc::new(Drain::default()),
+            in_flight: Cell::new(0),
+            connections: Cell::new(0),
+            log: RefCell::new(Vec::with_capacity(LOG_FLUSH_BYTES)),
+        }
+    }
+
+    /// The current state; a request takes it once at its start and keeps it to its end.
+    #[inline]
+    pub fn state(&self) -> Rc<CoreState> {
+        self.state.borrow().clone()
+    }
+
+    /// Holds a prepared state until commit or abort.
+    pub fn prepare(&self, next: CoreState) {
+        *self.prepared.borrow_mut() = Some(Rc::new(next));
+    }
+
+    /// Makes the prepared state current; returns whether there was one. Clusters that left the
+    /// config close their idle connections; in-flight requests keep their own `Rc`.
+    pub fn commit(&self) -> bool {
+        let Some(next) = self.prepared.borrow_mut().take() else { return false };
+        let old = std::mem::replace(&mut *self.state.borrow_mut(), next);
+        let cur = self.state.borrow();
+        for (name, c) in &old.clusters {
+            if !cur.clusters.get(name).is_some_and(|n| Rc::ptr_eq(n, c)) {
+                c.close_idle();
+            }
+        }
+        true
+    }
+
+    /// Drops a prepared state.
+    pub fn abort(&self) {
+        self.prepared.borrow_mut().take();
+    }
+
+    /// Starts draining: idle keep-alive connections close, busy ones close after their response.
+    pub fn start_drain(&self) {
+        self.drain.fire();
+    }
+
+    /// Whether draining started.
+    pub fn draining(&self) -> bool {
+        self.drain.fired.get()
+    }
+
+    /// A future that completes when draining starts.
+    pub fn drained(&self) -> DrainWait {
+        DrainWait {
+            drain: self.drain.clone(),
+            slot: None,
+        }
+    }
+
+    /// Appends one access-log line (already JSON, with its newline).
+    pub fn log_line(&self, f: impl FnOnce(&mut Vec<u8>)) {
+        let mut buf = self.log.borrow_mut();
+        f(&mut buf);
+        if buf.len() >= LOG_FLUSH_BYTES {
+            flush(&mut buf);
+        }
+    }
+
+    /// Writes out buffered access-log lines (called by a timer and at exit).
+    pub fn flush_log(&self) {
+        let mut buf = self.log.borrow_mut();
+        if !buf.is_empty() {
+            flush(&mut buf);
+        }
+    }
+}
+
+fn flush(buf: &mut Vec<u8>) {
+    // Whole lines in one write, so lines of different cores never interleave mid-line.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(buf);
+    let _ = out.flush();
+    buf.clear();
+}
+
+/// A one-shot signal of this core. Waiters live in a slab so a wait that ends another way (the
+/// usual case: the next request arrived) removes its waker in O(1) and nothing accumulates.
+#[derive(Default)]
+struct Drain {
+    fired: Cell<bool>,
+    slots: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+impl Drain {
+    fn fire(&self) {
+        self.fired.set(true);
+        for w in self.slots.borrow_mut().iter_mut() {
+            if let Some(w) = w.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// Completes when the worker starts draining.
+pub struct DrainWait {
+    drain: Rc<Drain>,
+    slot: Option<usize>,
+}
+
+impl Future for DrainWait {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.drain.fired.get() {
+            return Poll::Ready(());
+        }
+        match self.slot {
+            Some(i) => {
+                let mut slots = self.drain.slots.borrow_mut();
+                if !slots[i].as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slots[i] = Some(cx.waker().clone());
+                }
+            }
+            None => {
+                let i = {
+                    let mut slots = self.drain.slots.borrow_mut();
+                    match self.drain.free.borrow_mut().pop() {
+                        Some(i) => {
+                            slots[i] = Some(cx.waker().clone());
+                            i
+                        }
+                        None => {
+                            slots.push(Some(cx.waker().clone()));
+                            slots.len() - 1
+                        }
+                    }
+                };
+                self.slot = Some(i);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for DrainWait {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            self.drain.slots.borrow_mut()[i] = None;
+            self.drain.free.borrow_mut().push(i);
+        }
+    }
+}

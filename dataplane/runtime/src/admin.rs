@@ -1,0 +1,150 @@
+//! The admin thread: its own small runtime (epoll; nothing here is hot) that serves the admin
+//! listener (`/healthz/live`, `/healthz/ready`, `/metrics`) and runs the active health checks, so
+//! neither takes time from a worker.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+use weir_http::{BodyKind, Headers};
+use weir_metrics::Registry;
+use weir_upstream::SharedCluster;
+
+/// What the admin thread is told.
+pub enum AdminCommand {
+    /// The clusters of the new generation: start checks for new ones, stop those of removed ones.
+    Clusters(Vec<Arc<SharedCluster>>),
+    /// Stop.
+    Stop,
+}
+
+/// Shared flags the admin endpoints report.
+pub struct Health {
+    /// Every worker serves the first generation.
+    pub ready: AtomicBool,
+    /// Shutdown started.
+    pub draining: AtomicBool,
+}
+
+pub fn run(
+    listener: Option<std::net::TcpListener>,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    rx: flume::Receiver<AdminCommand>,
+) {
+    let res = crate::driver::block_on(weir_config::Driver::Epoll, move |_| async move {
+        if let Some(l) = listener {
+            match TcpListener::from_std(l) {
+                Ok(l) => {
+                    monoio::spawn(serve_admin(l, registry, health));
+                }
+                Err(e) => tracing::error!(error = %e, "admin listener"),
+            }
+        }
+        let mut checks: Vec<(Arc<SharedCluster>, Rc<Cell<bool>>)> = Vec::new();
+        while let Ok(cmd) = rx.recv_async().await {
+            match cmd {
+                AdminCommand::Clusters(list) => {
+                    checks.retain(|(c, stop)| {
+                        let keep = list.iter().any(|n| Arc::ptr_eq(n, c));
+                        if !keep {
+                            stop.set(true);
+                        }
+                        keep
+                    });
+                    for c in list {
+                        if c.config.health_check.is_some() && !checks.iter().any(|(o, _)| Arc::ptr_eq(o, &c)) {
+                            let stop = Rc::new(Cell::new(false));
+                            monoio::spawn(weir_upstream::run_health_checks(c.clone(), stop.clone()));
+                            checks.push((c, stop));
+                        }
+                    }
+                }
+                AdminCommand::Stop => break,
+            }
+        }
+        for (_, stop) in checks {
+            stop.set(true);
+        }
+    });
+    if let Err(e) = res {
+        tracing::error!(error = %e, "admin runtime failed");
+    }
+}
+
+async fn serve_admin(l: TcpListener, registry: Arc<Registry>, health: Arc<Health>) {
+    loop {
+        match l.accept().await {
+            Ok((s, peer)) => {
+                monoio::spawn(admin_conn(s, peer, registry.clone(), health.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                monoio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn admin_conn(mut s: TcpStream, _peer: SocketAddr, registry: Arc<Registry>, health: Arc<Health>) {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        let head = loop {
+            match weir_http::parse_request(&mut buf, &weir_http::HeadLimits::default()) {
+                Ok(Some(h)) => break Some(h),
+                Ok(None) => {}
+                Err(_) => break None,
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            let len = buf.len();
+            let cap = buf.capacity();
+            let (r, slice) = s.read(buf.slice_mut(len..cap)).await;
+            buf = slice.into_inner();
+            if !matches!(r, Ok(n) if n > 0) {
+                return;
+            }
+        };
+        let Some(head) = head else {
+            let _ = respond(&mut s, 400, "text/plain", Bytes::from_static(b"bad request\n"), true).await;
+            return;
+        };
+        let get = matches!(&head.method[..], b"GET" | b"HEAD");
+        let (status, ctype, body) = match (get, head.path()) {
+            (true, b"/healthz/live") => (200, "text/plain", Bytes::from_static(b"live\n")),
+            (true, b"/healthz/ready") => {
+                if health.ready.load(Relaxed) && !health.draining.load(Relaxed) {
+                    (200, "text/plain", Bytes::from_static(b"ready\n"))
+                } else if health.draining.load(Relaxed) {
+                    (503, "text/plain", Bytes::from_static(b"draining\n"))
+                } else {
+                    (503, "text/plain", Bytes::from_static(b"starting\n"))
+                }
+            }
+            (true, b"/metrics") => (200, "text/plain; version=0.0.4; charset=utf-8", Bytes::from(registry.render())),
+            (false, _) => (405, "text/plain", Bytes::from_static(b"method not allowed\n")),
+            _ => (404, "text/plain", Bytes::from_static(b"not found: try /healthz/live, /healthz/ready, /metrics\n")),
+        };
+        let body = if head.is_head() { Bytes::new() } else { body };
+        if respond(&mut s, status, ctype, body, !head.keep_alive).await.is_err() || !head.keep_alive {
+            return;
+        }
+    }
+}
+
+async fn respond(s: &mut TcpStream, status: u16, ctype: &'static str, body: Bytes, close: bool) -> std::io::Result<()> {
+    let mut h = Headers::with_capacity(1);
+    weir_http::push_header(&mut h, "content-type", ctype);
+    let mut out = Vec::with_capacity(128 + body.len());
+    weir_http::write_response_head(&mut out, status, b"", &h, BodyKind::Length(body.len() as u64), close);
+    out.extend_from_slice(&body);
+    let (r, _) = s.write_all(out).await;
+    r.map(|_| ())
+}

@@ -1,0 +1,314 @@
+//! `weir-runtime`: the process around the request path.
+//!
+//! [`Gateway::start`] turns a validated config into a running data plane: it resolves clusters
+//! into a [`Snapshot`], starts one pinned worker thread per core (each with its own monoio runtime
+//! on the chosen driver and its own `SO_REUSEPORT` listeners: the kernel spreads connections, the
+//! cores share nothing), and an admin thread for health, metrics and active health checks.
+//!
+//! [`Gateway::reload`] applies a new config with *prepare on every core, commit only if all
+//! prepared*: in-flight requests finish on the state they started with, new ones see the new
+//! generation, and clusters that did not change keep their pools. [`Gateway::shutdown`] drains:
+//! stop accepting, let requests and streams finish within the drain timeout.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod admin;
+mod driver;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use weir_config::{Config, Driver};
+use weir_metrics::Registry;
+use weir_proxy::Snapshot;
+use weir_upstream::SharedCluster;
+
+pub use driver::{uring_available, Chosen};
+
+use admin::{AdminCommand, Health};
+use worker::Command;
+
+/// Why the gateway could not start or reload.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A cluster could not be built (an endpoint did not resolve).
+    #[error("cluster `{0}`: {1}")]
+    Cluster(String, String),
+    /// A listener address could not be bound.
+    #[error("listener `{0}` on {1}: {2}")]
+    Bind(String, String, std::io::Error),
+    /// A worker could not start or prepare.
+    #[error("worker {0}: {1}")]
+    Worker(usize, String),
+    /// The reload changes something that needs a restart.
+    #[error("{0}")]
+    NeedsRestart(String),
+    /// A thread could not be spawned.
+    #[error("spawning a thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// Result with this crate's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Start-up overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Worker count (overrides the config; 0 = one per core).
+    pub workers: Option<usize>,
+    /// Driver (overrides the config).
+    pub driver: Option<Driver>,
+}
+
+struct WorkerHandle {
+    tx: flume::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A running data plane.
+pub struct Gateway {
+    workers: Vec<WorkerHandle>,
+    admin_tx: flume::Sender<AdminCommand>,
+    admin_thread: Option<JoinHandle<()>>,
+    health: Arc<Health>,
+    snapshot: Mutex<Arc<Snapshot>>,
+    dns_clusters: Arc<Mutex<Option<Vec<Arc<SharedCluster>>>>>,
+    /// Where each listener is bound (port 0 resolved), in config order.
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// The admin listener's address, if enabled.
+    pub admin_addr: Option<SocketAddr>,
+    /// The driver the workers run on.
+    pub driver: Chosen,
+    /// Metrics of all cores.
+    pub registry: Arc<Registry>,
+}
+
+/// Builds the shared part of a generation, reusing clusters whose config did not change.
+fn snapshot(config: Arc<Config>, generation: u64, prev: Option<&Snapshot>) -> Result<Snapshot> {
+    let mut clusters = HashMap::new();
+    for c in &config.clusters {
+        let reuse = prev
+            .and_then(|p| p.clusters.get(&c.name))
+            .filter(|old| old.config == *c)
+            .cloned();
+        let shared = match reuse {
+            Some(s) => s,
+            None => Arc::new(SharedCluster::new(c).map_err(|e| Error::Cluster(c.name.clone(), e.to_string()))?),
+        };
+        clusters.insert(c.name.clone(), shared);
+    }
+    Ok(Snapshot {
+        generation,
+        config,
+        clusters,
+    })
+}
+
+/// Binds a listener address once on the main thread to learn its port when it is 0; workers then
+/// bind the same port with SO_REUSEPORT. The probe socket never listens, so it takes no connection.
+fn resolve_listener(name: &str, addr: &str) -> Result<(SocketAddr, Option<std::net::TcpListener>)> {
+    let sa: SocketAddr = addr
+        .parse()
+        .map_err(|_| Error::Bind(name.into(), addr.into(), std::io::Error::other("not ip:port")))?;
+    if sa.port() != 0 {
+        return Ok((sa, None));
+    }
+    let sock = socket2::Socket::new(socket2::Domain::for_address(sa), socket2::Type::STREAM, None)
+        .and_then(|s| {
+            s.set_reuse_port(true)?;
+            s.set_reuse_address(true)?;
+            s.bind(&sa.into())?;
+            Ok(s)
+        })
+        .map_err(|e| Error::Bind(name.into(), addr.into(), e))?;
+    let bound = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| Error::Bind(name.into(), addr.into(), std::io::Error::other("no local address")))?;
+    Ok((bound, Some(sock.into())))
+}
+
+impl Gateway {
+    /// Starts workers, listeners and the admin thread on `config`.
+    pub fn start(config: Config, opts: &Options) -> Result<Gateway> {
+        let config = Arc::new(config);
+        let snap = Arc::new(snapshot(config.clone(), 1, None)?);
+        let registry = Arc::new(Registry::default());
+        let n = match opts.workers.unwrap_or(config.workers) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let driver = opts.driver.unwrap_or(config.driver);
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+
+        let mut probes = Vec::new();
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let (addr, probe) = resolve_listener(&l.name, &l.address)?;
+            probes.extend(probe);
+            listeners.push((l.name.clone(), addr));
+        }
+
+        let (started_tx, started_rx) = flume::unbounded();
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, rx) = flume::unbounded();
+            let spec = worker::SendSpec {
+                index: i,
+                core: (!cores.is_empty()).then(|| cores[i % cores.len()]),
+                driver,
+                snapshot: snap.clone(),
+                listeners: listeners.clone(),
+                registry: registry.clone(),
+            };
+            let st = started_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("weir-worker-{i}"))
+                .spawn(move || worker::run(spec, rx, st))
+                .map_err(Error::Spawn)?;
+            workers.push(WorkerHandle {
+                tx,
+                thread: Some(thread),
+            });
+        }
+        let mut chosen = Chosen::Epoll;
+        let mut failure = None;
+        for i in 0..n {
+            match started_rx.recv() {
+                Ok(Ok(c)) => chosen = c,
+                Ok(Err(e)) => failure = Some(Error::Worker(i, e)),
+                Err(_) => failure = Some(Error::Worker(i, "exited".into())),
+            }
+        }
+        drop(probes);
+
+        let health = Arc::new(Health {
+            ready: false.into(),
+            draining: false.into(),
+        });
+        let (admin_tx, admin_rx) = flume::unbounded();
+        let mut admin_addr = None;
+        let mut admin_listener = None;
+        if failure.is_none() {
+            if let Some(a) = &config.admin.address {
+                match std::net::TcpListener::bind(a.as_str()) {
+                    Ok(l) => {
+                        admin_addr = l.local_addr().ok();
+                        let _ = l.set_nonblocking(true);
+                        admin_listener = Some(l);
+                    }
+                    Err(e) => failure = Some(Error::Bind("admin".into(), a.clone(), e)),
+                }
+            }
+        }
+        let mut gw = Gateway {
+            workers,
+            admin_tx,
+            admin_thread: None,
+            health: health.clone(),
+            snapshot: Mutex::new(snap.clone()),
+            dns_clusters: Arc::new(Mutex::new(Some(snap.clusters.values().cloned().collect()))),
+            listeners,
+            admin_addr,
+            driver: chosen,
+            registry: registry.clone(),
+        };
+        if let Some(e) = failure {
+            gw.stop_workers(Duration::ZERO);
+            return Err(e);
+        }
+        let reg = registry.clone();
+        let admin_thread = std::thread::Builder::new()
+            .name("weir-admin".into())
+            .spawn(move || admin::run(admin_listener, reg, health, admin_rx))
+            .map_err(Error::Spawn)?;
+        gw.admin_thread = Some(admin_thread);
+        let _ = gw.admin_tx.send(AdminCommand::Clusters(snap.clusters.values().cloned().collect()));
+        let dns = gw.dns_clusters.clone();
+        weir_upstream::spawn_dns_refresher(move || dns.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .map_err(Error::Spawn)?;
+        gw.health.ready.store(true, Relaxed);
+        Ok(gw)
+    }
+
+    /// The generation being served.
+    pub fn generation(&self) -> u64 {
+        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner).generation
+    }
+
+    /// Applies a new validated config on every core, or on none. Returns the new generation.
+    pub fn reload(&self, config: Config) -> Result<u64> {
+        let mut cur = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
+        let same_listeners = config.listeners.len() == cur.config.listeners.len()
+            && config
+                .listeners
+                .iter()
+                .zip(&cur.config.listeners)
+                .all(|(a, b)| a.name == b.name && a.address == b.address);
+        if !same_listeners {
+            return Err(Error::NeedsRestart(
+                "listeners were added, removed or moved: that needs a restart (or a binary upgrade)".into(),
+            ));
+        }
+        if config.workers != cur.config.workers || config.driver != cur.config.driver {
+            return Err(Error::NeedsRestart("`workers` and `driver` take effect at the next start".into()));
+        }
+        let next = Arc::new(snapshot(Arc::new(config), cur.generation + 1, Some(&cur))?);
+        let (tx, rx) = flume::unbounded();
+        for w in &self.workers {
+            let _ = w.tx.send(Command::Prepare(next.clone(), tx.clone()));
+        }
+        let mut failure = None;
+        for i in 0..self.workers.len() {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failure = Some(Error::Worker(i, e)),
+                Err(_) => failure = Some(Error::Worker(i, "did not answer prepare".into())),
+            }
+        }
+        if let Some(e) = failure {
+            for w in &self.workers {
+                let _ = w.tx.send(Command::Abort);
+            }
+            return Err(e);
+        }
+        for w in &self.workers {
+            let _ = w.tx.send(Command::Commit);
+        }
+        let clusters: Vec<_> = next.clusters.values().cloned().collect();
+        *self.dns_clusters.lock().unwrap_or_else(PoisonError::into_inner) = Some(clusters.clone());
+        let _ = self.admin_tx.send(AdminCommand::Clusters(clusters));
+        *cur = next;
+        Ok(cur.generation)
+    }
+
+    fn stop_workers(&mut self, drain: Duration) {
+        for w in &self.workers {
+            let _ = w.tx.send(Command::Drain(drain));
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Graceful shutdown: readiness turns 503, workers stop accepting and finish what is in flight
+    /// within the config's drain timeout; then everything stops.
+    pub fn shutdown(mut self) {
+        self.health.draining.store(true, Relaxed);
+        let drain = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner).config.shutdown.drain_timeout.get();
+        self.stop_workers(drain);
+        *self.dns_clusters.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        let _ = self.admin_tx.send(AdminCommand::Stop);
+        if let Some(t) = self.admin_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
