@@ -33,21 +33,22 @@ pub fn parse(text: &str, file: &str) -> Result<Config> {
     let map = SourceMap::new(text);
     // `singleton_map_recursive`: enums are written `{ prefix: /api }` in YAML, as in JSON, not as tags.
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    let config: Config = serde_yaml_ng::with::singleton_map_recursive::deserialize(de).map_err(|e| {
-        let (field, message) = split_serde_message(&e.to_string());
-        let line = e
-            .location()
-            .map(|l| l.line())
-            .or_else(|| map.line_of(&field));
-        Error::Invalid {
-            file: file.to_string(),
-            problems: vec![Problem {
-                line,
-                field,
-                message,
-            }],
-        }
-    })?;
+    let config: Config =
+        serde_yaml_ng::with::singleton_map_recursive::deserialize(de).map_err(|e| {
+            let (field, message) = split_serde_message(&e.to_string());
+            let line = e
+                .location()
+                .map(|l| l.line())
+                .or_else(|| map.line_of(&field));
+            Error::Invalid {
+                file: file.to_string(),
+                problems: vec![Problem {
+                    line,
+                    field,
+                    message,
+                }],
+            }
+        })?;
     validate(&config).map_err(|mut problems| {
         for p in &mut problems {
             p.line = map.line_of(&p.field);
@@ -77,9 +78,7 @@ fn split_serde_message(msg: &str) -> (String, String) {
         None => msg,
     };
     match msg.split_once(": ") {
-        Some((path, rest))
-            if !path.contains(' ') && !path.is_empty() && path != "." =>
-        {
+        Some((path, rest)) if !path.contains(' ') && !path.is_empty() && path != "." => {
             (path.to_string(), rest.to_string())
         }
         _ => (String::new(), msg.to_string()),

@@ -34,14 +34,13 @@ impl Builder {
                 self.lines.entry(p.clone()).or_insert(line);
                 Some(p)
             }
-            Some((Frame::Map { key }, base)) => match key.take() {
-                Some(k) => Some(if base.is_empty() {
+            Some((Frame::Map { key }, base)) => key.take().map(|k| {
+                if base.is_empty() {
                     k
                 } else {
                     format!("{base}.{k}")
-                }),
-                None => None,
-            },
+                }
+            }),
         }
     }
 }

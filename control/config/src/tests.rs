@@ -126,7 +126,10 @@ clusters:
         "listeners[0].routes[1].redirect.status",
         "clusters[0].endpoints[0]",
     ] {
-        assert!(fields.iter().any(|f| f == want), "missing {want} in {fields:?}");
+        assert!(
+            fields.iter().any(|f| f == want),
+            "missing {want} in {fields:?}"
+        );
     }
 }
 
@@ -136,5 +139,8 @@ fn bad_values_are_refused() {
     let p = problems("limits: { max_body_bytes: 10 lightyears }\nlisteners: []\n");
     assert!(p[0].message.contains("unit"), "{p:?}");
     let acl = "listeners:\n  - name: a\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        direct_response: { status: 200 }\n        filters:\n          - type: ip_acl\n            deny: [10.0.0.0/33]\n";
-    assert_eq!(problems(acl)[0].field, "listeners[0].routes[0].filters[0].deny[0]");
+    assert_eq!(
+        problems(acl)[0].field,
+        "listeners[0].routes[0].filters[0].deny[0]"
+    );
 }

@@ -42,9 +42,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n * 1e3,
         "m" => n * 60e3,
         "h" => n * 3600e3,
-        other => return Err(format!("duration `{s}` has unknown unit `{other}` (use ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "duration `{s}` has unknown unit `{other}` (use ms, s, m, h)"
+            ))
+        }
     };
-    if !ms.is_finite() || ms < 0.0 || ms > 1e12 {
+    if !ms.is_finite() || !(0.0..=1e12).contains(&ms) {
         return Err(format!("duration `{s}` is out of range"));
     }
     Ok(Duration::from_micros((ms * 1e3) as u64))
@@ -53,7 +57,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -105,7 +109,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "KB" | "kB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("size `{s}` has unknown unit `{other}` (use B, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "size `{s}` has unknown unit `{other}` (use B, KiB, MiB, GiB)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("size `{s}` is out of range"))

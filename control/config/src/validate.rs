@@ -68,7 +68,10 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
         c.fail("limits.max_header_bytes", "at most 1MiB");
     }
     if l.max_response_header_bytes.0 < 1024 || l.max_response_header_bytes.0 > 1 << 20 {
-        c.fail("limits.max_response_header_bytes", "must be between 1KiB and 1MiB");
+        c.fail(
+            "limits.max_response_header_bytes",
+            "must be between 1KiB and 1MiB",
+        );
     }
 
     let clusters: HashSet<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
@@ -76,7 +79,10 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
     for (i, cl) in config.clusters.iter().enumerate() {
         let f = format!("clusters[{i}]");
         if !seen.insert(cl.name.as_str()) {
-            c.fail(format!("{f}.name"), format!("cluster `{}` is defined twice", cl.name));
+            c.fail(
+                format!("{f}.name"),
+                format!("cluster `{}` is defined twice", cl.name),
+            );
         }
         check_cluster(&mut c, &f, cl);
     }
@@ -89,17 +95,26 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
     for (i, lis) in config.listeners.iter().enumerate() {
         let f = format!("listeners[{i}]");
         if !names.insert(lis.name.as_str()) {
-            c.fail(format!("{f}.name"), format!("listener `{}` is defined twice", lis.name));
+            c.fail(
+                format!("{f}.name"),
+                format!("listener `{}` is defined twice", lis.name),
+            );
         }
         c.socket_addr(format!("{f}.address"), &lis.address);
         if !addrs.insert(lis.address.as_str()) {
-            c.fail(format!("{f}.address"), format!("`{}` is used by two listeners", lis.address));
+            c.fail(
+                format!("{f}.address"),
+                format!("`{}` is used by two listeners", lis.address),
+            );
         }
         let mut route_names = HashSet::new();
         for (j, r) in lis.routes.iter().enumerate() {
             let f = format!("{f}.routes[{j}]");
             if !route_names.insert(r.name.as_str()) {
-                c.fail(format!("{f}.name"), format!("route `{}` is defined twice", r.name));
+                c.fail(
+                    format!("{f}.name"),
+                    format!("route `{}` is defined twice", r.name),
+                );
             }
             check_route(&mut c, &f, r, &clusters);
         }
@@ -113,7 +128,10 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
 
 fn check_cluster(c: &mut Checker, f: &str, cl: &Cluster) {
     if cl.endpoints.is_empty() {
-        c.fail(format!("{f}.endpoints"), "a cluster needs at least one endpoint");
+        c.fail(
+            format!("{f}.endpoints"),
+            "a cluster needs at least one endpoint",
+        );
     }
     for (i, e) in cl.endpoints.iter().enumerate() {
         let a = e.address();
@@ -122,16 +140,26 @@ fn check_cluster(c: &mut Checker, f: &str, cl: &Cluster) {
             None => false,
         };
         if !ok {
-            c.fail(format!("{f}.endpoints[{i}]"), format!("`{a}` is not host:port"));
+            c.fail(
+                format!("{f}.endpoints[{i}]"),
+                format!("`{a}` is not host:port"),
+            );
         }
         if !(1..=1000).contains(&e.weight()) {
-            c.fail(format!("{f}.endpoints[{i}].weight"), "weight must be 1..=1000");
+            c.fail(
+                format!("{f}.endpoints[{i}].weight"),
+                "weight must be 1..=1000",
+            );
         }
     }
     if let LoadBalancing::ConsistentHash { hash_on } = &cl.lb {
         let ok = hash_on == "source_ip"
-            || hash_on.strip_prefix("header:").is_some_and(|h| !h.is_empty())
-            || hash_on.strip_prefix("cookie:").is_some_and(|h| !h.is_empty());
+            || hash_on
+                .strip_prefix("header:")
+                .is_some_and(|h| !h.is_empty())
+            || hash_on
+                .strip_prefix("cookie:")
+                .is_some_and(|h| !h.is_empty());
         if !ok {
             c.fail(
                 format!("{f}.lb.hash_on"),
@@ -147,20 +175,32 @@ fn check_cluster(c: &mut Checker, f: &str, cl: &Cluster) {
             c.fail(format!("{f}.health_check.path"), "must start with /");
         }
         if hc.interval.get().is_zero() || hc.timeout.get().is_zero() {
-            c.fail(format!("{f}.health_check.interval"), "interval and timeout must be more than 0");
+            c.fail(
+                format!("{f}.health_check.interval"),
+                "interval and timeout must be more than 0",
+            );
         }
         if hc.healthy_threshold == 0 || hc.unhealthy_threshold == 0 {
-            c.fail(format!("{f}.health_check.healthy_threshold"), "thresholds must be at least 1");
+            c.fail(
+                format!("{f}.health_check.healthy_threshold"),
+                "thresholds must be at least 1",
+            );
         }
         for (i, s) in hc.expected_statuses.iter().enumerate() {
             if !(100..=599).contains(s) {
-                c.fail(format!("{f}.health_check.expected_statuses[{i}]"), "not an HTTP status");
+                c.fail(
+                    format!("{f}.health_check.expected_statuses[{i}]"),
+                    "not an HTTP status",
+                );
             }
         }
     }
     if let Some(o) = &cl.outlier {
         if o.consecutive_failures == 0 {
-            c.fail(format!("{f}.outlier.consecutive_failures"), "must be at least 1");
+            c.fail(
+                format!("{f}.outlier.consecutive_failures"),
+                "must be at least 1",
+            );
         }
         if o.max_ejection_percent > 100 {
             c.fail(format!("{f}.outlier.max_ejection_percent"), "at most 100");
@@ -169,10 +209,14 @@ fn check_cluster(c: &mut Checker, f: &str, cl: &Cluster) {
 }
 
 fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
-    let actions = [r.cluster.is_some(), r.direct_response.is_some(), r.redirect.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let actions = [
+        r.cluster.is_some(),
+        r.direct_response.is_some(),
+        r.redirect.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if actions != 1 {
         c.fail(
             f.to_string(),
@@ -203,7 +247,10 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
     }
     for (i, meth) in m.methods.iter().enumerate() {
         if meth.is_empty() || !meth.bytes().all(|b| b.is_ascii_uppercase()) {
-            c.fail(format!("{f}.match.methods[{i}]"), format!("`{meth}` is not a method"));
+            c.fail(
+                format!("{f}.match.methods[{i}]"),
+                format!("`{meth}` is not a method"),
+            );
         }
     }
     for (kind, list) in [("headers", &m.headers), ("query", &m.query)] {
@@ -217,7 +264,10 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
                 .filter(|x| **x)
                 .count();
             if n != 1 {
-                c.fail(vf.clone(), "give exactly one of `exact`, `regex`, `present`");
+                c.fail(
+                    vf.clone(),
+                    "give exactly one of `exact`, `regex`, `present`",
+                );
             }
             if let Some(re) = &v.regex {
                 c.regex(format!("{vf}.regex"), re);
@@ -226,7 +276,10 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
     }
     if let Some(rw) = &r.rewrite {
         if rw.path_prefix.is_some() && rw.path_regex.is_some() {
-            c.fail(format!("{f}.rewrite"), "give `path_prefix` or `path_regex`, not both");
+            c.fail(
+                format!("{f}.rewrite"),
+                "give `path_prefix` or `path_regex`, not both",
+            );
         }
         if rw.path_prefix.is_some() && !matches!(m.path, Some(PathMatch::Prefix(_))) {
             c.fail(
@@ -258,7 +311,10 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
     }
     if let Some(rd) = &r.redirect {
         if ![301, 302, 303, 307, 308].contains(&rd.status) {
-            c.fail(format!("{f}.redirect.status"), "must be 301, 302, 303, 307 or 308");
+            c.fail(
+                format!("{f}.redirect.status"),
+                "must be 301, 302, 303, 307 or 308",
+            );
         }
         if let Some(s) = &rd.scheme {
             if s != "http" && s != "https" {
@@ -281,7 +337,10 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
         for (i, on) in rt.on.iter().enumerate() {
             if let RetryOn::Status(s) = on {
                 if !(500..=599).contains(s) && *s != 429 && *s != 408 {
-                    c.fail(format!("{f}.retry.on[{i}]"), "retry statuses must be 408, 429 or 5xx");
+                    c.fail(
+                        format!("{f}.retry.on[{i}]"),
+                        "retry statuses must be 408, 429 or 5xx",
+                    );
                 }
             }
         }
@@ -294,7 +353,12 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
         match filt {
             FilterConfig::Headers { request, response } => {
                 for (side, ops) in [("request", request), ("response", response)] {
-                    for n in ops.set.keys().chain(ops.add.keys()).chain(ops.remove.iter()) {
+                    for n in ops
+                        .set
+                        .keys()
+                        .chain(ops.add.keys())
+                        .chain(ops.remove.iter())
+                    {
                         c.header_name(format!("{ff}.{side}"), n);
                     }
                 }

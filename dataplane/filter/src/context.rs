@@ -57,7 +57,12 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     /// A context for a request that just arrived.
-    pub fn new(request_id: String, client_addr: SocketAddr, listener: Rc<str>, worker: usize) -> Self {
+    pub fn new(
+        request_id: String,
+        client_addr: SocketAddr,
+        listener: Rc<str>,
+        worker: usize,
+    ) -> Self {
         RequestCtx {
             request_id,
             client_addr,

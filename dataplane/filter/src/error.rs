@@ -49,7 +49,12 @@ pub struct ProxyError {
 
 impl ProxyError {
     /// A new error.
-    pub fn new(status: u16, kind: &'static str, side: Side, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: u16,
+        kind: &'static str,
+        side: Side,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         ProxyError {
             status,
             kind,
@@ -102,7 +107,14 @@ impl ProxyError {
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} side, {}): {}", self.kind, self.side.as_str(), self.status, self.message)
+        write!(
+            f,
+            "{} ({} side, {}): {}",
+            self.kind,
+            self.side.as_str(),
+            self.status,
+            self.message
+        )
     }
 }
 
@@ -114,7 +126,8 @@ mod tests {
 
     #[test]
     fn becomes_json_response() {
-        let e = ProxyError::new(504, "upstream_timeout", Side::Upstream, "no response in 5s").retryable();
+        let e = ProxyError::new(504, "upstream_timeout", Side::Upstream, "no response in 5s")
+            .retryable();
         assert!(e.retryable);
         let r = e.to_response("abc");
         assert_eq!(r.status, 504);

@@ -53,7 +53,10 @@ impl LocalResponse {
     /// A response with a body of the given content type.
     pub fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Self {
         let mut headers = Headers::with_capacity(4);
-        headers.append(Bytes::from_static(b"content-type"), Bytes::from_static(content_type.as_bytes()));
+        headers.append(
+            Bytes::from_static(b"content-type"),
+            Bytes::from_static(content_type.as_bytes()),
+        );
         LocalResponse {
             status,
             headers,

@@ -181,9 +181,7 @@ pub fn parse_request(src: &mut BytesMut, limits: &HeadLimits) -> Result<Option<R
             });
         }
         Err(httparse::Error::HeaderName) => return Err(Error::BadRequest("invalid header name")),
-        Err(httparse::Error::HeaderValue) => {
-            return Err(Error::BadRequest("invalid header value"))
-        }
+        Err(httparse::Error::HeaderValue) => return Err(Error::BadRequest("invalid header value")),
         Err(httparse::Error::Token) | Err(httparse::Error::NewLine) => {
             return Err(Error::BadRequest("malformed request line or header"))
         }
@@ -200,7 +198,10 @@ pub fn parse_request(src: &mut BytesMut, limits: &HeadLimits) -> Result<Option<R
     if req.headers.len() > limits.max_header_count {
         return Err(Error::HeadersTooLarge);
     }
-    check_line_endings(&base[..head_len], Error::BadRequest("bare CR or LF in request head"))?;
+    check_line_endings(
+        &base[..head_len],
+        Error::BadRequest("bare CR or LF in request head"),
+    )?;
     let version = match req.version {
         Some(1) => Version::Http11,
         _ => Version::Http10,
@@ -225,8 +226,8 @@ pub fn parse_request(src: &mut BytesMut, limits: &HeadLimits) -> Result<Option<R
         let name = h.name.as_bytes();
         let value = h.value.trim_ascii();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_content_length(value)
-                .ok_or(Error::BadRequest("invalid Content-Length"))?;
+            let n =
+                parse_content_length(value).ok_or(Error::BadRequest("invalid Content-Length"))?;
             if content_length.is_some() {
                 return Err(Error::BadRequest("duplicate Content-Length"));
             }
@@ -234,11 +235,13 @@ pub fn parse_request(src: &mut BytesMut, limits: &HeadLimits) -> Result<Option<R
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             if chunked || !value.eq_ignore_ascii_case(b"chunked") {
                 // Only a lone `chunked` is accepted: anything else can be read two ways.
-                return Err(if value.eq_ignore_ascii_case(b"chunked") || value.is_empty() {
-                    Error::BadRequest("invalid Transfer-Encoding")
-                } else {
-                    Error::NotImplemented("transfer coding other than chunked")
-                });
+                return Err(
+                    if value.eq_ignore_ascii_case(b"chunked") || value.is_empty() {
+                        Error::BadRequest("invalid Transfer-Encoding")
+                    } else {
+                        Error::NotImplemented("transfer coding other than chunked")
+                    },
+                );
             }
             chunked = true;
         } else if name.eq_ignore_ascii_case(b"host") {
@@ -272,7 +275,9 @@ pub fn parse_request(src: &mut BytesMut, limits: &HeadLimits) -> Result<Option<R
         spans.push((span(base, name), span(base, value)));
     }
     if chunked && content_length.is_some() {
-        return Err(Error::BadRequest("both Content-Length and Transfer-Encoding"));
+        return Err(Error::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     if chunked && version == Version::Http10 {
         return Err(Error::BadRequest("Transfer-Encoding in HTTP/1.0"));
@@ -289,7 +294,10 @@ pub fn parse_request(src: &mut BytesMut, limits: &HeadLimits) -> Result<Option<R
     let mut origin_span = target_span;
     if target_bytes.first() != Some(&b'/') {
         if let Some(rest) = strip_scheme(target_bytes) {
-            let auth_end = rest.iter().position(|b| *b == b'/' || *b == b'?').unwrap_or(rest.len());
+            let auth_end = rest
+                .iter()
+                .position(|b| *b == b'/' || *b == b'?')
+                .unwrap_or(rest.len());
             let auth = &rest[..auth_end];
             if auth.is_empty() {
                 return Err(Error::BadRequest("absolute target without authority"));
@@ -312,7 +320,9 @@ pub fn parse_request(src: &mut BytesMut, limits: &HeadLimits) -> Result<Option<R
     let mut headers = Headers::with_capacity(spans.len() + 4);
     for ((ns, ne), (vs, ve)) in spans {
         let name = &head[ns..ne];
-        let hop = HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        let hop = HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
             || connection_tokens
                 .iter()
                 .any(|(s, e)| name.eq_ignore_ascii_case(&head[*s..*e]));
@@ -414,7 +424,10 @@ pub fn parse_response(
         return Err(Error::BadResponse("response head too large"));
     }
     let base: &[u8] = src;
-    check_line_endings(&base[..head_len], Error::BadResponse("bare CR or LF in response head"))?;
+    check_line_endings(
+        &base[..head_len],
+        Error::BadResponse("bare CR or LF in response head"),
+    )?;
     let status = res.code.unwrap_or(0);
     let version = if res.version == Some(1) {
         Version::Http11
@@ -432,8 +445,8 @@ pub fn parse_response(
         let name = h.name.as_bytes();
         let value = h.value.trim_ascii();
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_content_length(value)
-                .ok_or(Error::BadResponse("invalid Content-Length"))?;
+            let n =
+                parse_content_length(value).ok_or(Error::BadResponse("invalid Content-Length"))?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(Error::BadResponse("conflicting Content-Length"));
             }
@@ -466,7 +479,9 @@ pub fn parse_response(
     let mut headers = Headers::with_capacity(spans.len() + 4);
     for ((ns, ne), (vs, ve)) in spans {
         let name = &head[ns..ne];
-        let hop = HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        let hop = HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
             || connection_tokens
                 .iter()
                 .any(|(s, e)| name.eq_ignore_ascii_case(&head[*s..*e]));

@@ -17,8 +17,11 @@ fn status_of(raw: &str) -> u16 {
 
 #[test]
 fn simple_get_and_leftover() {
-    let mut b = BytesMut::from(&b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nGET / HTTP/1.1\r\n"[..]);
-    let h = parse_request(&mut b, &HeadLimits::default()).unwrap().unwrap();
+    let mut b =
+        BytesMut::from(&b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nGET / HTTP/1.1\r\n"[..]);
+    let h = parse_request(&mut b, &HeadLimits::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(&h.method[..], b"GET");
     assert_eq!(h.path(), b"/a");
     assert_eq!(h.query(), Some(&b"b=1"[..]));
@@ -36,10 +39,17 @@ fn partial_head_needs_more() {
 
 #[test]
 fn framing() {
-    let h = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n").unwrap().unwrap();
+    let h = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(h.body, BodyKind::Length(5));
-    assert!(!h.headers.contains("content-length"), "framing is re-made by the writer");
-    let h = req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap().unwrap();
+    assert!(
+        !h.headers.contains("content-length"),
+        "framing is re-made by the writer"
+    );
+    let h = req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(h.body, BodyKind::Chunked);
 }
 
@@ -81,27 +91,38 @@ fn limits() {
     let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(100));
     let mut b = BytesMut::from(long_line.as_bytes());
     assert_eq!(parse_request(&mut b, &l).unwrap_err(), Error::UriTooLong);
-    let mut b = BytesMut::from(&format!("GET /{}", "a".repeat(100)).as_bytes()[..]);
+    let mut b = BytesMut::from(format!("GET /{}", "a".repeat(100)).as_bytes());
     assert_eq!(parse_request(&mut b, &l).unwrap_err(), Error::UriTooLong);
     let many = "GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
     let mut b = BytesMut::from(many.as_bytes());
-    assert_eq!(parse_request(&mut b, &l).unwrap_err(), Error::HeadersTooLarge);
+    assert_eq!(
+        parse_request(&mut b, &l).unwrap_err(),
+        Error::HeadersTooLarge
+    );
     let big = format!("GET / HTTP/1.1\r\nHost: x\r\nA: {}\r\n", "v".repeat(300));
     let mut b = BytesMut::from(big.as_bytes());
-    assert_eq!(parse_request(&mut b, &l).unwrap_err(), Error::HeadersTooLarge);
+    assert_eq!(
+        parse_request(&mut b, &l).unwrap_err(),
+        Error::HeadersTooLarge
+    );
 }
 
 #[test]
 fn connection_semantics() {
     let h = req("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
     assert!(!h.keep_alive);
-    let h = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap();
+    let h = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert!(h.keep_alive);
     let h = req("GET / HTTP/1.1\r\nHost: x\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\n\r\n")
         .unwrap()
         .unwrap();
     assert!(!h.keep_alive);
-    assert!(!h.headers.contains("x-secret"), "fields named by Connection are hop-by-hop");
+    assert!(
+        !h.headers.contains("x-secret"),
+        "fields named by Connection are hop-by-hop"
+    );
     assert!(!h.headers.contains("keep-alive"));
     let h = req("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         .unwrap()
@@ -116,11 +137,15 @@ fn connection_semantics() {
 
 #[test]
 fn absolute_form_target() {
-    let h = req("GET http://Example.com:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n").unwrap().unwrap();
+    let h = req("GET http://Example.com:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(&h.target[..], b"/p?q");
     assert_eq!(&h.host[..], b"Example.com:8080");
     assert_eq!(h.headers.get_str("host"), Some("Example.com:8080"));
-    let h = req("GET http://e.com HTTP/1.1\r\nHost: e.com\r\n\r\n").unwrap().unwrap();
+    let h = req("GET http://e.com HTTP/1.1\r\nHost: e.com\r\n\r\n")
+        .unwrap()
+        .unwrap();
     assert_eq!(&h.target[..], b"/");
 }
 
@@ -177,19 +202,34 @@ fn length_body() {
 
 #[test]
 fn response_framing() {
-    let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"[..]);
+    let mut b = BytesMut::from(
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"[..],
+    );
     let r = parse_response(&mut b, 1 << 16, false).unwrap().unwrap();
-    assert_eq!((r.status, r.body, r.keep_alive), (200, BodyKind::Length(2), true));
+    assert_eq!(
+        (r.status, r.body, r.keep_alive),
+        (200, BodyKind::Length(2), true)
+    );
     assert_eq!(&b[..], b"ok");
     let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
     let r = parse_response(&mut b, 1 << 16, false).unwrap().unwrap();
     assert_eq!(r.body, BodyKind::UntilClose);
     assert!(!r.keep_alive);
     let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"[..]);
-    assert_eq!(parse_response(&mut b, 1 << 16, true).unwrap().unwrap().body, BodyKind::Empty);
+    assert_eq!(
+        parse_response(&mut b, 1 << 16, true).unwrap().unwrap().body,
+        BodyKind::Empty
+    );
     let mut b = BytesMut::from(&b"HTTP/1.1 204 No Content\r\n\r\n"[..]);
-    assert_eq!(parse_response(&mut b, 1 << 16, false).unwrap().unwrap().body, BodyKind::Empty);
-    let mut b = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..]);
+    assert_eq!(
+        parse_response(&mut b, 1 << 16, false)
+            .unwrap()
+            .unwrap()
+            .body,
+        BodyKind::Empty
+    );
+    let mut b =
+        BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..]);
     assert!(parse_response(&mut b, 1 << 16, false).is_err());
 }
 
@@ -199,10 +239,23 @@ fn writers() {
     push_header(&mut h, "host", "x");
     let mut out = Vec::new();
     write_request_head(&mut out, b"POST", b"/p", &h, BodyKind::Length(3));
-    assert_eq!(out, b"POST /p HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n");
+    assert_eq!(
+        out,
+        b"POST /p HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\n"
+    );
     out.clear();
-    write_response_head(&mut out, 404, b"", &Headers::default(), BodyKind::Chunked, true);
-    assert_eq!(out, b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n");
+    write_response_head(
+        &mut out,
+        404,
+        b"",
+        &Headers::default(),
+        BodyKind::Chunked,
+        true,
+    );
+    assert_eq!(
+        out,
+        b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
     out.clear();
     write_chunk_header(&mut out, 255);
     assert_eq!(out, b"ff\r\n");

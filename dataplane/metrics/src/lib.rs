@@ -29,7 +29,8 @@ fn gauge_add(g: &AtomicI64, n: i64) {
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 16] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
 ];
 
 /// A latency histogram owned by one core.
@@ -44,7 +45,10 @@ impl Histogram {
     #[inline]
     pub fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
-        let i = LATENCY_BUCKETS.iter().position(|b| s <= *b).unwrap_or(LATENCY_BUCKETS.len());
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
         bump(&self.buckets[i], 1);
         bump(&self.sum_micros, d.as_micros() as u64);
     }
@@ -71,7 +75,11 @@ impl RouteStats {
     /// Counts a finished request.
     #[inline]
     pub fn record(&self, status: u16, total: Duration) {
-        let class = if (100..600).contains(&status) { (status / 100) as usize } else { 0 };
+        let class = if (100..600).contains(&status) {
+            (status / 100) as usize
+        } else {
+            0
+        };
         bump(&self.requests[class], 1);
         self.latency.observe(total);
     }
@@ -157,7 +165,13 @@ impl Registry {
     }
 
     /// The stats of a route on a core.
-    pub fn route(&self, core: usize, listener: &str, route: &str, cluster: &str) -> Arc<RouteStats> {
+    pub fn route(
+        &self,
+        core: usize,
+        listener: &str,
+        route: &str,
+        cluster: &str,
+    ) -> Arc<RouteStats> {
         self.lock()
             .routes
             .entry((core, listener.into(), route.into(), cluster.into()))
@@ -181,7 +195,9 @@ impl Registry {
 
     /// Publishes an endpoint's health flag (set by the health checker).
     pub fn health(&self, cluster: &str, endpoint: &str, flag: Arc<std::sync::atomic::AtomicBool>) {
-        self.lock().health.insert((cluster.into(), endpoint.into()), flag);
+        self.lock()
+            .health
+            .insert((cluster.into(), endpoint.into()), flag);
     }
 
     /// The Prometheus text exposition of everything, summed over cores.
@@ -193,11 +209,15 @@ impl Registry {
         for ((_, l, r, c), s) in &inner.routes {
             routes.entry((l, r, c)).or_default().push(s);
         }
-        let sum = |v: &[&RouteStats], f: &dyn Fn(&RouteStats) -> u64| v.iter().map(|s| f(s)).sum::<u64>();
+        let sum =
+            |v: &[&RouteStats], f: &dyn Fn(&RouteStats) -> u64| v.iter().map(|s| f(s)).sum::<u64>();
 
         out.push_str("# HELP weir_http_requests_total HTTP requests answered, by route, cluster and status class.\n# TYPE weir_http_requests_total counter\n");
         for ((l, r, c), v) in &routes {
-            for (i, class) in ["none", "1xx", "2xx", "3xx", "4xx", "5xx"].iter().enumerate() {
+            for (i, class) in ["none", "1xx", "2xx", "3xx", "4xx", "5xx"]
+                .iter()
+                .enumerate()
+            {
                 let n = sum(v, &|s| s.requests[i].load(Relaxed));
                 let _ = writeln!(
                     out,
@@ -207,21 +227,40 @@ impl Registry {
             }
         }
         for (name, help, pick) in [
-            ("weir_http_request_duration_seconds", "Time from request head to last response byte.", 0),
-            ("weir_upstream_response_duration_seconds", "Time from request sent upstream to response head.", 1),
+            (
+                "weir_http_request_duration_seconds",
+                "Time from request head to last response byte.",
+                0,
+            ),
+            (
+                "weir_upstream_response_duration_seconds",
+                "Time from request sent upstream to response head.",
+                1,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
             for ((l, r, c), v) in &routes {
-                let labels = format!("listener=\"{}\",route=\"{}\",cluster=\"{}\"", esc(l), esc(r), esc(c));
+                let labels = format!(
+                    "listener=\"{}\",route=\"{}\",cluster=\"{}\"",
+                    esc(l),
+                    esc(r),
+                    esc(c)
+                );
                 fn pick_hist(s: &RouteStats, pick: u8) -> &Histogram {
-                    if pick == 0 { &s.latency } else { &s.upstream_latency }
+                    if pick == 0 {
+                        &s.latency
+                    } else {
+                        &s.upstream_latency
+                    }
                 }
                 let mut acc = 0u64;
                 for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
                     acc += sum(v, &|s| pick_hist(s, pick).buckets[i].load(Relaxed));
                     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {acc}");
                 }
-                acc += sum(v, &|s| pick_hist(s, pick).buckets[LATENCY_BUCKETS.len()].load(Relaxed));
+                acc += sum(v, &|s| {
+                    pick_hist(s, pick).buckets[LATENCY_BUCKETS.len()].load(Relaxed)
+                });
                 let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {acc}");
                 let micros = sum(v, &|s| pick_hist(s, pick).sum_micros.load(Relaxed));
                 let _ = writeln!(out, "{name}_sum{{{labels}}} {}", micros as f64 / 1e6);
@@ -229,16 +268,31 @@ impl Registry {
             }
         }
         for (name, help, f) in [
-            ("weir_http_retries_total", "Retries of upstream requests.", (|s: &RouteStats| s.retries.load(Relaxed)) as fn(&RouteStats) -> u64),
-            ("weir_http_request_body_bytes_total", "Request payload bytes received.", |s: &RouteStats| s.request_bytes.load(Relaxed)),
-            ("weir_http_response_body_bytes_total", "Response payload bytes sent.", |s: &RouteStats| s.response_bytes.load(Relaxed)),
+            (
+                "weir_http_retries_total",
+                "Retries of upstream requests.",
+                (|s: &RouteStats| s.retries.load(Relaxed)) as fn(&RouteStats) -> u64,
+            ),
+            (
+                "weir_http_request_body_bytes_total",
+                "Request payload bytes received.",
+                |s: &RouteStats| s.request_bytes.load(Relaxed),
+            ),
+            (
+                "weir_http_response_body_bytes_total",
+                "Response payload bytes sent.",
+                |s: &RouteStats| s.response_bytes.load(Relaxed),
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for ((l, r, c), v) in &routes {
                 let _ = writeln!(
                     out,
                     "{name}{{listener=\"{}\",route=\"{}\",cluster=\"{}\"}} {}",
-                    esc(l), esc(r), esc(c), sum(v, &f)
+                    esc(l),
+                    esc(r),
+                    esc(c),
+                    sum(v, &f)
                 );
             }
         }
@@ -249,19 +303,59 @@ impl Registry {
         }
         type EpField = fn(&EndpointStats) -> i64;
         let ep_metrics: [(&str, &str, &str, EpField); 7] = [
-            ("weir_upstream_requests_total", "counter", "Requests sent to the endpoint.", |s| s.requests.load(Relaxed) as i64),
-            ("weir_upstream_connections_opened_total", "counter", "Upstream connections opened.", |s| s.connects.load(Relaxed) as i64),
-            ("weir_upstream_connect_failures_total", "counter", "Upstream connection attempts that failed.", |s| s.connect_failures.load(Relaxed) as i64),
-            ("weir_upstream_ejections_total", "counter", "Outlier ejections of the endpoint.", |s| s.ejections.load(Relaxed) as i64),
-            ("weir_upstream_pool_active_connections", "gauge", "Upstream connections in use.", |s| s.active.load(Relaxed)),
-            ("weir_upstream_pool_idle_connections", "gauge", "Idle upstream connections in the pools.", |s| s.idle.load(Relaxed)),
-            ("weir_upstream_requests_in_flight", "gauge", "Requests waiting on the endpoint.", |s| s.in_flight.load(Relaxed)),
+            (
+                "weir_upstream_requests_total",
+                "counter",
+                "Requests sent to the endpoint.",
+                |s| s.requests.load(Relaxed) as i64,
+            ),
+            (
+                "weir_upstream_connections_opened_total",
+                "counter",
+                "Upstream connections opened.",
+                |s| s.connects.load(Relaxed) as i64,
+            ),
+            (
+                "weir_upstream_connect_failures_total",
+                "counter",
+                "Upstream connection attempts that failed.",
+                |s| s.connect_failures.load(Relaxed) as i64,
+            ),
+            (
+                "weir_upstream_ejections_total",
+                "counter",
+                "Outlier ejections of the endpoint.",
+                |s| s.ejections.load(Relaxed) as i64,
+            ),
+            (
+                "weir_upstream_pool_active_connections",
+                "gauge",
+                "Upstream connections in use.",
+                |s| s.active.load(Relaxed),
+            ),
+            (
+                "weir_upstream_pool_idle_connections",
+                "gauge",
+                "Idle upstream connections in the pools.",
+                |s| s.idle.load(Relaxed),
+            ),
+            (
+                "weir_upstream_requests_in_flight",
+                "gauge",
+                "Requests waiting on the endpoint.",
+                |s| s.in_flight.load(Relaxed),
+            ),
         ];
         for (name, kind, help, f) in ep_metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for ((c, e), v) in &eps {
                 let n: i64 = v.iter().map(|s| f(s)).sum();
-                let _ = writeln!(out, "{name}{{cluster=\"{}\",endpoint=\"{}\"}} {n}", esc(c), esc(e));
+                let _ = writeln!(
+                    out,
+                    "{name}{{cluster=\"{}\",endpoint=\"{}\"}} {n}",
+                    esc(c),
+                    esc(e)
+                );
             }
         }
         out.push_str("# HELP weir_upstream_healthy Active health check verdict (1 healthy, 0 not).\n# TYPE weir_upstream_healthy gauge\n");
@@ -275,9 +369,17 @@ impl Registry {
             );
         }
 
-        let conns: i64 = inner.cores.values().map(|c| c.connections.load(Relaxed)).sum();
+        let conns: i64 = inner
+            .cores
+            .values()
+            .map(|c| c.connections.load(Relaxed))
+            .sum();
         let accepted: u64 = inner.cores.values().map(|c| c.accepted.load(Relaxed)).sum();
-        let proto: u64 = inner.cores.values().map(|c| c.protocol_errors.load(Relaxed)).sum();
+        let proto: u64 = inner
+            .cores
+            .values()
+            .map(|c| c.protocol_errors.load(Relaxed))
+            .sum();
         let _ = writeln!(out, "# HELP weir_downstream_connections Client connections open.\n# TYPE weir_downstream_connections gauge\nweir_downstream_connections {conns}");
         let _ = writeln!(out, "# HELP weir_downstream_connections_accepted_total Client connections accepted.\n# TYPE weir_downstream_connections_accepted_total counter\nweir_downstream_connections_accepted_total {accepted}");
         let _ = writeln!(out, "# HELP weir_downstream_protocol_errors_total Requests refused as malformed or over a limit.\n# TYPE weir_downstream_protocol_errors_total counter\nweir_downstream_protocol_errors_total {proto}");
@@ -288,7 +390,9 @@ impl Registry {
 
 /// Escapes a label value.
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

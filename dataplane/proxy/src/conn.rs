@@ -67,16 +67,35 @@ pub async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, pee
     };
     loop {
         let state = worker.state();
-        let Some(lst) = find_listener(&state, &listener) else { break };
+        let Some(lst) = find_listener(&state, &listener) else {
+            break;
+        };
         match read_head(&worker, &state, lst, &mut d).await {
             HeadRead::Closed => break,
             HeadRead::Refused(e) => {
                 bump(&worker.stats.protocol_errors, 1);
                 tracing::debug!(client = %peer, error = %e, "request refused");
-                let mut ctx = RequestCtx::new(forward::new_request_id(), peer, lst.name.clone(), worker.index);
+                let mut ctx = RequestCtx::new(
+                    forward::new_request_id(),
+                    peer,
+                    lst.name.clone(),
+                    worker.index,
+                );
                 ctx.error = Some(e.clone());
                 let resp = e.to_response(&ctx.request_id);
-                forward::send_local(&worker, &state, lst, None, &mut d, &mut ctx, &mut [], resp, false, true).await;
+                forward::send_local(
+                    &worker,
+                    &state,
+                    lst,
+                    None,
+                    &mut d,
+                    &mut ctx,
+                    &mut [],
+                    resp,
+                    false,
+                    true,
+                )
+                .await;
                 break;
             }
             HeadRead::Head(head) => {
@@ -98,7 +117,12 @@ fn find_listener<'a>(state: &'a CoreState, name: &str) -> Option<&'a ListenerSta
     state.listeners.iter().find(|l| &*l.name == name)
 }
 
-async fn read_head(worker: &Worker, state: &CoreState, lst: &ListenerState, d: &mut Downstream) -> HeadRead {
+async fn read_head(
+    worker: &Worker,
+    state: &CoreState,
+    lst: &ListenerState,
+    d: &mut Downstream,
+) -> HeadRead {
     let mut started: Option<Instant> = None;
     loop {
         if !d.reader.is_watching() && !d.reader.buf().is_empty() {

@@ -44,11 +44,28 @@ pub async fn handle(
     ctx.method = head.method.clone();
     ctx.target = head.target.clone();
     let Some(ri) = lst.table.find(&head) else {
-        let e = ProxyError::new(404, "no_route", Side::Downstream, "no route matches this request");
+        let e = ProxyError::new(
+            404,
+            "no_route",
+            Side::Downstream,
+            "no route matches this request",
+        );
         ctx.error = Some(e.clone());
         let resp = e.to_response(&ctx.request_id);
         let keep = !drop_body(d, &head);
-        return send_local(worker, state, lst, None, d, &mut ctx, &mut [], resp, head.is_head(), keep).await;
+        return send_local(
+            worker,
+            state,
+            lst,
+            None,
+            d,
+            &mut ctx,
+            &mut [],
+            resp,
+            head.is_head(),
+            keep,
+        )
+        .await;
     };
     let route = &lst.routes[ri];
     ctx.route = Some(route.name.clone());
@@ -59,34 +76,115 @@ pub async fn handle(
             Ok(Action::Continue) => {}
             Ok(Action::Respond(resp)) => {
                 let keep = !drop_body(d, &head);
-                return send_local(worker, state, lst, Some(route), d, &mut ctx, &mut filters, resp, head.is_head(), keep).await;
+                return send_local(
+                    worker,
+                    state,
+                    lst,
+                    Some(route),
+                    d,
+                    &mut ctx,
+                    &mut filters,
+                    resp,
+                    head.is_head(),
+                    keep,
+                )
+                .await;
             }
-            Err(e) => return fail(worker, state, lst, Some(route), d, &mut ctx, &mut filters, e, &head).await,
+            Err(e) => {
+                return fail(
+                    worker,
+                    state,
+                    lst,
+                    Some(route),
+                    d,
+                    &mut ctx,
+                    &mut filters,
+                    e,
+                    &head,
+                )
+                .await
+            }
         }
     }
     if let BodyKind::Length(n) = head.body {
         if n > route.max_body {
-            let e = ProxyError::new(413, "body_too_large", Side::Downstream, format!("request body of {n} bytes is over the limit of {}", route.max_body));
+            let e = ProxyError::new(
+                413,
+                "body_too_large",
+                Side::Downstream,
+                format!(
+                    "request body of {n} bytes is over the limit of {}",
+                    route.max_body
+                ),
+            );
             ctx.error = Some(e.clone());
             let resp = e.to_response(&ctx.request_id);
-            return send_local(worker, state, lst, Some(route), d, &mut ctx, &mut filters, resp, head.is_head(), false).await;
+            return send_local(
+                worker,
+                state,
+                lst,
+                Some(route),
+                d,
+                &mut ctx,
+                &mut filters,
+                resp,
+                head.is_head(),
+                false,
+            )
+            .await;
         }
     }
     match &route.action {
         RouteAction::Direct(resp) => {
             let keep = !drop_body(d, &head);
-            send_local(worker, state, lst, Some(route), d, &mut ctx, &mut filters, resp.clone(), head.is_head(), keep).await
+            send_local(
+                worker,
+                state,
+                lst,
+                Some(route),
+                d,
+                &mut ctx,
+                &mut filters,
+                resp.clone(),
+                head.is_head(),
+                keep,
+            )
+            .await
         }
         RouteAction::Redirect(rd) => {
             let location = weir_route::redirect_location(rd, &head, "http");
             let mut resp = LocalResponse::empty(rd.status);
-            resp.headers.append(Bytes::from_static(b"location"), Bytes::from(location));
+            resp.headers
+                .append(Bytes::from_static(b"location"), Bytes::from(location));
             let keep = !drop_body(d, &head);
-            send_local(worker, state, lst, Some(route), d, &mut ctx, &mut filters, resp, head.is_head(), keep).await
+            send_local(
+                worker,
+                state,
+                lst,
+                Some(route),
+                d,
+                &mut ctx,
+                &mut filters,
+                resp,
+                head.is_head(),
+                keep,
+            )
+            .await
         }
         RouteAction::Proxy(cluster) => {
             ctx.cluster = Some(cluster.name.clone());
-            proxy(worker, state, lst, route, cluster, d, &mut ctx, &mut filters, head).await
+            proxy(
+                worker,
+                state,
+                lst,
+                route,
+                cluster,
+                d,
+                &mut ctx,
+                &mut filters,
+                head,
+            )
+            .await
         }
     }
 }
@@ -122,7 +220,19 @@ async fn fail(
     }
     let resp = e.to_response(&ctx.request_id);
     ctx.error = Some(e);
-    send_local(worker, state, lst, route, d, ctx, filters, resp, head.is_head(), false).await
+    send_local(
+        worker,
+        state,
+        lst,
+        route,
+        d,
+        ctx,
+        filters,
+        resp,
+        head.is_head(),
+        false,
+    )
+    .await
 }
 
 /// Sends a response made by the gateway, then logs. Returns whether the connection stays open.
@@ -142,10 +252,20 @@ pub async fn send_local(
     for f in filters.iter_mut() {
         f.on_local_response(ctx, &mut resp);
     }
-    resp.headers.append(Bytes::from_static(b"x-request-id"), Bytes::from(ctx.request_id.clone()));
+    resp.headers.append(
+        Bytes::from_static(b"x-request-id"),
+        Bytes::from(ctx.request_id.clone()),
+    );
     let close = !keep_alive || worker.draining();
     d.out.clear();
-    weir_http::write_response_head(&mut d.out, resp.status, b"", &resp.headers, BodyKind::Length(resp.body.len() as u64), close);
+    weir_http::write_response_head(
+        &mut d.out,
+        resp.status,
+        b"",
+        &resp.headers,
+        BodyKind::Length(resp.body.len() as u64),
+        close,
+    );
     if !head_request {
         d.out.extend_from_slice(&resp.body);
     }
@@ -176,7 +296,8 @@ fn finish(
     stats.record(ctx.status, now.duration_since(ctx.timings.start));
     weir_metrics::bump(&stats.request_bytes, ctx.request_bytes);
     weir_metrics::bump(&stats.response_bytes, ctx.response_bytes);
-    if let (Some(sent), Some(first)) = (ctx.timings.upstream_sent, ctx.timings.upstream_first_byte) {
+    if let (Some(sent), Some(first)) = (ctx.timings.upstream_sent, ctx.timings.upstream_first_byte)
+    {
         stats.upstream_latency.observe(first.duration_since(sent));
     }
     if state.access_log {
@@ -216,11 +337,21 @@ async fn proxy(
     add_forwarding_headers(&mut head, d, ctx);
     let upgrade = head.upgrade.clone();
     if let Some(proto) = &upgrade {
-        head.headers.append(Bytes::from_static(b"connection"), Bytes::from_static(b"upgrade"));
-        head.headers.append(Bytes::from_static(b"upgrade"), proto.clone());
+        head.headers.append(
+            Bytes::from_static(b"connection"),
+            Bytes::from_static(b"upgrade"),
+        );
+        head.headers
+            .append(Bytes::from_static(b"upgrade"), proto.clone());
     }
     let mut up_head = Vec::with_capacity(256 + head.headers.len() * 48);
-    weir_http::write_request_head(&mut up_head, &head.method, &head.target, &head.headers, head.body);
+    weir_http::write_request_head(
+        &mut up_head,
+        &head.method,
+        &head.target,
+        &head.headers,
+        head.body,
+    );
     let up_head = Bytes::from(up_head);
     let key = hash_key(cluster.hash_on(), &head, d);
     let deadline = route.total_timeout.map(|t| ctx.timings.start + t);
@@ -242,16 +373,35 @@ async fn proxy(
         };
         tried.push(idx);
         ctx.endpoint = None;
-        let attempt = attempt(state, route, cluster, &ep, d, ctx, filters, &head, &up_head, deadline, &mut body_consumed).await;
+        let attempt = attempt(
+            state,
+            route,
+            cluster,
+            &ep,
+            d,
+            ctx,
+            filters,
+            &head,
+            &up_head,
+            deadline,
+            &mut body_consumed,
+        )
+        .await;
         let (mut conn, resp, ubuf) = match attempt {
             Ok(x) => x,
             Err(err) => {
-                let idempotent_ok = (head.is_idempotent() || head.body == BodyKind::Empty) && !body_consumed;
+                let idempotent_ok =
+                    (head.is_idempotent() || head.body == BodyKind::Empty) && !body_consumed;
                 let policy = route.retry.as_ref();
                 let (pe, retry) = match err {
                     AttemptError::ClientGone => {
                         ctx.status = 499;
-                        ctx.error = Some(ProxyError::new(499, "client_closed", Side::Downstream, "client closed the connection"));
+                        ctx.error = Some(ProxyError::new(
+                            499,
+                            "client_closed",
+                            Side::Downstream,
+                            "client closed the connection",
+                        ));
                         finish(worker, state, lst, Some(route), ctx, filters);
                         return false;
                     }
@@ -266,12 +416,28 @@ async fn proxy(
                             tried.pop();
                             continue;
                         }
-                        let pe = ProxyError::new(502, "upstream_reset", Side::Upstream, "upstream closed the connection before a response");
-                        (pe, policy.is_some_and(|p| p.reset) && idempotent_ok && !body_sent)
+                        let pe = ProxyError::new(
+                            502,
+                            "upstream_reset",
+                            Side::Upstream,
+                            "upstream closed the connection before a response",
+                        );
+                        (
+                            pe,
+                            policy.is_some_and(|p| p.reset) && idempotent_ok && !body_sent,
+                        )
                     }
                     AttemptError::Timeout { body_sent } => {
-                        let pe = ProxyError::new(504, "upstream_timeout", Side::Upstream, format!("no response within {:?}", route.first_byte_timeout));
-                        (pe, policy.is_some_and(|p| p.timeout) && idempotent_ok && !body_sent)
+                        let pe = ProxyError::new(
+                            504,
+                            "upstream_timeout",
+                            Side::Upstream,
+                            format!("no response within {:?}", route.first_byte_timeout),
+                        );
+                        (
+                            pe,
+                            policy.is_some_and(|p| p.timeout) && idempotent_ok && !body_sent,
+                        )
                     }
                     AttemptError::Fatal(pe) => (pe, false),
                 };
@@ -287,7 +453,8 @@ async fn proxy(
         // Retry on a status, when the policy asks and the request can be sent again.
         if let Some(p) = &route.retry {
             let can = (head.is_idempotent() || head.body == BodyKind::Empty) && !body_consumed;
-            if can && retries_left > 0 && p.statuses.contains(&resp.status) && p.budget.try_retry() {
+            if can && retries_left > 0 && p.statuses.contains(&resp.status) && p.budget.try_retry()
+            {
                 retries_left -= 1;
                 ctx.retries += 1;
                 weir_metrics::bump(&route.stats.retries, 1);
@@ -297,8 +464,27 @@ async fn proxy(
             }
         }
         let failed = resp.status >= 500;
-        match respond(worker, state, lst, route, d, ctx, filters, &head, &mut conn, resp, ubuf, deadline, upgrade.is_some()).await {
-            Responded::Done { client_keep, upstream_reusable } => {
+        match respond(
+            worker,
+            state,
+            lst,
+            route,
+            d,
+            ctx,
+            filters,
+            &head,
+            &mut conn,
+            resp,
+            ubuf,
+            deadline,
+            upgrade.is_some(),
+        )
+        .await
+        {
+            Responded::Done {
+                client_keep,
+                upstream_reusable,
+            } => {
                 cluster.end(&conn.endpoint, failed);
                 cluster.release(conn, upstream_reusable);
                 return client_keep && head.keep_alive;
@@ -317,7 +503,10 @@ async fn proxy(
 /// How a response ended.
 enum Responded {
     /// Sent (or failed); whether each side's connection may be reused.
-    Done { client_keep: bool, upstream_reusable: bool },
+    Done {
+        client_keep: bool,
+        upstream_reusable: bool,
+    },
     /// `101 Switching Protocols` went out: tunnel from now on, with these bytes from the upstream.
     Upgraded(BytesMut),
 }
@@ -334,8 +523,12 @@ fn add_forwarding_headers(head: &mut RequestHead, d: &Downstream, ctx: &RequestC
         }
         None => Bytes::from(ip),
     };
-    head.headers.set(Bytes::from_static(b"x-forwarded-for"), xff);
-    head.headers.set(Bytes::from_static(b"x-forwarded-proto"), Bytes::from_static(b"http"));
+    head.headers
+        .set(Bytes::from_static(b"x-forwarded-for"), xff);
+    head.headers.set(
+        Bytes::from_static(b"x-forwarded-proto"),
+        Bytes::from_static(b"http"),
+    );
     let via = match head.headers.get("via") {
         Some(prev) => {
             let mut v = prev.to_vec();
@@ -345,7 +538,10 @@ fn add_forwarding_headers(head: &mut RequestHead, d: &Downstream, ctx: &RequestC
         None => Bytes::from_static(b"1.1 weir"),
     };
     head.headers.set(Bytes::from_static(b"via"), via);
-    head.headers.set(Bytes::from_static(b"x-request-id"), Bytes::from(ctx.request_id.clone()));
+    head.headers.set(
+        Bytes::from_static(b"x-request-id"),
+        Bytes::from(ctx.request_id.clone()),
+    );
 }
 
 fn hash_key(on: Option<&HashOn>, head: &RequestHead, d: &Downstream) -> Option<Vec<u8>> {
@@ -391,7 +587,9 @@ async fn attempt(
             weir_upstream::Error::Overflow(_) => (503, "upstream_overflow"),
             _ => (502, "upstream_connect_failed"),
         };
-        AttemptError::Connect(ProxyError::new(status, kind, Side::Upstream, e.to_string()).retryable())
+        AttemptError::Connect(
+            ProxyError::new(status, kind, Side::Upstream, e.to_string()).retryable(),
+        )
     })?;
     ctx.endpoint = Some(conn.peer);
     cluster.begin(ep);
@@ -404,14 +602,22 @@ async fn attempt(
     let (r, _) = conn.stream.write_all(up_head.clone()).await;
     if r.is_err() {
         undo(cluster, conn, !reused);
-        return Err(AttemptError::Reset { reused, body_sent: false });
+        return Err(AttemptError::Reset {
+            reused,
+            body_sent: false,
+        });
     }
     let mut body_sent = false;
     if head.body != BodyKind::Empty {
         if *body_consumed {
             // The body went to an earlier attempt and was not kept: this attempt cannot be made.
             undo(cluster, conn, false);
-            return Err(AttemptError::Fatal(ProxyError::new(502, "upstream_reset", Side::Upstream, "upstream failed after the request body was sent")));
+            return Err(AttemptError::Fatal(ProxyError::new(
+                502,
+                "upstream_reset",
+                Side::Upstream,
+                "upstream failed after the request body was sent",
+            )));
         }
         *body_consumed = true;
         body_sent = true;
@@ -447,7 +653,9 @@ async fn attempt(
                 ctx.timings.upstream_first_byte = Some(Instant::now());
             }
             match weir_http::parse_response(slot, state.max_response_head, head.is_head()) {
-                Ok(Some(resp)) if (100..200).contains(&resp.status) && resp.status != 101 => continue,
+                Ok(Some(resp)) if (100..200).contains(&resp.status) && resp.status != 101 => {
+                    continue
+                }
                 Ok(Some(resp)) => return Ok(resp),
                 Ok(None) => continue,
                 Err(e) => return Err(AttemptError::Fatal(ProxyError::from_codec(&e))),
@@ -501,18 +709,33 @@ async fn send_body(
             if let Some(v) = verdict {
                 return Err(AttemptError::Fatal(match v {
                     Err(e) => e,
-                    Ok(Action::Respond(r)) => ProxyError::new(r.status, "filter_refused_body", Side::Downstream, String::from_utf8_lossy(&r.body).into_owned()),
-                    Ok(Action::Continue) => ProxyError::new(500, "internal", Side::Internal, "filter verdict lost"),
+                    Ok(Action::Respond(r)) => ProxyError::new(
+                        r.status,
+                        "filter_refused_body",
+                        Side::Downstream,
+                        String::from_utf8_lossy(&r.body).into_owned(),
+                    ),
+                    Ok(Action::Continue) => {
+                        ProxyError::new(500, "internal", Side::Internal, "filter verdict lost")
+                    }
                 }));
             }
             if dec.payload_bytes() > route.max_body {
-                return Err(AttemptError::Fatal(ProxyError::new(413, "body_too_large", Side::Downstream, format!("request body is over the limit of {} bytes", route.max_body))));
+                return Err(AttemptError::Fatal(ProxyError::new(
+                    413,
+                    "body_too_large",
+                    Side::Downstream,
+                    format!("request body is over the limit of {} bytes", route.max_body),
+                )));
             }
             let piece = d.reader.buf().split_to(scan.consumed).freeze();
             if !piece.is_empty() {
                 let (r, _) = conn.stream.write_all(piece).await;
                 if r.is_err() {
-                    return Err(AttemptError::Reset { reused: false, body_sent: true });
+                    return Err(AttemptError::Reset {
+                        reused: false,
+                        body_sent: true,
+                    });
                 }
             }
             if scan.done {
@@ -528,7 +751,12 @@ async fn send_body(
             Ok(Ok(n)) if n > 0 => {}
             Ok(_) => return Err(AttemptError::ClientGone),
             Err(_) => {
-                return Err(AttemptError::Fatal(ProxyError::new(408, "request_body_timeout", Side::Downstream, "the request body stopped arriving")))
+                return Err(AttemptError::Fatal(ProxyError::new(
+                    408,
+                    "request_body_timeout",
+                    Side::Downstream,
+                    "the request body stopped arriving",
+                )))
             }
         }
     }
@@ -551,13 +779,28 @@ async fn respond(
     deadline: Option<Instant>,
     upgrade: bool,
 ) -> Responded {
-    let done = |client_keep, upstream_reusable| Responded::Done { client_keep, upstream_reusable };
+    let done = |client_keep, upstream_reusable| Responded::Done {
+        client_keep,
+        upstream_reusable,
+    };
     for i in 0..filters.len() {
         let verdict = filters[i].on_response_headers(ctx, &mut resp);
         match verdict {
             Ok(Action::Continue) => {}
             Ok(Action::Respond(r)) => {
-                let keep = send_local(worker, state, lst, Some(route), d, ctx, filters, r, head.is_head(), false).await;
+                let keep = send_local(
+                    worker,
+                    state,
+                    lst,
+                    Some(route),
+                    d,
+                    ctx,
+                    filters,
+                    r,
+                    head.is_head(),
+                    false,
+                )
+                .await;
                 return done(keep, false);
             }
             Err(e) => {
@@ -566,16 +809,29 @@ async fn respond(
             }
         }
     }
-    resp.headers.append(Bytes::from_static(b"x-request-id"), Bytes::from(ctx.request_id.clone()));
+    resp.headers.append(
+        Bytes::from_static(b"x-request-id"),
+        Bytes::from(ctx.request_id.clone()),
+    );
     let switching = upgrade && resp.status == 101;
     if switching {
-        resp.headers.append(Bytes::from_static(b"connection"), Bytes::from_static(b"upgrade"));
+        resp.headers.append(
+            Bytes::from_static(b"connection"),
+            Bytes::from_static(b"upgrade"),
+        );
     }
     // A body delimited by the upstream closing can only be delimited the same way downstream.
     let close = !head.keep_alive || resp.body == BodyKind::UntilClose || worker.draining();
     ctx.status = resp.status;
     d.out.clear();
-    weir_http::write_response_head(&mut d.out, resp.status, &resp.reason, &resp.headers, resp.body, close && !switching);
+    weir_http::write_response_head(
+        &mut d.out,
+        resp.status,
+        &resp.reason,
+        &resp.headers,
+        resp.body,
+        close && !switching,
+    );
     let mut dec = BodyDecoder::new(resp.body);
     let upstream_keep = resp.keep_alive;
     drop(resp);
@@ -602,7 +858,14 @@ async fn respond(
                 }
             }) {
                 Ok(s) => s,
-                Err(e) => break Err(ProxyError::new(502, "upstream_bad_body", Side::Upstream, e.to_string())),
+                Err(e) => {
+                    break Err(ProxyError::new(
+                        502,
+                        "upstream_bad_body",
+                        Side::Upstream,
+                        e.to_string(),
+                    ))
+                }
             };
             if let Some(e) = filter_err {
                 break Err(e);
@@ -626,7 +889,12 @@ async fn respond(
                 d.write_bytes(piece.freeze()).await
             };
             if wrote.is_err() {
-                break Err(ProxyError::new(499, "client_closed", Side::Downstream, "client closed the connection"));
+                break Err(ProxyError::new(
+                    499,
+                    "client_closed",
+                    Side::Downstream,
+                    "client closed the connection",
+                ));
             }
             if scan.done {
                 // Bytes past the end of the response: the upstream broke framing; do not reuse.
@@ -660,8 +928,22 @@ async fn respond(
             }
         };
         match got {
-            None => break Err(ProxyError::new(499, "client_closed", Side::Downstream, "client closed the connection mid-response")),
-            Some(Err(_)) => break Err(ProxyError::new(504, "upstream_idle_timeout", Side::Upstream, "the upstream stopped sending")),
+            None => {
+                break Err(ProxyError::new(
+                    499,
+                    "client_closed",
+                    Side::Downstream,
+                    "client closed the connection mid-response",
+                ))
+            }
+            Some(Err(_)) => {
+                break Err(ProxyError::new(
+                    504,
+                    "upstream_idle_timeout",
+                    Side::Upstream,
+                    "the upstream stopped sending",
+                ))
+            }
             Some(Ok((r, slice))) => {
                 ubuf = slice.into_inner();
                 match r {
@@ -669,7 +951,14 @@ async fn respond(
                         // The end of a close-delimited body.
                         break Ok(false);
                     }
-                    Ok(0) | Err(_) => break Err(ProxyError::new(502, "upstream_reset", Side::Upstream, "upstream closed mid-response")),
+                    Ok(0) | Err(_) => {
+                        break Err(ProxyError::new(
+                            502,
+                            "upstream_reset",
+                            Side::Upstream,
+                            "upstream closed mid-response",
+                        ))
+                    }
                     Ok(_) => {}
                 }
             }

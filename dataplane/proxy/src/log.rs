@@ -106,7 +106,12 @@ mod tests {
 
     #[test]
     fn line_is_json() {
-        let mut ctx = RequestCtx::new("id\"1".into(), "127.0.0.1:5000".parse().expect("addr"), "main".into(), 0);
+        let mut ctx = RequestCtx::new(
+            "id\"1".into(),
+            "127.0.0.1:5000".parse().expect("addr"),
+            "main".into(),
+            0,
+        );
         ctx.method = bytes::Bytes::from_static(b"GET");
         ctx.target = bytes::Bytes::from_static(b"/a\nb");
         ctx.status = 200;

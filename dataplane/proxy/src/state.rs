@@ -13,7 +13,7 @@ use weir_config::{Config, RetryCondition, RetryOn};
 use weir_filter::{FilterChain, LocalResponse};
 use weir_http::HeadLimits;
 use weir_metrics::{Registry, RouteStats};
-use weir_route::{RouteTable, Rewriter};
+use weir_route::{Rewriter, RouteTable};
 use weir_upstream::{Cluster, SharedCluster};
 
 use crate::retry::RetryBudget;
@@ -144,13 +144,16 @@ impl CoreState {
                 .and_then(|p| p.clusters.get(name))
                 .filter(|c| Arc::ptr_eq(&c.shared, shared))
                 .cloned();
-            let cluster = reuse.unwrap_or_else(|| Rc::new(Cluster::new(shared.clone(), core, registry)));
+            let cluster =
+                reuse.unwrap_or_else(|| Rc::new(Cluster::new(shared.clone(), core, registry)));
             clusters.insert(name.clone(), cluster);
         }
         let mut listeners = Vec::with_capacity(cfg.listeners.len());
         for l in &cfg.listeners {
-            let matches: Vec<&weir_config::RouteMatch> = l.routes.iter().map(|r| &r.matches).collect();
-            let table = RouteTable::new(&matches).map_err(|e| PrepareError::Routes(l.name.clone(), e.to_string()))?;
+            let matches: Vec<&weir_config::RouteMatch> =
+                l.routes.iter().map(|r| &r.matches).collect();
+            let table = RouteTable::new(&matches)
+                .map_err(|e| PrepareError::Routes(l.name.clone(), e.to_string()))?;
             let mut routes = Vec::with_capacity(l.routes.len());
             for r in &l.routes {
                 routes.push(build_route(r, &l.name, cfg, &clusters, core, registry)?);
@@ -200,7 +203,8 @@ fn build_route(
             Bytes::from(d.content_type.clone()),
         );
         for (k, v) in &d.headers {
-            resp.headers.append(Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone()));
+            resp.headers
+                .append(Bytes::from(k.to_ascii_lowercase()), Bytes::from(v.clone()));
         }
         resp.body = Bytes::from(d.body.clone());
         RouteAction::Direct(resp)
@@ -219,11 +223,15 @@ fn build_route(
     let filters = r
         .filters
         .iter()
-        .map(|f| weir_filters::build(f).map_err(|e| PrepareError::Filter(r.name.clone(), e.to_string())))
+        .map(|f| {
+            weir_filters::build(f).map_err(|e| PrepareError::Filter(r.name.clone(), e.to_string()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let retry = r.retry.as_ref().map(|rt| RetryPolicy {
         attempts: rt.attempts,
-        connect_failure: rt.on.contains(&RetryOn::Named(RetryCondition::ConnectFailure)),
+        connect_failure: rt
+            .on
+            .contains(&RetryOn::Named(RetryCondition::ConnectFailure)),
         reset: rt.on.contains(&RetryOn::Named(RetryCondition::Reset)),
         timeout: rt.on.contains(&RetryOn::Named(RetryCondition::Timeout)),
         statuses: rt

@@ -64,7 +64,9 @@ impl Worker {
     /// Makes the prepared state current; returns whether there was one. Clusters that left the
     /// config close their idle connections; in-flight requests keep their own `Rc`.
     pub fn commit(&self) -> bool {
-        let Some(next) = self.prepared.borrow_mut().take() else { return false };
+        let Some(next) = self.prepared.borrow_mut().take() else {
+            return false;
+        };
         let old = std::mem::replace(&mut *self.state.borrow_mut(), next);
         let cur = self.state.borrow();
         for (name, c) in &old.clusters {

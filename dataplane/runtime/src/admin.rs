@@ -59,9 +59,14 @@ pub fn run(
                         keep
                     });
                     for c in list {
-                        if c.config.health_check.is_some() && !checks.iter().any(|(o, _)| Arc::ptr_eq(o, &c)) {
+                        if c.config.health_check.is_some()
+                            && !checks.iter().any(|(o, _)| Arc::ptr_eq(o, &c))
+                        {
                             let stop = Rc::new(Cell::new(false));
-                            monoio::spawn(weir_upstream::run_health_checks(c.clone(), stop.clone()));
+                            monoio::spawn(weir_upstream::run_health_checks(
+                                c.clone(),
+                                stop.clone(),
+                            ));
                             checks.push((c, stop));
                         }
                     }
@@ -92,7 +97,12 @@ async fn serve_admin(l: TcpListener, registry: Arc<Registry>, health: Arc<Health
     }
 }
 
-async fn admin_conn(mut s: TcpStream, _peer: SocketAddr, registry: Arc<Registry>, health: Arc<Health>) {
+async fn admin_conn(
+    mut s: TcpStream,
+    _peer: SocketAddr,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+) {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         let head = loop {
@@ -113,7 +123,14 @@ async fn admin_conn(mut s: TcpStream, _peer: SocketAddr, registry: Arc<Registry>
             }
         };
         let Some(head) = head else {
-            let _ = respond(&mut s, 400, "text/plain", Bytes::from_static(b"bad request\n"), true).await;
+            let _ = respond(
+                &mut s,
+                400,
+                "text/plain",
+                Bytes::from_static(b"bad request\n"),
+                true,
+            )
+            .await;
             return;
         };
         let get = matches!(&head.method[..], b"GET" | b"HEAD");
@@ -128,22 +145,51 @@ async fn admin_conn(mut s: TcpStream, _peer: SocketAddr, registry: Arc<Registry>
                     (503, "text/plain", Bytes::from_static(b"starting\n"))
                 }
             }
-            (true, b"/metrics") => (200, "text/plain; version=0.0.4; charset=utf-8", Bytes::from(registry.render())),
-            (false, _) => (405, "text/plain", Bytes::from_static(b"method not allowed\n")),
-            _ => (404, "text/plain", Bytes::from_static(b"not found: try /healthz/live, /healthz/ready, /metrics\n")),
+            (true, b"/metrics") => (
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(registry.render()),
+            ),
+            (false, _) => (
+                405,
+                "text/plain",
+                Bytes::from_static(b"method not allowed\n"),
+            ),
+            _ => (
+                404,
+                "text/plain",
+                Bytes::from_static(b"not found: try /healthz/live, /healthz/ready, /metrics\n"),
+            ),
         };
         let body = if head.is_head() { Bytes::new() } else { body };
-        if respond(&mut s, status, ctype, body, !head.keep_alive).await.is_err() || !head.keep_alive {
+        if respond(&mut s, status, ctype, body, !head.keep_alive)
+            .await
+            .is_err()
+            || !head.keep_alive
+        {
             return;
         }
     }
 }
 
-async fn respond(s: &mut TcpStream, status: u16, ctype: &'static str, body: Bytes, close: bool) -> std::io::Result<()> {
+async fn respond(
+    s: &mut TcpStream,
+    status: u16,
+    ctype: &'static str,
+    body: Bytes,
+    close: bool,
+) -> std::io::Result<()> {
     let mut h = Headers::with_capacity(1);
     weir_http::push_header(&mut h, "content-type", ctype);
     let mut out = Vec::with_capacity(128 + body.len());
-    weir_http::write_response_head(&mut out, status, b"", &h, BodyKind::Length(body.len() as u64), close);
+    weir_http::write_response_head(
+        &mut out,
+        status,
+        b"",
+        &h,
+        BodyKind::Length(body.len() as u64),
+        close,
+    );
     out.extend_from_slice(&body);
     let (r, _) = s.write_all(out).await;
     r.map(|_| ())

@@ -57,7 +57,10 @@ pub fn uring_available() -> bool {
 }
 
 /// Runs `fut` to completion on a runtime of the requested driver; `auto` prefers io_uring.
-pub fn block_on<F: Future>(driver: Driver, make: impl FnOnce(Chosen) -> F) -> io::Result<F::Output> {
+pub fn block_on<F: Future>(
+    driver: Driver,
+    make: impl FnOnce(Chosen) -> F,
+) -> io::Result<F::Output> {
     let want_uring = match driver {
         Driver::Uring => true,
         Driver::Epoll => false,

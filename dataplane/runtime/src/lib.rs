@@ -98,7 +98,9 @@ fn snapshot(config: Arc<Config>, generation: u64, prev: Option<&Snapshot>) -> Re
             .cloned();
         let shared = match reuse {
             Some(s) => s,
-            None => Arc::new(SharedCluster::new(c).map_err(|e| Error::Cluster(c.name.clone(), e.to_string()))?),
+            None => Arc::new(
+                SharedCluster::new(c).map_err(|e| Error::Cluster(c.name.clone(), e.to_string()))?,
+            ),
         };
         clusters.insert(c.name.clone(), shared);
     }
@@ -112,25 +114,39 @@ fn snapshot(config: Arc<Config>, generation: u64, prev: Option<&Snapshot>) -> Re
 /// Binds a listener address once on the main thread to learn its port when it is 0; workers then
 /// bind the same port with SO_REUSEPORT. The probe socket never listens, so it takes no connection.
 fn resolve_listener(name: &str, addr: &str) -> Result<(SocketAddr, Option<std::net::TcpListener>)> {
-    let sa: SocketAddr = addr
-        .parse()
-        .map_err(|_| Error::Bind(name.into(), addr.into(), std::io::Error::other("not ip:port")))?;
+    let sa: SocketAddr = addr.parse().map_err(|_| {
+        Error::Bind(
+            name.into(),
+            addr.into(),
+            std::io::Error::other("not ip:port"),
+        )
+    })?;
     if sa.port() != 0 {
         return Ok((sa, None));
     }
-    let sock = socket2::Socket::new(socket2::Domain::for_address(sa), socket2::Type::STREAM, None)
-        .and_then(|s| {
-            s.set_reuse_port(true)?;
-            s.set_reuse_address(true)?;
-            s.bind(&sa.into())?;
-            Ok(s)
-        })
-        .map_err(|e| Error::Bind(name.into(), addr.into(), e))?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::STREAM,
+        None,
+    )
+    .and_then(|s| {
+        s.set_reuse_port(true)?;
+        s.set_reuse_address(true)?;
+        s.bind(&sa.into())?;
+        Ok(s)
+    })
+    .map_err(|e| Error::Bind(name.into(), addr.into(), e))?;
     let bound = sock
         .local_addr()
         .ok()
         .and_then(|a| a.as_socket())
-        .ok_or_else(|| Error::Bind(name.into(), addr.into(), std::io::Error::other("no local address")))?;
+        .ok_or_else(|| {
+            Error::Bind(
+                name.into(),
+                addr.into(),
+                std::io::Error::other("no local address"),
+            )
+        })?;
     Ok((bound, Some(sock.into())))
 }
 
@@ -229,17 +245,24 @@ impl Gateway {
             .spawn(move || admin::run(admin_listener, reg, health, admin_rx))
             .map_err(Error::Spawn)?;
         gw.admin_thread = Some(admin_thread);
-        let _ = gw.admin_tx.send(AdminCommand::Clusters(snap.clusters.values().cloned().collect()));
+        let _ = gw.admin_tx.send(AdminCommand::Clusters(
+            snap.clusters.values().cloned().collect(),
+        ));
         let dns = gw.dns_clusters.clone();
-        weir_upstream::spawn_dns_refresher(move || dns.lock().unwrap_or_else(PoisonError::into_inner).clone())
-            .map_err(Error::Spawn)?;
+        weir_upstream::spawn_dns_refresher(move || {
+            dns.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        })
+        .map_err(Error::Spawn)?;
         gw.health.ready.store(true, Relaxed);
         Ok(gw)
     }
 
     /// The generation being served.
     pub fn generation(&self) -> u64 {
-        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner).generation
+        self.snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
     }
 
     /// Applies a new validated config on every core, or on none. Returns the new generation.
@@ -257,7 +280,9 @@ impl Gateway {
             ));
         }
         if config.workers != cur.config.workers || config.driver != cur.config.driver {
-            return Err(Error::NeedsRestart("`workers` and `driver` take effect at the next start".into()));
+            return Err(Error::NeedsRestart(
+                "`workers` and `driver` take effect at the next start".into(),
+            ));
         }
         let next = Arc::new(snapshot(Arc::new(config), cur.generation + 1, Some(&cur))?);
         let (tx, rx) = flume::unbounded();
@@ -282,7 +307,10 @@ impl Gateway {
             let _ = w.tx.send(Command::Commit);
         }
         let clusters: Vec<_> = next.clusters.values().cloned().collect();
-        *self.dns_clusters.lock().unwrap_or_else(PoisonError::into_inner) = Some(clusters.clone());
+        *self
+            .dns_clusters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(clusters.clone());
         let _ = self.admin_tx.send(AdminCommand::Clusters(clusters));
         *cur = next;
         Ok(cur.generation)
@@ -303,9 +331,19 @@ impl Gateway {
     /// within the config's drain timeout; then everything stops.
     pub fn shutdown(mut self) {
         self.health.draining.store(true, Relaxed);
-        let drain = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner).config.shutdown.drain_timeout.get();
+        let drain = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .config
+            .shutdown
+            .drain_timeout
+            .get();
         self.stop_workers(drain);
-        *self.dns_clusters.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self
+            .dns_clusters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         let _ = self.admin_tx.send(AdminCommand::Stop);
         if let Some(t) = self.admin_thread.take() {
             let _ = t.join();

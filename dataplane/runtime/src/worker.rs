@@ -48,14 +48,22 @@ pub struct SendSpec {
 pub fn run(spec: SendSpec, rx: flume::Receiver<Command>, started: flume::Sender<Started>) {
     if let Some(core) = spec.core {
         if !core_affinity::set_for_current(core) {
-            tracing::warn!(worker = spec.index, core = core.id, "could not pin worker to its core");
+            tracing::warn!(
+                worker = spec.index,
+                core = core.id,
+                "could not pin worker to its core"
+            );
         }
     }
     let driver = spec.driver;
     let spec = Spec {
         index: spec.index,
         snapshot: spec.snapshot,
-        listeners: spec.listeners.into_iter().map(|(n, a)| (Rc::from(n.as_str()), a)).collect(),
+        listeners: spec
+            .listeners
+            .into_iter()
+            .map(|(n, a)| (Rc::from(n.as_str()), a))
+            .collect(),
         registry: spec.registry,
     };
     let started2 = started.clone();
@@ -65,7 +73,12 @@ pub fn run(spec: SendSpec, rx: flume::Receiver<Command>, started: flume::Sender<
     }
 }
 
-async fn serve(spec: Spec, chosen: Chosen, rx: flume::Receiver<Command>, started: flume::Sender<Started>) {
+async fn serve(
+    spec: Spec,
+    chosen: Chosen,
+    rx: flume::Receiver<Command>,
+    started: flume::Sender<Started>,
+) {
     let state = match CoreState::build(&spec.snapshot, spec.index, &spec.registry, None) {
         Ok(s) => s,
         Err(e) => {
@@ -76,7 +89,10 @@ async fn serve(spec: Spec, chosen: Chosen, rx: flume::Receiver<Command>, started
     let worker = Rc::new(Worker::new(spec.index, state, spec.registry.clone()));
     let mut bound = Vec::new();
     for (name, addr) in &spec.listeners {
-        let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
+        let opts = ListenerOpts::new()
+            .reuse_port(true)
+            .reuse_addr(true)
+            .backlog(4096);
         match TcpListener::bind_with_config(addr, &opts) {
             Ok(l) => bound.push((name.clone(), l)),
             Err(e) => {
@@ -108,7 +124,11 @@ async fn serve(spec: Spec, chosen: Chosen, rx: flume::Receiver<Command>, started
                 worker.start_drain();
                 let clean = weir_proxy::wait_idle(&worker, limit).await;
                 if !clean {
-                    tracing::warn!(worker = worker.index, open = worker.connections.get(), "drain timeout: closing remaining connections");
+                    tracing::warn!(
+                        worker = worker.index,
+                        open = worker.connections.get(),
+                        "drain timeout: closing remaining connections"
+                    );
                 }
                 break;
             }
@@ -128,7 +148,12 @@ async fn accept_loop(worker: Rc<Worker>, name: Rc<str>, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                monoio::spawn(weir_proxy::serve(worker.clone(), name.clone(), stream, peer));
+                monoio::spawn(weir_proxy::serve(
+                    worker.clone(),
+                    name.clone(),
+                    stream,
+                    peer,
+                ));
             }
             Err(e) => {
                 // Out of descriptors or a transient error: back off instead of spinning.
@@ -146,7 +171,7 @@ async fn housekeeping(worker: Rc<Worker>) {
         monoio::time::sleep(Duration::from_millis(100)).await;
         worker.flush_log();
         ticks += 1;
-        if ticks % 10 == 0 {
+        if ticks.is_multiple_of(10) {
             for c in worker.state().clusters.values() {
                 c.sweep_idle();
             }

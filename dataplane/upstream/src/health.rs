@@ -16,7 +16,9 @@ use crate::shared::{SharedCluster, SharedEndpoint};
 
 /// Runs the health checks of `cluster` until `stop` is set. Returns at once if it has none.
 pub async fn run_health_checks(cluster: Arc<SharedCluster>, stop: Rc<Cell<bool>>) {
-    let Some(hc) = cluster.config.health_check.clone() else { return };
+    let Some(hc) = cluster.config.health_check.clone() else {
+        return;
+    };
     let mut passes = vec![0u32; cluster.endpoints.len()];
     let mut fails = vec![0u32; cluster.endpoints.len()];
     while !stop.get() {
@@ -50,7 +52,9 @@ pub async fn run_health_checks(cluster: Arc<SharedCluster>, stop: Rc<Cell<bool>>
 
 /// One probe: GET the path, pass on an expected status within the timeout.
 pub async fn probe(ep: &SharedEndpoint, hc: &weir_config::HealthCheck) -> bool {
-    let Some(addr) = ep.connect_addr() else { return false };
+    let Some(addr) = ep.connect_addr() else {
+        return false;
+    };
     let host = hc.host.as_deref().unwrap_or(&ep.address);
     let fut = async {
         let mut s = TcpStream::connect_addr(addr).await.ok()?;
@@ -67,7 +71,9 @@ pub async fn probe(ep: &SharedEndpoint, hc: &weir_config::HealthCheck) -> bool {
                 buf.reserve(4096);
             }
             let cap = buf.capacity();
-            let (r, slice) = s.read(monoio::buf::IoBufMut::slice_mut(buf, len..cap)).await;
+            let (r, slice) = s
+                .read(monoio::buf::IoBufMut::slice_mut(buf, len..cap))
+                .await;
             buf = slice.into_inner();
             if r.ok()? == 0 {
                 return None;

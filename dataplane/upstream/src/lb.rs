@@ -34,11 +34,17 @@ pub(crate) enum Lb {
     /// Equal weights: a rotating index.
     RoundRobin { next: Cell<usize> },
     /// Smooth weighted round robin (nginx's): even spread, no bursts to one endpoint.
-    Weighted { weights: Vec<i64>, current: RefCell<Vec<i64>> },
+    Weighted {
+        weights: Vec<i64>,
+        current: RefCell<Vec<i64>>,
+    },
     /// Power of two random choices on in-flight requests per weight.
     LeastRequest,
     /// A ring of virtual nodes.
-    Ring { ring: Vec<(u64, usize)>, hash_on: HashOn },
+    Ring {
+        ring: Vec<(u64, usize)>,
+        hash_on: HashOn,
+    },
 }
 
 /// Virtual nodes per unit of weight on the ring.
@@ -47,7 +53,9 @@ const VNODES: u32 = 100;
 impl Lb {
     pub(crate) fn round_robin(weights: &[u32]) -> Lb {
         if weights.iter().all(|w| *w == weights[0]) {
-            Lb::RoundRobin { next: Cell::new(fastrand::usize(..weights.len().max(1))) }
+            Lb::RoundRobin {
+                next: Cell::new(fastrand::usize(..weights.len().max(1))),
+            }
         } else {
             Lb::Weighted {
                 weights: weights.iter().map(|w| *w as i64).collect(),
@@ -120,7 +128,8 @@ impl Lb {
                         }
                         let (a, b) = (nth(i)?, nth(j)?);
                         let load = |e: usize| {
-                            (eps[e].in_flight.get() as u64 + 1) * 1000 / eps[e].shared.weight.max(1) as u64
+                            (eps[e].in_flight.get() as u64 + 1) * 1000
+                                / eps[e].shared.weight.max(1) as u64
                         };
                         Some(if load(b) < load(a) { b } else { a })
                     }
@@ -130,7 +139,9 @@ impl Lb {
                 let Some(key) = key else {
                     // No key in this request: spread at random.
                     let m = (0..n).filter(|i| ok(*i)).count();
-                    return (m > 0).then(|| fastrand::usize(..m)).and_then(|k| (0..n).filter(|i| ok(*i)).nth(k));
+                    return (m > 0)
+                        .then(|| fastrand::usize(..m))
+                        .and_then(|k| (0..n).filter(|i| ok(*i)).nth(k));
                 };
                 let h = hash(key);
                 let start = ring.partition_point(|(p, _)| *p < h);

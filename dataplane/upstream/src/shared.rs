@@ -41,7 +41,11 @@ impl SharedEndpoint {
     /// The address to connect to next (rotating over what DNS returned). Called per new connection,
     /// not per request.
     pub fn connect_addr(&self) -> Option<SocketAddr> {
-        let addrs = self.resolved.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let addrs = self
+            .resolved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         if addrs.is_empty() {
             return None;
         }
@@ -63,7 +67,9 @@ impl SharedEndpoint {
                     *cur = addrs;
                 }
             }
-            Err(e) => tracing::warn!(endpoint = %self.address, error = %e, "DNS refresh failed; keeping the last answer"),
+            Err(e) => {
+                tracing::warn!(endpoint = %self.address, error = %e, "DNS refresh failed; keeping the last answer")
+            }
         }
     }
 }

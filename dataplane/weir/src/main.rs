@@ -16,7 +16,11 @@ use weir_config::Driver;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
-#[command(name = "weir", version, about = "Weir: an AI-native, thread-per-core API gateway")]
+#[command(
+    name = "weir",
+    version,
+    about = "Weir: an AI-native, thread-per-core API gateway"
+)]
 struct Cli {
     /// YAML config; without it the bundled quickstart config is served.
     #[arg(long, short = 'c')]
@@ -84,15 +88,20 @@ fn main() -> anyhow::Result<()> {
     }
     eprintln!("weir: ready, driver {}", gw.driver.as_str());
 
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("installing signal handlers")?;
     for sig in signals.forever() {
         match sig {
             SIGHUP => match load(&cli.config) {
                 Ok(c) => match gw.reload(c) {
                     Ok(g) => tracing::info!(generation = g, "config reloaded"),
-                    Err(e) => tracing::error!(error = %e, "reload refused; still serving generation {}", gw.generation()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload refused; still serving generation {}", gw.generation())
+                    }
                 },
-                Err(e) => tracing::error!(error = %e, "reload refused: invalid config; still serving generation {}", gw.generation()),
+                Err(e) => {
+                    tracing::error!(error = %e, "reload refused: invalid config; still serving generation {}", gw.generation())
+                }
             },
             _ => {
                 tracing::info!("shutting down: draining in-flight requests");
