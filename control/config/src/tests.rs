@@ -144,3 +144,17 @@ fn bad_values_are_refused() {
         "listeners[0].routes[0].filters[0].deny[0]"
     );
 }
+
+#[test]
+fn header_filters_cannot_forge_framing() {
+    let text = "listeners:\n  - name: a\n    address: 127.0.0.1:1\n    routes:\n      - name: r\n        direct_response: { status: 200 }\n        filters:\n          - type: headers\n            request: { set: { content-length: \"5\", x-ok: \"a\\r\\nb\" } }\n";
+    let fields: Vec<String> = problems(text).into_iter().map(|p| p.field).collect();
+    assert!(
+        fields.iter().any(|f| f.ends_with("request.content-length")),
+        "{fields:?}"
+    );
+    assert!(
+        fields.iter().any(|f| f.ends_with("request.x-ok")),
+        "{fields:?}"
+    );
+}

@@ -43,6 +43,18 @@ impl Checker {
     }
 }
 
+/// Fields the proxy re-makes itself; a filter setting them could smuggle a second framing.
+const FRAMING: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 /// Every problem with `config`, or `Ok` when there is none.
 pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
     let mut c = Checker {
@@ -360,6 +372,22 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
                         .chain(ops.remove.iter())
                     {
                         c.header_name(format!("{ff}.{side}"), n);
+                    }
+                    for (n, v) in ops.set.iter().chain(ops.add.iter()) {
+                        if v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                            c.fail(
+                                format!("{ff}.{side}.{n}"),
+                                "a header value cannot hold control characters",
+                            );
+                        }
+                        if FRAMING.iter().any(|h| n.eq_ignore_ascii_case(h)) {
+                            c.fail(
+                                format!("{ff}.{side}.{n}"),
+                                format!(
+                                    "`{n}` is a framing or hop-by-hop field the gateway manages"
+                                ),
+                            );
+                        }
                     }
                 }
             }

@@ -359,12 +359,13 @@ async fn proxy(
         r.budget.on_request();
     }
 
-    let mut tried: Vec<usize> = Vec::new();
+    // Endpoints tried by earlier attempts (retries are few: no allocation).
+    let mut tried = Tried::default();
     let mut retries_left = route.retry.as_ref().map_or(0, |r| r.attempts);
     let mut fresh_retry_used = false;
     let mut body_consumed = false;
     loop {
-        let (idx, ep) = match cluster.pick(key.as_deref(), &tried) {
+        let (idx, ep) = match cluster.pick(key.as_deref(), tried.as_slice()) {
             Ok(p) => p,
             Err(e) => {
                 let pe = ProxyError::new(503, "no_healthy_upstream", Side::Upstream, e.to_string());
@@ -497,6 +498,28 @@ async fn proxy(
                 return false;
             }
         }
+    }
+}
+
+/// The endpoints an exchange tried, inline: a request makes at most 1 + 10 attempts.
+#[derive(Default)]
+struct Tried {
+    idx: [usize; 12],
+    len: usize,
+}
+
+impl Tried {
+    fn push(&mut self, i: usize) {
+        if self.len < self.idx.len() {
+            self.idx[self.len] = i;
+            self.len += 1;
+        }
+    }
+    fn pop(&mut self) {
+        self.len = self.len.saturating_sub(1);
+    }
+    fn as_slice(&self) -> &[usize] {
+        &self.idx[..self.len]
     }
 }
 

@@ -20,6 +20,7 @@ use crate::shared::{SharedCluster, SharedEndpoint};
 /// An idle pooled connection.
 struct Idle {
     stream: TcpStream,
+    peer: SocketAddr,
     since: Instant,
 }
 
@@ -153,12 +154,11 @@ impl Cluster {
                 ep.stats.idle_add(-1);
                 if now.duration_since(c.since) < self.idle_timeout {
                     ep.stats.active_add(1);
-                    let peer = c.stream.peer_addr().unwrap_or_else(|_| unspecified());
                     return Ok(UpstreamConn {
                         stream: c.stream,
                         endpoint: ep.clone(),
                         reused: true,
-                        peer,
+                        peer: c.peer,
                     });
                 }
                 ep.open.set(ep.open.get() - 1);
@@ -206,6 +206,7 @@ impl Cluster {
             ep.stats.idle_add(1);
             idle.push_back(Idle {
                 stream: conn.stream,
+                peer: conn.peer,
                 since: Instant::now(),
             });
         } else {
@@ -291,8 +292,4 @@ impl Cluster {
         bump(&ep.stats.ejections, 1);
         tracing::warn!(cluster = %self.name, endpoint = %ep.address(), seconds = d.as_secs_f64(), "endpoint ejected after consecutive failures");
     }
-}
-
-fn unspecified() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 0))
 }
