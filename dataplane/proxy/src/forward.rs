@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use weir_filter::{Action, Filter, LocalResponse, ProxyError, RequestCtx, Side};
-use weir_http::{BodyDecoder, BodyKind, RequestHead, ResponseHead};
+use weir_http::{BodyDecoder, BodyKind, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, HashOn, UpstreamConn};
 
 use crate::conn::Downstream;
@@ -844,7 +844,13 @@ async fn respond(
         );
     }
     // A body delimited by the upstream closing can only be delimited the same way downstream.
-    let close = !head.keep_alive || resp.body == BodyKind::UntilClose || worker.draining();
+    // An HTTP/1.0 client cannot read chunked framing: its body is de-chunked and ends with the
+    // connection (the only re-encoding on this path, and only for such clients).
+    let dechunk = head.version == Version::Http10 && resp.body == BodyKind::Chunked;
+    let close = !head.keep_alive
+        || resp.body == BodyKind::UntilClose
+        || dechunk
+        || worker.draining();
     ctx.status = resp.status;
     d.out.clear();
     weir_http::write_response_head(
@@ -852,7 +858,7 @@ async fn respond(
         resp.status,
         &resp.reason,
         &resp.headers,
-        resp.body,
+        if dechunk { BodyKind::UntilClose } else { resp.body },
         close && !switching,
     );
     let mut dec = BodyDecoder::new(resp.body);
@@ -873,7 +879,11 @@ async fn respond(
     let outcome: Result<bool, ProxyError> = loop {
         if !ubuf.is_empty() || dec.is_done() {
             let mut filter_err = None;
+            let mut payload = dechunk.then(BytesMut::new);
             let scan = match dec.scan(&ubuf, |r| {
+                if let Some(p) = payload.as_mut() {
+                    p.extend_from_slice(&ubuf[r.clone()]);
+                }
                 for f in filters.iter_mut() {
                     if let Err(e) = f.on_response_body(ctx, &ubuf[r.clone()], false) {
                         filter_err.get_or_insert(e);
@@ -894,7 +904,8 @@ async fn respond(
                 break Err(e);
             }
             ctx.response_bytes = dec.payload_bytes();
-            let piece = ubuf.split_to(scan.consumed);
+            let framed = ubuf.split_to(scan.consumed);
+            let piece = payload.unwrap_or(framed);
             let wrote = if head_pending {
                 head_pending = false;
                 if piece.len() <= 64 << 10 {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what the tests need when it is missing, builds the
+# binaries, checks formatting and lints, and runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+  else
+    echo "tests/run.sh: please install ${need_apt[*]} (apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+fi
+# The Debian prometheus package starts a server; the tests need only its promtool.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --bins
+# Two test threads: the machine has two cores and the integration tests start real processes.
+cargo test --workspace -- --test-threads=2
