@@ -3,6 +3,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
 use crate::headers::{has_token, Headers, HOP_BY_HOP};
@@ -59,6 +60,9 @@ impl Default for HeadLimits {
         }
     }
 }
+
+/// Name and value offsets of the fields of a head; typical heads fit inline.
+type Spans = SmallVec<[((usize, usize), (usize, usize)); 32]>;
 
 /// Most fields httparse is given room for; the configured count limit is checked below it.
 const HEADER_SLOTS: usize = 1000;
@@ -212,7 +216,7 @@ pub fn parse_request(src: &mut BytesMut, limits: &HeadLimits) -> Result<Option<R
     let method_span = span(base, method.as_bytes());
     let target_span = span(base, target.as_bytes());
     // Field spans, then the framing and connection facts they carry.
-    let mut spans: Vec<((usize, usize), (usize, usize))> = Vec::with_capacity(req.headers.len());
+    let mut spans: Spans = SmallVec::with_capacity(req.headers.len());
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut host_span = None;
@@ -408,9 +412,15 @@ pub fn parse_response(
     max_bytes: usize,
     head_request: bool,
 ) -> Result<Option<ResponseHead>> {
-    let mut slots = [httparse::EMPTY_HEADER; RESPONSE_HEADER_SLOTS];
-    let mut res = httparse::Response::new(&mut slots);
-    let head_len = match res.parse(src) {
+    let mut slots =
+        [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; RESPONSE_HEADER_SLOTS];
+    let mut res = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut res,
+        src,
+        &mut slots,
+    );
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if src.len() > max_bytes {
@@ -435,7 +445,7 @@ pub fn parse_response(
         Version::Http10
     };
     let reason_span = span(base, res.reason.unwrap_or("").as_bytes());
-    let mut spans = Vec::with_capacity(res.headers.len());
+    let mut spans: Spans = SmallVec::with_capacity(res.headers.len());
     let mut content_length = None;
     let mut chunked = false;
     let mut conn_close = false;

@@ -25,8 +25,12 @@ pub struct Downstream {
     pub writer: OwnedWriteHalf<TcpStream>,
     /// Client address.
     pub peer: SocketAddr,
+    /// The client IP as text, formatted once per connection (X-Forwarded-For).
+    pub peer_ip: Box<str>,
     /// Scratch buffer for heads written to this client.
     pub out: Vec<u8>,
+    /// Scratch buffer for heads written upstream.
+    pub up_out: Vec<u8>,
 }
 
 impl Downstream {
@@ -63,7 +67,9 @@ pub async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, pee
         reader: ClientReader::new(rd),
         writer: wr,
         peer,
+        peer_ip: peer.ip().to_canonical().to_string().into_boxed_str(),
         out: Vec::with_capacity(512),
+        up_out: Vec::with_capacity(512),
     };
     loop {
         let state = worker.state();

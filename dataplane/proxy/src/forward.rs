@@ -19,8 +19,13 @@ use crate::worker::Worker;
 
 /// A fresh request id: 128 random bits in hex.
 pub fn new_request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let v = fastrand::u128(..);
-    format!("{v:032x}")
+    let mut out = String::with_capacity(32);
+    for i in (0..32).rev() {
+        out.push(HEX[((v >> (i * 4)) & 15) as usize] as char);
+    }
+    out
 }
 
 fn request_id(head: &RequestHead) -> String {
@@ -252,10 +257,6 @@ pub async fn send_local(
     for f in filters.iter_mut() {
         f.on_local_response(ctx, &mut resp);
     }
-    resp.headers.append(
-        Bytes::from_static(b"x-request-id"),
-        Bytes::from(ctx.request_id.clone()),
-    );
     let close = !keep_alive || worker.draining();
     d.out.clear();
     weir_http::write_response_head(
@@ -266,6 +267,7 @@ pub async fn send_local(
         BodyKind::Length(resp.body.len() as u64),
         close,
     );
+    push_request_id(&mut d.out, &ctx.request_id);
     if !head_request {
         d.out.extend_from_slice(&resp.body);
     }
@@ -329,30 +331,35 @@ async fn proxy(
     d: &mut Downstream,
     ctx: &mut RequestCtx,
     filters: &mut Vec<Box<dyn Filter>>,
+    head: RequestHead,
+) -> bool {
+    // The connection's scratch buffer for upstream heads: no allocation per request.
+    let mut up_head = std::mem::take(&mut d.up_out);
+    let keep = exchange(worker, state, lst, route, cluster, d, ctx, filters, head, &mut up_head).await;
+    up_head.clear();
+    d.up_out = up_head;
+    keep
+}
+
+/// Proxies one request: attempts, retries, response.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    worker: &Worker,
+    state: &CoreState,
+    lst: &ListenerState,
+    route: &RouteState,
+    cluster: &Rc<Cluster>,
+    d: &mut Downstream,
+    ctx: &mut RequestCtx,
+    filters: &mut Vec<Box<dyn Filter>>,
     mut head: RequestHead,
+    up_head: &mut Vec<u8>,
 ) -> bool {
     if let Some(rw) = &route.rewrite {
         rw.apply(&mut head);
     }
-    add_forwarding_headers(&mut head, d, ctx);
     let upgrade = head.upgrade.clone();
-    if let Some(proto) = &upgrade {
-        head.headers.append(
-            Bytes::from_static(b"connection"),
-            Bytes::from_static(b"upgrade"),
-        );
-        head.headers
-            .append(Bytes::from_static(b"upgrade"), proto.clone());
-    }
-    let mut up_head = Vec::with_capacity(256 + head.headers.len() * 48);
-    weir_http::write_request_head(
-        &mut up_head,
-        &head.method,
-        &head.target,
-        &head.headers,
-        head.body,
-    );
-    let up_head = Bytes::from(up_head);
+    write_upstream_head(up_head, &mut head, &d.peer_ip, ctx);
     let key = hash_key(cluster.hash_on(), &head, d);
     let deadline = route.total_timeout.map(|t| ctx.timings.start + t);
     if let Some(r) = &route.retry {
@@ -383,7 +390,7 @@ async fn proxy(
             ctx,
             filters,
             &head,
-            &up_head,
+            up_head,
             deadline,
             &mut body_consumed,
         )
@@ -534,37 +541,55 @@ enum Responded {
     Upgraded(BytesMut),
 }
 
-fn add_forwarding_headers(head: &mut RequestHead, d: &Downstream, ctx: &RequestCtx) {
-    let ip = d.peer.ip().to_canonical().to_string();
-    let xff = match head.headers.get("x-forwarded-for") {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
-            v.extend_from_slice(prev);
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(ip.as_bytes());
-            Bytes::from(v)
+/// Adds `x-request-id` to a response head already written into `out` (before its final CRLF).
+fn push_request_id(out: &mut Vec<u8>, id: &str) {
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Writes the head sent upstream: the client's end-to-end fields, then the forwarding fields
+/// (`X-Forwarded-For` appended to, `X-Forwarded-Proto`, `Via` appended to, `X-Request-Id`) and the
+/// upgrade fields, written straight into the buffer rather than stored as fields.
+fn write_upstream_head(out: &mut Vec<u8>, head: &mut RequestHead, peer_ip: &str, ctx: &RequestCtx) {
+    let mut xff = None;
+    let mut via = None;
+    head.headers.retain(|h| {
+        let n = &h.name[..];
+        if n.eq_ignore_ascii_case(b"x-forwarded-for") {
+            xff = Some(h.value.clone());
+            false
+        } else if n.eq_ignore_ascii_case(b"via") {
+            via = Some(h.value.clone());
+            false
+        } else {
+            !(n.eq_ignore_ascii_case(b"x-forwarded-proto") || n.eq_ignore_ascii_case(b"x-request-id"))
         }
-        None => Bytes::from(ip),
-    };
-    head.headers
-        .set(Bytes::from_static(b"x-forwarded-for"), xff);
-    head.headers.set(
-        Bytes::from_static(b"x-forwarded-proto"),
-        Bytes::from_static(b"http"),
-    );
-    let via = match head.headers.get("via") {
-        Some(prev) => {
-            let mut v = prev.to_vec();
-            v.extend_from_slice(b", 1.1 weir");
-            Bytes::from(v)
-        }
-        None => Bytes::from_static(b"1.1 weir"),
-    };
-    head.headers.set(Bytes::from_static(b"via"), via);
-    head.headers.set(
-        Bytes::from_static(b"x-request-id"),
-        Bytes::from(ctx.request_id.clone()),
-    );
+    });
+    out.clear();
+    weir_http::write_request_head(out, &head.method, &head.target, &head.headers, head.body);
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(prev) = xff {
+        out.extend_from_slice(&prev);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(peer_ip.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nvia: ");
+    if let Some(prev) = via {
+        out.extend_from_slice(&prev);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(b"1.1 weir\r\nx-request-id: ");
+    out.extend_from_slice(ctx.request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(proto) = &head.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
+        out.extend_from_slice(proto);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 fn hash_key(on: Option<&HashOn>, head: &RequestHead, d: &Downstream) -> Option<Vec<u8>> {
@@ -599,7 +624,7 @@ async fn attempt(
     ctx: &mut RequestCtx,
     filters: &mut [Box<dyn Filter>],
     head: &RequestHead,
-    up_head: &Bytes,
+    up_head: &mut Vec<u8>,
     deadline: Option<Instant>,
     body_consumed: &mut bool,
 ) -> Result<(UpstreamConn, ResponseHead, BytesMut), AttemptError> {
@@ -622,7 +647,8 @@ async fn attempt(
         cluster.release(conn, false);
     };
     ctx.timings.upstream_sent = Some(Instant::now());
-    let (r, _) = conn.stream.write_all(up_head.clone()).await;
+    let (r, buf) = conn.stream.write_all(std::mem::take(up_head)).await;
+    *up_head = buf;
     if r.is_err() {
         undo(cluster, conn, !reused);
         return Err(AttemptError::Reset {
@@ -832,10 +858,6 @@ async fn respond(
             }
         }
     }
-    resp.headers.append(
-        Bytes::from_static(b"x-request-id"),
-        Bytes::from(ctx.request_id.clone()),
-    );
     let switching = upgrade && resp.status == 101;
     if switching {
         resp.headers.append(
@@ -861,6 +883,7 @@ async fn respond(
         if dechunk { BodyKind::UntilClose } else { resp.body },
         close && !switching,
     );
+    push_request_id(&mut d.out, &ctx.request_id);
     let mut dec = BodyDecoder::new(resp.body);
     let upstream_keep = resp.keep_alive;
     drop(resp);
