@@ -99,12 +99,18 @@ pub async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, pee
                     &mut [],
                     resp,
                     false,
-                    true,
+                    false,
                 )
                 .await;
                 break;
             }
             HeadRead::Head(head) => {
+                // The head may have waited through a reload: the request takes the state current
+                // now, and keeps it to its end.
+                let state = worker.state();
+                let Some(lst) = find_listener(&state, &listener) else {
+                    break;
+                };
                 worker.in_flight.set(worker.in_flight.get() + 1);
                 let keep = forward::handle(&worker, &state, lst, &mut d, head).await;
                 worker.in_flight.set(worker.in_flight.get() - 1);

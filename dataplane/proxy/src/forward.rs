@@ -335,7 +335,19 @@ async fn proxy(
 ) -> bool {
     // The connection's scratch buffer for upstream heads: no allocation per request.
     let mut up_head = std::mem::take(&mut d.up_out);
-    let keep = exchange(worker, state, lst, route, cluster, d, ctx, filters, head, &mut up_head).await;
+    let keep = exchange(
+        worker,
+        state,
+        lst,
+        route,
+        cluster,
+        d,
+        ctx,
+        filters,
+        head,
+        &mut up_head,
+    )
+    .await;
     up_head.clear();
     d.up_out = up_head;
     keep
@@ -564,7 +576,8 @@ fn write_upstream_head(out: &mut Vec<u8>, head: &mut RequestHead, peer_ip: &str,
             via = Some(h.value.clone());
             false
         } else {
-            !(n.eq_ignore_ascii_case(b"x-forwarded-proto") || n.eq_ignore_ascii_case(b"x-request-id"))
+            !(n.eq_ignore_ascii_case(b"x-forwarded-proto")
+                || n.eq_ignore_ascii_case(b"x-request-id"))
         }
     });
     out.clear();
@@ -869,10 +882,8 @@ async fn respond(
     // An HTTP/1.0 client cannot read chunked framing: its body is de-chunked and ends with the
     // connection (the only re-encoding on this path, and only for such clients).
     let dechunk = head.version == Version::Http10 && resp.body == BodyKind::Chunked;
-    let close = !head.keep_alive
-        || resp.body == BodyKind::UntilClose
-        || dechunk
-        || worker.draining();
+    let close =
+        !head.keep_alive || resp.body == BodyKind::UntilClose || dechunk || worker.draining();
     ctx.status = resp.status;
     d.out.clear();
     weir_http::write_response_head(
@@ -880,7 +891,12 @@ async fn respond(
         resp.status,
         &resp.reason,
         &resp.headers,
-        if dechunk { BodyKind::UntilClose } else { resp.body },
+        // HEAD and 304 carry no body: no framing unless the upstream's Content-Length was kept.
+        if dechunk || head.is_head() || resp.status == 304 {
+            BodyKind::UntilClose
+        } else {
+            resp.body
+        },
         close && !switching,
     );
     push_request_id(&mut d.out, &ctx.request_id);
