@@ -415,11 +415,8 @@ pub fn parse_response(
     let mut slots =
         [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; RESPONSE_HEADER_SLOTS];
     let mut res = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut res,
-        src,
-        &mut slots,
-    );
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut res, src, &mut slots);
     let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
