@@ -27,7 +27,12 @@ enum PathCond {
     Any,
     Exact(Box<[u8]>),
     Prefix(Box<[u8]>),
-    Regex(Regex),
+    /// `literal` is what every match must start with (may be empty): a `starts_with` turns most
+    /// non-matching paths away before the regex engine is entered at all.
+    Regex {
+        literal: Box<[u8]>,
+        re: Regex,
+    },
 }
 
 /// Header or query conditions, equality and presence first, regexes from `first_regex` on.
@@ -99,7 +104,10 @@ impl RouteMatcher {
                     PathCond::Prefix(p.as_bytes().into())
                 }
             }
-            Some(PathMatch::Regex(p)) => PathCond::Regex(whole_regex("match.path.regex", p)?),
+            Some(PathMatch::Regex(p)) => PathCond::Regex {
+                re: whole_regex("match.path.regex", p)?,
+                literal: literal_prefix(p),
+            },
         };
         Ok(RouteMatcher {
             methods: methods.into_boxed_slice(),
@@ -130,6 +138,21 @@ impl RouteMatcher {
             && self.query.list.is_empty()
     }
 
+    /// The first path segment every path this route takes has (`api` for prefix `/api` or
+    /// `/api/v1`, exact `/api/x`, or a regex starting `/api/`), if the path condition fixes one.
+    pub(crate) fn first_segment(&self) -> Option<&[u8]> {
+        match &self.path {
+            PathCond::Any => None,
+            // A prefix holds at a segment boundary, so `/api` fixes `api` even without a slash
+            // after it (`/` itself is `Any`).
+            PathCond::Exact(p) | PathCond::Prefix(p) => first_segment(p),
+            PathCond::Regex { literal, .. } => {
+                let rest = literal.strip_prefix(b"/")?;
+                memchr::memchr(b'/', rest).map(|i| &rest[..i])
+            }
+        }
+    }
+
     /// The check itself; `host_checked` says the caller already knows the host matches.
     pub(crate) fn matches_prepared(
         &self,
@@ -150,6 +173,7 @@ impl RouteMatcher {
         match &self.path {
             PathCond::Exact(p) if **p != *at.path => return false,
             PathCond::Prefix(p) if !prefix_matches(p, at.path) => return false,
+            PathCond::Regex { literal, .. } if !at.path.starts_with(literal) => return false,
             _ => {}
         }
         let (hc, hr) = self.headers.split();
@@ -157,7 +181,7 @@ impl RouteMatcher {
         hc.iter().all(|c| c.header_matches(req))
             && qc.iter().all(|c| c.query_matches(at.query))
             && match &self.path {
-                PathCond::Regex(re) => re.is_match(at.path),
+                PathCond::Regex { re, .. } => re.is_match(at.path),
                 _ => true,
             }
             && hr.iter().all(|c| c.header_matches(req))
@@ -171,6 +195,33 @@ fn check_path(field: &str, p: &str) -> Result<()> {
     } else {
         Err(Error::invalid(field, "a path must start with /"))
     }
+}
+
+/// The bytes every match of the whole-path regex `pattern` starts with: `/users/` for
+/// `/users/[0-9]+`, `/` for `/a|/b`, nothing for `.*` or `(?i)api`. Any doubt gives nothing, which
+/// only costs speed.
+pub(crate) fn literal_prefix(pattern: &str) -> Box<[u8]> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    // As `regex::bytes` parses it: UTF-8 mode off, so `(?-u:\xFF)` is accepted too.
+    let Ok(hir) = regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(pattern)
+    else {
+        return Box::default();
+    };
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    seq.longest_common_prefix().unwrap_or_default().into()
+}
+
+/// `api` for `/api/x` and `/api`, the empty segment for `/`; `None` for a path not starting with `/`
+/// (`*`).
+pub(crate) fn first_segment(path: &[u8]) -> Option<&[u8]> {
+    let rest = path.strip_prefix(b"/")?;
+    Some(match memchr::memchr(b'/', rest) {
+        Some(i) => &rest[..i],
+        None => rest,
+    })
 }
 
 /// `/api` matches `/api` and `/api/x`, not `/apix`; `/api/` matches `/api/` and `/api/x`.

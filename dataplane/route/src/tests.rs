@@ -575,6 +575,10 @@ fn table_agrees_with_linear_scan() {
         Some(PathMatch::Prefix("/x".into())),
         Some(PathMatch::Exact("/y".into())),
         Some(PathMatch::Regex("/z/[0-9]+".into())),
+        Some(PathMatch::Prefix("/x/a".into())),
+        Some(PathMatch::Exact("/".into())),
+        Some(PathMatch::Regex("(?i)/Z/.*".into())),
+        Some(PathMatch::Regex("/x.*".into())),
     ];
     let mut matches = Vec::new();
     for (i, hs) in host_sets.iter().enumerate() {
@@ -604,24 +608,27 @@ fn table_agrees_with_linear_scan() {
         "e.com",
         "",
     ];
-    let targets = ["/", "/x", "/x/1", "/xy", "/y", "/y?q", "/z/12", "/z/a"];
+    let targets = [
+        "/", "/x", "/x/1", "/xy", "/y", "/y?q", "/z/12", "/z/a", "/x/a/b", "/x/ab", "/Z/1", "*",
+    ];
     let mut hits = 0;
     for h in req_hosts {
         for t in targets {
+            let method = if t == "*" { "OPTIONS" } else { "GET" };
             let r = if h.is_empty() {
-                let mut buf = BytesMut::from(format!("GET {t} HTTP/1.0\r\n\r\n").as_bytes());
+                let mut buf = BytesMut::from(format!("{method} {t} HTTP/1.0\r\n\r\n").as_bytes());
                 parse_request(&mut buf, &HeadLimits::default())
                     .expect("valid")
                     .expect("complete")
             } else {
-                get(h, t)
+                req(method, h, t, &[])
             };
             let want = linear.iter().position(|l| l.matches(&r));
             assert_eq!(table.find(&r), want, "host {h:?} target {t:?}");
             hits += usize::from(want.is_some());
         }
     }
-    assert!(hits > 20, "the test should exercise hits too ({hits})");
+    assert!(hits > 60, "the test should exercise hits too ({hits})");
 }
 
 #[test]
@@ -959,4 +966,27 @@ fn redirect_percent_encodes_what_a_uri_cannot_hold() {
     let loc = redirect_location(&rd, &get("a.com", "/"), "http");
     assert_eq!(loc, "http://a.com/a%20b%22%3C%C3%BC%3E");
     assert!(loc.bytes().all(|b| b.is_ascii_graphic()));
+}
+
+#[test]
+fn regex_literal_prefix_is_a_safe_prefilter() {
+    use crate::matcher::literal_prefix;
+    assert_eq!(&*literal_prefix("/users/[0-9]+"), b"/users/");
+    assert_eq!(&*literal_prefix("/a|/b"), b"/");
+    assert_eq!(&*literal_prefix("/v1/(chat|completions)"), b"/v1/c");
+    assert_eq!(&*literal_prefix(".*"), b"");
+    assert_eq!(&*literal_prefix("(?i)/api"), b"/");
+    assert_eq!(&*literal_prefix("/x?"), b"/");
+    assert_eq!(&*literal_prefix("(?-u:\\xFF)/a"), b"\xFF/a");
+    // The prefilter never turns away what the regex takes.
+    for (pattern, path) in [
+        ("(?i)/API/[a-z]+", "/api/x"),
+        ("/x?y", "/y"),
+        ("/a|/b", "/b"),
+        ("(/v1)?/chat", "/chat"),
+        ("/v[12]/.*", "/v2/"),
+    ] {
+        let r = m(&self::path(PathMatch::Regex(pattern.into())));
+        assert!(r.matches(&get("h", path)), "{pattern} on {path}");
+    }
 }

@@ -20,7 +20,11 @@ fn decode(reads: &[&[u8]]) -> (usize, bool, Vec<u8>, bool) {
                     assert!(dec.is_done());
                     return (consumed, true, payload, false);
                 }
-                assert_eq!(scan.consumed, read.len(), "a message that goes on takes the whole read");
+                assert_eq!(
+                    scan.consumed,
+                    read.len(),
+                    "a message that goes on takes the whole read"
+                );
             }
             Err(_) => return (consumed, false, payload, true),
         }
@@ -39,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let whole = decode(&[rest]);
     let parts = decode(&[&rest[..split], &rest[split..]]);
-    assert_eq!(whole.3, parts.3, "error or not must not depend on the split");
+    assert_eq!(
+        whole.3, parts.3,
+        "error or not must not depend on the split"
+    );
     if !whole.3 {
         assert_eq!(whole, parts, "the split changed the result");
     }

@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
         // What the proxy relies on: origin-form target, and path/query that split it.
         assert!(!head.target.is_empty());
         let (path, query) = (head.path(), head.query());
-        assert_eq!(path.len() + query.map_or(0, |q| q.len() + 1), head.target.len());
+        assert_eq!(
+            path.len() + query.map_or(0, |q| q.len() + 1),
+            head.target.len()
+        );
         let mut dec = BodyDecoder::new(head.body);
         let mut payload = 0usize;
         let Ok(scan) = dec.scan(&buf, |r| {
