@@ -131,6 +131,9 @@ pub struct CoreStats {
     pub accepted: AtomicU64,
     /// Requests refused by the codec (400/413/414/431/501/505).
     pub protocol_errors: AtomicU64,
+    /// Ticks of the core's housekeeping task: a core whose count stops moving is stuck (the
+    /// systemd watchdog is fed only while every core's count moves).
+    pub heartbeat: AtomicU64,
 }
 
 impl CoreStats {
@@ -191,6 +194,15 @@ impl Registry {
     /// The connection stats of a core.
     pub fn core(&self, core: usize) -> Arc<CoreStats> {
         self.lock().cores.entry(core).or_default().clone()
+    }
+
+    /// Every core's heartbeat count, by core index.
+    pub fn heartbeats(&self) -> Vec<(usize, u64)> {
+        self.lock()
+            .cores
+            .iter()
+            .map(|(i, c)| (*i, c.heartbeat.load(Relaxed)))
+            .collect()
     }
 
     /// Publishes an endpoint's health flag (set by the health checker).

@@ -24,4 +24,4 @@ mod worker;
 pub use conn::{serve, wait_idle};
 pub use retry::RetryBudget;
 pub use state::{CoreState, ListenerState, PrepareError, RouteAction, RouteState, Snapshot};
-pub use worker::Worker;
+pub use worker::{Signal, SignalWait, Worker};

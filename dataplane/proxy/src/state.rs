@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub config: Arc<Config>,
     /// Clusters with resolved endpoints, by name.
     pub clusters: HashMap<String, Arc<SharedCluster>>,
+    /// Listener names and the addresses they are bound to (port 0 resolved), in config order.
+    pub listen: Vec<(String, std::net::SocketAddr)>,
 }
 
 /// What a route does.

@@ -26,7 +26,7 @@ pub struct Worker {
     pub stats: Arc<CoreStats>,
     /// Where per-core stats come from.
     pub registry: Arc<Registry>,
-    drain: Rc<Drain>,
+    drain: Signal,
     /// Requests in flight on this core.
     pub in_flight: Cell<usize>,
     /// Connections open on this core.
@@ -43,7 +43,7 @@ impl Worker {
             prepared: RefCell::new(None),
             stats: registry.core(index),
             registry,
-            drain: Rc::new(Drain::default()),
+            drain: Signal::default(),
             in_flight: Cell::new(0),
             connections: Cell::new(0),
             log: RefCell::new(Vec::with_capacity(LOG_FLUSH_BYTES)),
@@ -82,6 +82,11 @@ impl Worker {
         self.prepared.borrow_mut().take();
     }
 
+    /// Marks this core alive for the watchdog.
+    pub fn heartbeat(&self) {
+        weir_metrics::bump(&self.stats.heartbeat, 1);
+    }
+
     /// Starts draining: idle keep-alive connections close, busy ones close after their response.
     pub fn start_drain(&self) {
         self.drain.fire();
@@ -89,15 +94,12 @@ impl Worker {
 
     /// Whether draining started.
     pub fn draining(&self) -> bool {
-        self.drain.fired.get()
+        self.drain.fired()
     }
 
     /// A future that completes when draining starts.
-    pub fn drained(&self) -> DrainWait {
-        DrainWait {
-            drain: self.drain.clone(),
-            slot: None,
-        }
+    pub fn drained(&self) -> SignalWait {
+        self.drain.wait()
     }
 
     /// Appends one access-log line (already JSON, with its newline).
@@ -126,49 +128,67 @@ fn flush(buf: &mut Vec<u8>) {
     buf.clear();
 }
 
-/// A one-shot signal of this core. Waiters live in a slab so a wait that ends another way (the
-/// usual case: the next request arrived) removes its waker in O(1) and nothing accumulates.
+/// A one-shot signal of one core (drain, a listener's stop). Waiters live in a slab so a wait that
+/// ends another way (the usual case: the next request arrived) removes its waker in O(1) and
+/// nothing accumulates.
+#[derive(Clone, Default)]
+pub struct Signal(Rc<SignalInner>);
+
 #[derive(Default)]
-struct Drain {
+struct SignalInner {
     fired: Cell<bool>,
     slots: RefCell<Vec<Option<Waker>>>,
     free: RefCell<Vec<usize>>,
 }
 
-impl Drain {
-    fn fire(&self) {
-        self.fired.set(true);
-        for w in self.slots.borrow_mut().iter_mut() {
+impl Signal {
+    /// Fires the signal: every waiter wakes, later waits complete at once.
+    pub fn fire(&self) {
+        self.0.fired.set(true);
+        for w in self.0.slots.borrow_mut().iter_mut() {
             if let Some(w) = w.take() {
                 w.wake();
             }
         }
     }
+
+    /// Whether it fired.
+    pub fn fired(&self) -> bool {
+        self.0.fired.get()
+    }
+
+    /// A future that completes when the signal fires.
+    pub fn wait(&self) -> SignalWait {
+        SignalWait {
+            signal: self.0.clone(),
+            slot: None,
+        }
+    }
 }
 
-/// Completes when the worker starts draining.
-pub struct DrainWait {
-    drain: Rc<Drain>,
+/// Completes when its [`Signal`] fires.
+pub struct SignalWait {
+    signal: Rc<SignalInner>,
     slot: Option<usize>,
 }
 
-impl Future for DrainWait {
+impl Future for SignalWait {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.drain.fired.get() {
+        if self.signal.fired.get() {
             return Poll::Ready(());
         }
         match self.slot {
             Some(i) => {
-                let mut slots = self.drain.slots.borrow_mut();
+                let mut slots = self.signal.slots.borrow_mut();
                 if !slots[i].as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     slots[i] = Some(cx.waker().clone());
                 }
             }
             None => {
                 let i = {
-                    let mut slots = self.drain.slots.borrow_mut();
-                    match self.drain.free.borrow_mut().pop() {
+                    let mut slots = self.signal.slots.borrow_mut();
+                    match self.signal.free.borrow_mut().pop() {
                         Some(i) => {
                             slots[i] = Some(cx.waker().clone());
                             i
@@ -186,11 +206,11 @@ impl Future for DrainWait {
     }
 }
 
-impl Drop for DrainWait {
+impl Drop for SignalWait {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
-            self.drain.slots.borrow_mut()[i] = None;
-            self.drain.free.borrow_mut().push(i);
+            self.signal.slots.borrow_mut()[i] = None;
+            self.signal.free.borrow_mut().push(i);
         }
     }
 }

@@ -29,6 +29,7 @@ use weir_proxy::Snapshot;
 use weir_upstream::SharedCluster;
 
 pub use driver::{uring_available, Chosen};
+pub use worker::InheritedSocket;
 
 use admin::{AdminCommand, Health};
 use worker::Command;
@@ -89,7 +90,12 @@ pub struct Gateway {
 }
 
 /// Builds the shared part of a generation, reusing clusters whose config did not change.
-fn snapshot(config: Arc<Config>, generation: u64, prev: Option<&Snapshot>) -> Result<Snapshot> {
+fn snapshot(
+    config: Arc<Config>,
+    generation: u64,
+    prev: Option<&Snapshot>,
+    listen: Vec<(String, SocketAddr)>,
+) -> Result<Snapshot> {
     let mut clusters = HashMap::new();
     for c in &config.clusters {
         let reuse = prev
@@ -108,7 +114,16 @@ fn snapshot(config: Arc<Config>, generation: u64, prev: Option<&Snapshot>) -> Re
         generation,
         config,
         clusters,
+        listen,
     })
+}
+
+/// Whether a configured listener address (maybe with port 0) is the bound `addr`.
+fn addr_matches(configured: &str, addr: SocketAddr) -> bool {
+    match configured.parse::<SocketAddr>() {
+        Ok(c) => c.ip() == addr.ip() && (c.port() == 0 || c.port() == addr.port()),
+        Err(_) => false,
+    }
 }
 
 /// Binds a listener address once on the main thread to learn its port when it is 0; workers then
@@ -151,10 +166,16 @@ fn resolve_listener(name: &str, addr: &str) -> Result<(SocketAddr, Option<std::n
 }
 
 impl Gateway {
-    /// Starts workers, listeners and the admin thread on `config`.
-    pub fn start(config: Config, opts: &Options) -> Result<Gateway> {
+    /// Starts workers, listeners and the admin thread on `config` as generation `generation`.
+    /// `inherited` are listening sockets handed over by a previous process (binary upgrade): they
+    /// are spread over the workers, and listeners they do not cover are bound anew.
+    pub fn start(
+        config: Config,
+        generation: u64,
+        opts: &Options,
+        inherited: Vec<InheritedSocket>,
+    ) -> Result<Gateway> {
         let config = Arc::new(config);
-        let snap = Arc::new(snapshot(config.clone(), 1, None)?);
         let registry = Arc::new(Registry::default());
         let n = match opts.workers.unwrap_or(config.workers) {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -166,22 +187,32 @@ impl Gateway {
         let mut probes = Vec::new();
         let mut listeners = Vec::new();
         for l in &config.listeners {
-            let (addr, probe) = resolve_listener(&l.name, &l.address)?;
+            // A listener handed over keeps the address it had (its port 0 was resolved then).
+            let (addr, probe) = match inherited.iter().find(|s| s.name == l.name && addr_matches(&l.address, s.addr)) {
+                Some(s) => (s.addr, None),
+                None => resolve_listener(&l.name, &l.address)?,
+            };
             probes.extend(probe);
             listeners.push((l.name.clone(), addr));
+        }
+        let snap = Arc::new(snapshot(config.clone(), generation, None, listeners.clone())?);
+        // Spread inherited sockets over the workers; a worker may get several.
+        let mut per_worker: Vec<Vec<InheritedSocket>> = (0..n).map(|_| Vec::new()).collect();
+        for (k, s) in inherited.into_iter().enumerate() {
+            per_worker[k % n].push(s);
         }
 
         let (started_tx, started_rx) = flume::unbounded();
         let mut workers = Vec::with_capacity(n);
-        for i in 0..n {
+        for (i, inherited) in per_worker.into_iter().enumerate() {
             let (tx, rx) = flume::unbounded();
             let spec = worker::SendSpec {
                 index: i,
                 core: (!cores.is_empty()).then(|| cores[i % cores.len()]),
                 driver,
                 snapshot: snap.clone(),
-                listeners: listeners.clone(),
                 registry: registry.clone(),
+                inherited,
             };
             let st = started_tx.clone();
             let thread = std::thread::Builder::new()
@@ -265,26 +296,40 @@ impl Gateway {
             .generation
     }
 
-    /// Applies a new validated config on every core, or on none. Returns the new generation.
-    pub fn reload(&self, config: Config) -> Result<u64> {
+    /// Applies a new validated config as `generation` on every core, or on none: every core
+    /// prepares (routes, filters, clusters, new listeners bound), and only if all did, every core
+    /// commits; the call returns once every core serves the new generation.
+    pub fn reload(&self, config: Config, generation: u64) -> Result<u64> {
         let mut cur = self.snapshot.lock().unwrap_or_else(PoisonError::into_inner);
-        let same_listeners = config.listeners.len() == cur.config.listeners.len()
-            && config
-                .listeners
-                .iter()
-                .zip(&cur.config.listeners)
-                .all(|(a, b)| a.name == b.name && a.address == b.address);
-        if !same_listeners {
-            return Err(Error::NeedsRestart(
-                "listeners were added, removed or moved: that needs a restart (or a binary upgrade)".into(),
-            ));
-        }
         if config.workers != cur.config.workers || config.driver != cur.config.driver {
             return Err(Error::NeedsRestart(
                 "`workers` and `driver` take effect at the next start".into(),
             ));
         }
-        let next = Arc::new(snapshot(Arc::new(config), cur.generation + 1, Some(&cur))?);
+        if config.admin != cur.config.admin {
+            return Err(Error::NeedsRestart("`admin` takes effect at the next start".into()));
+        }
+        // Listeners that stay keep their bound address; new ones get theirs (port 0 resolved).
+        let mut probes = Vec::new();
+        let mut listen = Vec::new();
+        for l in &config.listeners {
+            let kept = cur
+                .listen
+                .iter()
+                .zip(&cur.config.listeners)
+                .find(|((n, _), old)| *n == l.name && old.address == l.address)
+                .map(|((_, a), _)| *a);
+            let addr = match kept {
+                Some(a) => a,
+                None => {
+                    let (a, probe) = resolve_listener(&l.name, &l.address)?;
+                    probes.extend(probe);
+                    a
+                }
+            };
+            listen.push((l.name.clone(), addr));
+        }
+        let next = Arc::new(snapshot(Arc::new(config), generation, Some(&cur), listen)?);
         let (tx, rx) = flume::unbounded();
         for w in &self.workers {
             let _ = w.tx.send(Command::Prepare(next.clone(), tx.clone()));
@@ -297,23 +342,56 @@ impl Gateway {
                 Err(_) => failure = Some(Error::Worker(i, "did not answer prepare".into())),
             }
         }
+        drop(probes);
         if let Some(e) = failure {
             for w in &self.workers {
                 let _ = w.tx.send(Command::Abort);
             }
             return Err(e);
         }
+        let (done_tx, done_rx) = flume::unbounded();
         for w in &self.workers {
-            let _ = w.tx.send(Command::Commit);
+            let _ = w.tx.send(Command::Commit(done_tx.clone()));
+        }
+        for _ in 0..self.workers.len() {
+            let _ = done_rx.recv_timeout(Duration::from_secs(10));
         }
         let clusters: Vec<_> = next.clusters.values().cloned().collect();
-        *self
-            .dns_clusters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(clusters.clone());
+        *self.dns_clusters.lock().unwrap_or_else(PoisonError::into_inner) = Some(clusters.clone());
         let _ = self.admin_tx.send(AdminCommand::Clusters(clusters));
         *cur = next;
         Ok(cur.generation)
+    }
+
+    /// The config being served.
+    pub fn config(&self) -> Arc<Config> {
+        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner).config.clone()
+    }
+
+    /// Duplicates of every listening socket of every worker, for a new process taking over.
+    pub fn export_listeners(&self) -> Vec<InheritedSocket> {
+        let (tx, rx) = flume::unbounded();
+        for w in &self.workers {
+            let _ = w.tx.send(Command::Export(tx.clone()));
+        }
+        let mut out = Vec::new();
+        for _ in 0..self.workers.len() {
+            if let Ok(mut v) = rx.recv_timeout(Duration::from_secs(5)) {
+                out.append(&mut v);
+            }
+        }
+        out
+    }
+
+    /// Whether every worker's housekeeping ran since the last call (for the systemd watchdog).
+    pub fn workers_alive(&self, last: &mut Vec<(usize, u64)>) -> bool {
+        let now = self.registry.heartbeats();
+        let alive = last.is_empty()
+            || now
+                .iter()
+                .all(|(i, n)| last.iter().find(|(j, _)| j == i).is_none_or(|(_, m)| n > m));
+        *last = now;
+        alive
     }
 
     fn stop_workers(&mut self, drain: Duration) {

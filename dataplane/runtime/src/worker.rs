@@ -1,25 +1,41 @@
 //! A worker thread: pinned to a core, one monoio runtime, its own SO_REUSEPORT listeners, and a
-//! control loop that prepares, commits or aborts config generations and drains on shutdown.
+//! control loop that prepares, commits or aborts config generations, hands out its listening
+//! sockets for a binary upgrade, and drains on shutdown.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use monoio::net::{ListenerOpts, TcpListener};
+use monoio::net::TcpListener;
 use weir_metrics::Registry;
-use weir_proxy::{CoreState, Snapshot, Worker};
+use weir_proxy::{CoreState, Signal, Snapshot, Worker};
 
 use crate::driver::{self, Chosen};
 
+/// A listening socket handed over by a previous process (binary upgrade).
+pub struct InheritedSocket {
+    /// Listener name.
+    pub name: String,
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// The socket.
+    pub fd: OwnedFd,
+}
+
 /// What the main thread tells a worker.
 pub enum Command {
-    /// Build the state of a generation and hold it; reply whether it could.
+    /// Build the state of a generation (and bind its new listeners) and hold it; reply whether
+    /// it could.
     Prepare(Arc<Snapshot>, flume::Sender<Result<(), String>>),
-    /// Make the prepared state current.
-    Commit,
+    /// Make the prepared state current; reply when it is.
+    Commit(flume::Sender<()>),
     /// Drop the prepared state.
     Abort,
+    /// Reply with duplicates of every listening socket of this worker.
+    Export(flume::Sender<Vec<InheritedSocket>>),
     /// Stop accepting, finish in-flight requests within the timeout, then end the thread.
     Drain(Duration),
 }
@@ -27,45 +43,35 @@ pub enum Command {
 /// What a worker reports once, when it is serving or has failed to start.
 pub type Started = Result<Chosen, String>;
 
-pub struct Spec {
-    pub index: usize,
-    pub snapshot: Arc<Snapshot>,
-    pub listeners: Vec<(Rc<str>, SocketAddr)>,
-    pub registry: Arc<Registry>,
-}
-
-// `Rc<str>` names are made inside the thread; the spec crosses threads with plain strings.
+/// The start-up description of a worker, sent to its thread.
 pub struct SendSpec {
     pub index: usize,
     pub core: Option<core_affinity::CoreId>,
     pub driver: weir_config::Driver,
     pub snapshot: Arc<Snapshot>,
-    pub listeners: Vec<(String, SocketAddr)>,
     pub registry: Arc<Registry>,
+    /// Sockets inherited for this worker, by (name, address).
+    pub inherited: Vec<InheritedSocket>,
 }
+
+/// One bound listener of this worker: its sockets (more than one when it inherited several) and
+/// the signal that stops their accept loops.
+struct Bound {
+    /// Duplicates of the sockets, for a hand-over; dropped with the listener.
+    fds: Vec<OwnedFd>,
+    stop: Signal,
+}
+
+type Key = (String, SocketAddr);
 
 /// Runs a worker thread to its end.
 pub fn run(spec: SendSpec, rx: flume::Receiver<Command>, started: flume::Sender<Started>) {
     if let Some(core) = spec.core {
         if !core_affinity::set_for_current(core) {
-            tracing::warn!(
-                worker = spec.index,
-                core = core.id,
-                "could not pin worker to its core"
-            );
+            tracing::warn!(worker = spec.index, core = core.id, "could not pin worker to its core");
         }
     }
     let driver = spec.driver;
-    let spec = Spec {
-        index: spec.index,
-        snapshot: spec.snapshot,
-        listeners: spec
-            .listeners
-            .into_iter()
-            .map(|(n, a)| (Rc::from(n.as_str()), a))
-            .collect(),
-        registry: spec.registry,
-    };
     let started2 = started.clone();
     let res = driver::block_on(driver, move |chosen| serve(spec, chosen, rx, started2));
     if let Err(e) = res {
@@ -73,12 +79,73 @@ pub fn run(spec: SendSpec, rx: flume::Receiver<Command>, started: flume::Sender<
     }
 }
 
-async fn serve(
-    spec: Spec,
-    chosen: Chosen,
-    rx: flume::Receiver<Command>,
-    started: flume::Sender<Started>,
-) {
+/// A listening socket with SO_REUSEPORT, so every core binds the same address.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
+/// A socket ready for this worker's runtime, and a duplicate kept for hand-overs.
+fn adopt(std: std::net::TcpListener) -> std::io::Result<(TcpListener, OwnedFd)> {
+    std.set_nonblocking(true)?;
+    let dup = OwnedFd::from(std.try_clone()?);
+    Ok((TcpListener::from_std(std)?, dup))
+}
+
+/// Binds what `snap` lists and `have` lacks (using inherited sockets first); the result is not
+/// accepting yet.
+fn bind_missing(
+    snap: &Snapshot,
+    have: &HashMap<Key, Bound>,
+    inherited: &mut Vec<InheritedSocket>,
+) -> Result<Vec<(Key, Vec<(TcpListener, OwnedFd)>)>, String> {
+    let mut out = Vec::new();
+    for (name, addr) in &snap.listen {
+        let key = (name.clone(), *addr);
+        if have.contains_key(&key) {
+            continue;
+        }
+        let fail = |e: std::io::Error| format!("listener `{name}` on {addr}: {e}");
+        let mut ls = Vec::new();
+        let mut k = 0;
+        while k < inherited.len() {
+            if inherited[k].name == *name && inherited[k].addr == *addr {
+                let s = inherited.swap_remove(k);
+                ls.push(adopt(std::net::TcpListener::from(s.fd)).map_err(fail)?);
+            } else {
+                k += 1;
+            }
+        }
+        if ls.is_empty() {
+            ls.push(bind(*addr).and_then(adopt).map_err(fail)?);
+        }
+        out.push((key, ls));
+    }
+    Ok(out)
+}
+
+type Fresh = Vec<(Key, Vec<(TcpListener, OwnedFd)>)>;
+
+fn start_accepting(worker: &Rc<Worker>, bound: &mut HashMap<Key, Bound>, new: Fresh) {
+    for (key, ls) in new {
+        let stop = Signal::default();
+        let name: Rc<str> = key.0.as_str().into();
+        let mut fds = Vec::with_capacity(ls.len());
+        for (l, dup) in ls {
+            fds.push(dup);
+            monoio::spawn(accept_loop(worker.clone(), name.clone(), l, stop.clone()));
+        }
+        bound.insert(key, Bound { fds, stop });
+    }
+}
+
+async fn serve(mut spec: SendSpec, chosen: Chosen, rx: flume::Receiver<Command>, started: flume::Sender<Started>) {
     let state = match CoreState::build(&spec.snapshot, spec.index, &spec.registry, None) {
         Ok(s) => s,
         Err(e) => {
@@ -87,48 +154,67 @@ async fn serve(
         }
     };
     let worker = Rc::new(Worker::new(spec.index, state, spec.registry.clone()));
-    let mut bound = Vec::new();
-    for (name, addr) in &spec.listeners {
-        let opts = ListenerOpts::new()
-            .reuse_port(true)
-            .reuse_addr(true)
-            .backlog(4096);
-        match TcpListener::bind_with_config(addr, &opts) {
-            Ok(l) => bound.push((name.clone(), l)),
-            Err(e) => {
-                let _ = started.send(Err(format!("listener `{name}` on {addr}: {e}")));
-                return;
-            }
+    let mut bound: HashMap<Key, Bound> = HashMap::new();
+    match bind_missing(&spec.snapshot, &bound, &mut spec.inherited) {
+        Ok(new) => start_accepting(&worker, &mut bound, new),
+        Err(e) => {
+            let _ = started.send(Err(e));
+            return;
         }
-    }
-    for (name, l) in bound {
-        monoio::spawn(accept_loop(worker.clone(), name, l));
     }
     monoio::spawn(housekeeping(worker.clone()));
     let _ = started.send(Ok(chosen));
 
+    let mut pending: Option<(Arc<Snapshot>, Fresh)> = None;
     while let Ok(cmd) = rx.recv_async().await {
         match cmd {
             Command::Prepare(snap, reply) => {
                 let cur = worker.state();
                 let res = CoreState::build(&snap, worker.index, &worker.registry, Some(&cur))
-                    .map(|s| worker.prepare(s))
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| {
+                        let new = bind_missing(&snap, &bound, &mut Vec::new())?;
+                        worker.prepare(s);
+                        pending = Some((snap.clone(), new));
+                        Ok(())
+                    });
                 let _ = reply.send(res);
             }
-            Command::Commit => {
-                worker.commit();
+            Command::Commit(done) => {
+                if let Some((snap, new)) = pending.take() {
+                    worker.commit();
+                    start_accepting(&worker, &mut bound, new);
+                    bound.retain(|key, b| {
+                        let keep = snap.listen.iter().any(|(n, a)| *n == key.0 && *a == key.1);
+                        if !keep {
+                            b.stop.fire();
+                        }
+                        keep
+                    });
+                }
+                let _ = done.send(());
             }
-            Command::Abort => worker.abort(),
+            Command::Abort => {
+                pending = None;
+                worker.abort();
+            }
+            Command::Export(reply) => {
+                let mut out = Vec::new();
+                for ((name, addr), b) in &bound {
+                    for fd in &b.fds {
+                        match fd.try_clone() {
+                            Ok(fd) => out.push(InheritedSocket { name: name.clone(), addr: *addr, fd }),
+                            Err(e) => tracing::error!(listener = %name, error = %e, "cannot duplicate listener for hand-over"),
+                        }
+                    }
+                }
+                let _ = reply.send(out);
+            }
             Command::Drain(limit) => {
                 worker.start_drain();
                 let clean = weir_proxy::wait_idle(&worker, limit).await;
                 if !clean {
-                    tracing::warn!(
-                        worker = worker.index,
-                        open = worker.connections.get(),
-                        "drain timeout: closing remaining connections"
-                    );
+                    tracing::warn!(worker = worker.index, open = worker.connections.get(), "drain timeout: closing remaining connections");
                 }
                 break;
             }
@@ -140,20 +226,16 @@ async fn serve(
     worker.flush_log();
 }
 
-async fn accept_loop(worker: Rc<Worker>, name: Rc<str>, listener: TcpListener) {
+async fn accept_loop(worker: Rc<Worker>, name: Rc<str>, listener: TcpListener, stop: Signal) {
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
             _ = worker.drained() => return,
+            _ = stop.wait() => return,
         };
         match accepted {
             Ok((stream, peer)) => {
-                monoio::spawn(weir_proxy::serve(
-                    worker.clone(),
-                    name.clone(),
-                    stream,
-                    peer,
-                ));
+                monoio::spawn(weir_proxy::serve(worker.clone(), name.clone(), stream, peer));
             }
             Err(e) => {
                 // Out of descriptors or a transient error: back off instead of spinning.
@@ -164,12 +246,14 @@ async fn accept_loop(worker: Rc<Worker>, name: Rc<str>, listener: TcpListener) {
     }
 }
 
-/// Per-core chores on a slow tick: close expired idle upstream connections, flush the access log.
+/// Per-core chores on a slow tick: close expired idle upstream connections, flush the access
+/// log, and beat the heart the watchdog listens to.
 async fn housekeeping(worker: Rc<Worker>) {
     let mut ticks = 0u64;
     loop {
         monoio::time::sleep(Duration::from_millis(100)).await;
         worker.flush_log();
+        worker.heartbeat();
         ticks += 1;
         if ticks.is_multiple_of(10) {
             for c in worker.state().clusters.values() {
