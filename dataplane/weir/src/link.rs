@@ -75,17 +75,43 @@ pub fn run(
     state_dir: PathBuf,
     current: std::sync::Arc<std::sync::atomic::AtomicU64>,
     apply: mpsc::Sender<Apply>,
+    live: Live,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&socket, &plane_id, &state_dir, &current, &apply) {
+        match session(&socket, &plane_id, &state_dir, &current, &apply, &live) {
             Ok(()) => return,
+            Err(e) if live.resync.swap(false, std::sync::atomic::Ordering::Relaxed) => {
+                tracing::info!(error = %format!("{e:#}"), "re-attaching to the control daemon");
+                backoff = Duration::from_millis(100);
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(socket = %socket.display(), error = %format!("{e:#}"), "control link down; retrying in {:?}", backoff);
             }
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The open link, shared with the main thread so that a `SIGHUP` can re-attach it (the daemon
+/// then sends its current generation again).
+#[derive(Clone, Default)]
+pub struct Live {
+    stream: std::sync::Arc<std::sync::Mutex<Option<UnixStream>>>,
+    resync: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Live {
+    /// Closes the open link; the link thread attaches again at once and says which generation
+    /// runs here.
+    pub fn resync(&self) {
+        let s = self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(s) = s {
+            self.resync.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -125,8 +151,10 @@ fn session(
     state_dir: &Path,
     current: &std::sync::atomic::AtomicU64,
     apply: &mpsc::Sender<Apply>,
+    live: &Live,
 ) -> anyhow::Result<()> {
     let stream = attach(socket)?;
+    *live.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stream.try_clone()?);
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     write_frame(

@@ -130,6 +130,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     let current = Arc::new(AtomicU64::new(0));
+    let live = link::Live::default();
     let (gw, first_reply) = if let Some(socket) = &cli.control {
         let plane_id = cli.plane_id.clone().unwrap_or_else(default_plane_id);
         let saved = link::load(&cli.plane_state);
@@ -137,12 +138,12 @@ fn main() -> anyhow::Result<()> {
             current.store(s.generation, Relaxed);
         }
         {
-            let (socket, dir, cur) = (socket.clone(), cli.plane_state.clone(), current.clone());
+            let (socket, dir, cur, live) = (socket.clone(), cli.plane_state.clone(), current.clone(), live.clone());
             let (apply_tx, apply_rx) = mpsc::channel::<link::Apply>();
             let tx = events_tx.clone();
             std::thread::Builder::new()
                 .name("weir-link".into())
-                .spawn(move || link::run(socket, plane_id, dir, cur, apply_tx))?;
+                .spawn(move || link::run(socket, plane_id, dir, cur, apply_tx, live))?;
             std::thread::Builder::new().name("weir-link-fwd".into()).spawn(move || {
                 for a in apply_rx {
                     if tx.send(Event::Apply(a)).is_err() {
@@ -263,7 +264,8 @@ fn main() -> anyhow::Result<()> {
         match ev {
             Event::Signal(SIGHUP) | Event::FileChanged => {
                 if cli.control.is_some() {
-                    tracing::info!("config comes from weir-control; SIGHUP ignored");
+                    tracing::info!("re-attaching to weir-control for its current generation");
+                    live.resync();
                     continue;
                 }
                 match load(&cli.config) {
