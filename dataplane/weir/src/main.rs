@@ -206,7 +206,7 @@ fn main() -> anyhow::Result<()> {
         notify::notify(&format!("MAINPID={}", std::process::id()));
     }
     notify::notify("READY=1");
-    eprintln!("weir: ready, driver {}, generation {}", gw.driver.as_str(), gw.generation());
+    eprintln!("weir: ready, generation {}, driver {}", gw.generation(), gw.driver.as_str());
 
     // Signals, the config file, hand-over requests and the watchdog feed the event loop.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
