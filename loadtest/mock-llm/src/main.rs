@@ -1,0 +1,175 @@
+//! `weir-mock-llm`: the fast mock upstream of Weir's integration tests and load harness.
+//!
+//! It plays two parts. For the proxy benchmarks it is the upstream that answers `GET /` with `ok`
+//! as cheaply as nginx does (a prebuilt response, one read and one write per batch of pipelined
+//! requests, no allocation per request). For the tests it is a misbehaving and LLM-shaped peer:
+//! echo and inspection endpoints, chunked and SSE streams, delays, hangs, flaky and settable
+//! statuses, counters at `/stats`, and an OpenAI-compatible `POST /v1/chat/completions`
+//! (JSON and streaming). `loadtest/README.md` lists every endpoint.
+//!
+//! It runs like the gateway: one monoio thread per `--workers`, each with its own `SO_REUSEPORT`
+//! listener, on the io_uring or the epoll driver (`--driver`). Once every worker listens it
+//! prints one line, `listening ADDR`, so a test that passed port 0 can read the port it got.
+//!
+//! Layout: [`http`] (request parsing, chunked decoding, response heads), [`routes`] (the
+//! endpoints), [`conn`] (the connection loop and streaming), [`chat`] (the OpenAI shapes),
+//! [`state`] (process-wide counters and switches).
+
+#![forbid(unsafe_code)]
+
+mod chat;
+mod conn;
+mod http;
+mod routes;
+mod state;
+
+use anyhow::{anyhow, Context as _};
+use clap::{Parser, ValueEnum};
+use monoio::net::{ListenerOpts, TcpListener};
+use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
+use routes::Shared;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Mock upstream for Weir's tests and benchmarks (plain HTTP endpoints and an OpenAI-style API).
+#[derive(Debug, Parser)]
+#[command(name = "weir-mock-llm", version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:18080")]
+    listen: SocketAddr,
+    /// Worker threads, each with its own SO_REUSEPORT listener and runtime.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// I/O driver: io_uring, epoll, or io_uring when the kernel allows it.
+    #[arg(long, value_enum, default_value_t = Driver::Auto)]
+    driver: Driver,
+    /// Adds `x-mock-id: NAME` to every response (tells instances apart behind a balancer).
+    #[arg(long)]
+    id: Option<String>,
+    /// Listen backlog of each worker.
+    #[arg(long, default_value_t = 4096)]
+    backlog: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Driver {
+    Uring,
+    Epoll,
+    Auto,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.workers == 0 {
+        return Err(anyhow!("--workers must be at least 1"));
+    }
+    // Lives as long as the process; every connection of every worker reads it.
+    let shared: &'static Shared = Box::leak(Box::new(Shared::new(args.id.clone())));
+
+    let (tx, rx) = mpsc::channel::<anyhow::Result<SocketAddr>>();
+    let mut addr = args.listen;
+    let mut threads = Vec::with_capacity(args.workers);
+    for i in 0..args.workers {
+        let tx = tx.clone();
+        let (driver, backlog) = (args.driver, args.backlog);
+        let thread = std::thread::Builder::new()
+            .name(format!("mock-worker-{i}"))
+            .spawn(move || worker(addr, driver, backlog, shared, tx))
+            .context("spawning a worker thread")?;
+        threads.push(thread);
+        // With port 0 the first worker picks the port and the others join it.
+        let bound = rx
+            .recv()
+            .context("worker exited before binding")?
+            .with_context(|| format!("worker {i} cannot listen on {addr}"))?;
+        addr = bound;
+    }
+    drop(tx);
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening {addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+
+    for thread in threads {
+        if thread.join().is_err() {
+            return Err(anyhow!("a worker thread panicked"));
+        }
+    }
+    // Workers only return after reporting a bind error, which `recv` above turned into an exit.
+    Err(rx
+        .try_recv()
+        .ok()
+        .and_then(Result::err)
+        .unwrap_or_else(|| anyhow!("workers stopped")))
+}
+
+/// One worker thread: its runtime on the chosen driver, serving its own listener.
+fn worker(
+    addr: SocketAddr,
+    driver: Driver,
+    backlog: i32,
+    shared: &'static Shared,
+    ready: mpsc::Sender<anyhow::Result<SocketAddr>>,
+) {
+    let serve = accept_loop(addr, backlog, shared, ready.clone());
+    let built = match driver {
+        Driver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(serve)),
+        Driver::Uring => RuntimeBuilder::<IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(serve)),
+        Driver::Auto => RuntimeBuilder::<FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(serve)),
+    };
+    if let Err(e) = built {
+        let _ = ready.send(Err(
+            anyhow!(e).context(format!("building the {driver:?} runtime"))
+        ));
+    }
+}
+
+async fn accept_loop(
+    addr: SocketAddr,
+    backlog: i32,
+    shared: &'static Shared,
+    ready: mpsc::Sender<anyhow::Result<SocketAddr>>,
+) {
+    let opts = ListenerOpts::new().reuse_port(true).backlog(backlog);
+    let listener = match TcpListener::bind_with_config(addr, &opts).and_then(|l| {
+        let local = l.local_addr()?;
+        Ok((l, local))
+    }) {
+        Ok((listener, local)) => {
+            let _ = ready.send(Ok(local));
+            listener
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    drop(ready);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                monoio::spawn(conn::serve(stream, shared));
+            }
+            Err(e) => {
+                // Out of descriptors and the like: say so, back off a little, keep serving.
+                eprintln!("weir-mock-llm: accept: {e}");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
