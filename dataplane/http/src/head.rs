@@ -62,7 +62,7 @@ impl Default for HeadLimits {
 }
 
 /// Name and value offsets of the fields of a head; typical heads fit inline.
-type Spans = SmallVec<[((usize, usize), (usize, usize)); 32]>;
+type Spans = SmallVec<[((usize, usize), (usize, usize)); 16]>;
 
 /// Most fields httparse is given room for; the configured count limit is checked below it.
 const HEADER_SLOTS: usize = 1000;
@@ -129,16 +129,11 @@ fn span(base: &[u8], part: &[u8]) -> (usize, usize) {
     (start, start + part.len())
 }
 
-/// Refuses a bare LF (one not preceded by CR) and a bare CR in a head: lenient line endings are a
-/// classic smuggling vector between proxies that disagree.
+/// Refuses a bare LF (one not preceded by CR) in a head: lenient line endings are a classic
+/// smuggling vector between proxies that disagree. (httparse already refuses a bare CR.)
 fn check_line_endings(head: &[u8], bad: Error) -> Result<()> {
     for i in memchr::memchr_iter(b'\n', head) {
         if i == 0 || head[i - 1] != b'\r' {
-            return Err(bad);
-        }
-    }
-    for i in memchr::memchr_iter(b'\r', head) {
-        if head.get(i + 1) != Some(&b'\n') {
             return Err(bad);
         }
     }

@@ -260,3 +260,14 @@ fn writers() {
     write_chunk_header(&mut out, 255);
     assert_eq!(out, b"ff\r\n");
 }
+
+#[test]
+fn bare_cr_is_refused() {
+    for raw in [
+        "GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nA: b\rc\r\n\r\n",
+        "GET /\r HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        assert_eq!(status_of(raw), 400, "{raw:?}");
+    }
+}

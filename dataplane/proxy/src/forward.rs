@@ -21,11 +21,11 @@ use crate::worker::Worker;
 pub fn new_request_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let v = fastrand::u128(..);
-    let mut out = String::with_capacity(32);
-    for i in (0..32).rev() {
-        out.push(HEX[((v >> (i * 4)) & 15) as usize] as char);
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = HEX[((v >> (124 - i * 4)) & 15) as usize];
     }
-    out
+    std::str::from_utf8(&out).unwrap_or_default().to_owned()
 }
 
 fn request_id(head: &RequestHead) -> String {
@@ -321,6 +321,7 @@ enum AttemptError {
     ClientGone,
 }
 
+/// Proxies one request: attempts, retries, response.
 #[allow(clippy::too_many_arguments)]
 async fn proxy(
     worker: &Worker,
@@ -331,47 +332,15 @@ async fn proxy(
     d: &mut Downstream,
     ctx: &mut RequestCtx,
     filters: &mut Vec<Box<dyn Filter>>,
-    head: RequestHead,
-) -> bool {
-    // The connection's scratch buffer for upstream heads: no allocation per request.
-    let mut up_head = std::mem::take(&mut d.up_out);
-    let keep = exchange(
-        worker,
-        state,
-        lst,
-        route,
-        cluster,
-        d,
-        ctx,
-        filters,
-        head,
-        &mut up_head,
-    )
-    .await;
-    up_head.clear();
-    d.up_out = up_head;
-    keep
-}
-
-/// Proxies one request: attempts, retries, response.
-#[allow(clippy::too_many_arguments)]
-async fn exchange(
-    worker: &Worker,
-    state: &CoreState,
-    lst: &ListenerState,
-    route: &RouteState,
-    cluster: &Rc<Cluster>,
-    d: &mut Downstream,
-    ctx: &mut RequestCtx,
-    filters: &mut Vec<Box<dyn Filter>>,
     mut head: RequestHead,
-    up_head: &mut Vec<u8>,
 ) -> bool {
     if let Some(rw) = &route.rewrite {
         rw.apply(&mut head);
     }
     let upgrade = head.upgrade.clone();
-    write_upstream_head(up_head, &mut head, &d.peer_ip, ctx);
+    // The connection's scratch buffer for upstream heads: no allocation per request.
+    let mut up_head = std::mem::take(&mut d.up_out);
+    write_upstream_head(&mut up_head, &mut head, &d.peer_ip, ctx);
     let key = hash_key(cluster.hash_on(), &head, d);
     let deadline = route.total_timeout.map(|t| ctx.timings.start + t);
     if let Some(r) = &route.retry {
@@ -383,12 +352,12 @@ async fn exchange(
     let mut retries_left = route.retry.as_ref().map_or(0, |r| r.attempts);
     let mut fresh_retry_used = false;
     let mut body_consumed = false;
-    loop {
+    let keep = loop {
         let (idx, ep) = match cluster.pick(key.as_deref(), tried.as_slice()) {
             Ok(p) => p,
             Err(e) => {
                 let pe = ProxyError::new(503, "no_healthy_upstream", Side::Upstream, e.to_string());
-                return fail(worker, state, lst, Some(route), d, ctx, filters, pe, &head).await;
+                break fail(worker, state, lst, Some(route), d, ctx, filters, pe, &head).await;
             }
         };
         tried.push(idx);
@@ -402,7 +371,7 @@ async fn exchange(
             ctx,
             filters,
             &head,
-            up_head,
+            &mut up_head,
             deadline,
             &mut body_consumed,
         )
@@ -423,7 +392,7 @@ async fn exchange(
                             "client closed the connection",
                         ));
                         finish(worker, state, lst, Some(route), ctx, filters);
-                        return false;
+                        break false;
                     }
                     AttemptError::Connect(pe) => {
                         let r = policy.is_some_and(|p| p.connect_failure);
@@ -467,7 +436,7 @@ async fn exchange(
                     weir_metrics::bump(&route.stats.retries, 1);
                     continue;
                 }
-                return fail(worker, state, lst, Some(route), d, ctx, filters, pe, &head).await;
+                break fail(worker, state, lst, Some(route), d, ctx, filters, pe, &head).await;
             }
         };
         // Retry on a status, when the policy asks and the request can be sent again.
@@ -507,17 +476,20 @@ async fn exchange(
             } => {
                 cluster.end(&conn.endpoint, failed);
                 cluster.release(conn, upstream_reusable);
-                return client_keep && head.keep_alive;
+                break client_keep && head.keep_alive;
             }
             Responded::Upgraded(ubuf) => {
                 cluster.end(&conn.endpoint, false);
                 let stream = cluster.detach(conn);
                 tunnel(d, stream, ubuf).await;
                 finish(worker, state, lst, Some(route), ctx, filters);
-                return false;
+                break false;
             }
         }
-    }
+    };
+    up_head.clear();
+    d.up_out = up_head;
+    keep
 }
 
 /// The endpoints an exchange tried, inline: a request makes at most 1 + 10 attempts.

@@ -188,14 +188,22 @@ impl Gateway {
         let mut listeners = Vec::new();
         for l in &config.listeners {
             // A listener handed over keeps the address it had (its port 0 was resolved then).
-            let (addr, probe) = match inherited.iter().find(|s| s.name == l.name && addr_matches(&l.address, s.addr)) {
+            let (addr, probe) = match inherited
+                .iter()
+                .find(|s| s.name == l.name && addr_matches(&l.address, s.addr))
+            {
                 Some(s) => (s.addr, None),
                 None => resolve_listener(&l.name, &l.address)?,
             };
             probes.extend(probe);
             listeners.push((l.name.clone(), addr));
         }
-        let snap = Arc::new(snapshot(config.clone(), generation, None, listeners.clone())?);
+        let snap = Arc::new(snapshot(
+            config.clone(),
+            generation,
+            None,
+            listeners.clone(),
+        )?);
         // Spread inherited sockets over the workers; a worker may get several.
         let mut per_worker: Vec<Vec<InheritedSocket>> = (0..n).map(|_| Vec::new()).collect();
         for (k, s) in inherited.into_iter().enumerate() {
@@ -307,7 +315,9 @@ impl Gateway {
             ));
         }
         if config.admin != cur.config.admin {
-            return Err(Error::NeedsRestart("`admin` takes effect at the next start".into()));
+            return Err(Error::NeedsRestart(
+                "`admin` takes effect at the next start".into(),
+            ));
         }
         // Listeners that stay keep their bound address; new ones get theirs (port 0 resolved).
         let mut probes = Vec::new();
@@ -357,7 +367,10 @@ impl Gateway {
             let _ = done_rx.recv_timeout(Duration::from_secs(10));
         }
         let clusters: Vec<_> = next.clusters.values().cloned().collect();
-        *self.dns_clusters.lock().unwrap_or_else(PoisonError::into_inner) = Some(clusters.clone());
+        *self
+            .dns_clusters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(clusters.clone());
         let _ = self.admin_tx.send(AdminCommand::Clusters(clusters));
         *cur = next;
         Ok(cur.generation)
@@ -365,7 +378,11 @@ impl Gateway {
 
     /// The config being served.
     pub fn config(&self) -> Arc<Config> {
-        self.snapshot.lock().unwrap_or_else(PoisonError::into_inner).config.clone()
+        self.snapshot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .config
+            .clone()
     }
 
     /// Duplicates of every listening socket of every worker, for a new process taking over.

@@ -64,11 +64,18 @@ struct Bound {
 
 type Key = (String, SocketAddr);
 
+/// Listeners bound by a prepare, not accepting yet: each socket with its hand-over duplicate.
+type Fresh = Vec<(Key, Vec<(TcpListener, OwnedFd)>)>;
+
 /// Runs a worker thread to its end.
 pub fn run(spec: SendSpec, rx: flume::Receiver<Command>, started: flume::Sender<Started>) {
     if let Some(core) = spec.core {
         if !core_affinity::set_for_current(core) {
-            tracing::warn!(worker = spec.index, core = core.id, "could not pin worker to its core");
+            tracing::warn!(
+                worker = spec.index,
+                core = core.id,
+                "could not pin worker to its core"
+            );
         }
     }
     let driver = spec.driver;
@@ -104,7 +111,7 @@ fn bind_missing(
     snap: &Snapshot,
     have: &HashMap<Key, Bound>,
     inherited: &mut Vec<InheritedSocket>,
-) -> Result<Vec<(Key, Vec<(TcpListener, OwnedFd)>)>, String> {
+) -> Result<Fresh, String> {
     let mut out = Vec::new();
     for (name, addr) in &snap.listen {
         let key = (name.clone(), *addr);
@@ -130,8 +137,6 @@ fn bind_missing(
     Ok(out)
 }
 
-type Fresh = Vec<(Key, Vec<(TcpListener, OwnedFd)>)>;
-
 fn start_accepting(worker: &Rc<Worker>, bound: &mut HashMap<Key, Bound>, new: Fresh) {
     for (key, ls) in new {
         let stop = Signal::default();
@@ -145,7 +150,12 @@ fn start_accepting(worker: &Rc<Worker>, bound: &mut HashMap<Key, Bound>, new: Fr
     }
 }
 
-async fn serve(mut spec: SendSpec, chosen: Chosen, rx: flume::Receiver<Command>, started: flume::Sender<Started>) {
+async fn serve(
+    mut spec: SendSpec,
+    chosen: Chosen,
+    rx: flume::Receiver<Command>,
+    started: flume::Sender<Started>,
+) {
     let state = match CoreState::build(&spec.snapshot, spec.index, &spec.registry, None) {
         Ok(s) => s,
         Err(e) => {
@@ -203,8 +213,14 @@ async fn serve(mut spec: SendSpec, chosen: Chosen, rx: flume::Receiver<Command>,
                 for ((name, addr), b) in &bound {
                     for fd in &b.fds {
                         match fd.try_clone() {
-                            Ok(fd) => out.push(InheritedSocket { name: name.clone(), addr: *addr, fd }),
-                            Err(e) => tracing::error!(listener = %name, error = %e, "cannot duplicate listener for hand-over"),
+                            Ok(fd) => out.push(InheritedSocket {
+                                name: name.clone(),
+                                addr: *addr,
+                                fd,
+                            }),
+                            Err(e) => {
+                                tracing::error!(listener = %name, error = %e, "cannot duplicate listener for hand-over")
+                            }
                         }
                     }
                 }
@@ -214,7 +230,11 @@ async fn serve(mut spec: SendSpec, chosen: Chosen, rx: flume::Receiver<Command>,
                 worker.start_drain();
                 let clean = weir_proxy::wait_idle(&worker, limit).await;
                 if !clean {
-                    tracing::warn!(worker = worker.index, open = worker.connections.get(), "drain timeout: closing remaining connections");
+                    tracing::warn!(
+                        worker = worker.index,
+                        open = worker.connections.get(),
+                        "drain timeout: closing remaining connections"
+                    );
                 }
                 break;
             }
@@ -235,7 +255,12 @@ async fn accept_loop(worker: Rc<Worker>, name: Rc<str>, listener: TcpListener, s
         };
         match accepted {
             Ok((stream, peer)) => {
-                monoio::spawn(weir_proxy::serve(worker.clone(), name.clone(), stream, peer));
+                monoio::spawn(weir_proxy::serve(
+                    worker.clone(),
+                    name.clone(),
+                    stream,
+                    peer,
+                ));
             }
             Err(e) => {
                 // Out of descriptors or a transient error: back off instead of spinning.

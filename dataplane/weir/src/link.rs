@@ -81,7 +81,11 @@ pub fn run(
     loop {
         match session(&socket, &plane_id, &state_dir, &current, &apply, &live) {
             Ok(()) => return,
-            Err(e) if live.resync.swap(false, std::sync::atomic::Ordering::Relaxed) => {
+            Err(e)
+                if live
+                    .resync
+                    .swap(false, std::sync::atomic::Ordering::Relaxed) =>
+            {
                 tracing::info!(error = %format!("{e:#}"), "re-attaching to the control daemon");
                 backoff = Duration::from_millis(100);
                 continue;
@@ -107,9 +111,14 @@ impl Live {
     /// Closes the open link; the link thread attaches again at once and says which generation
     /// runs here.
     pub fn resync(&self) {
-        let s = self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let s = self
+            .stream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(s) = s {
-            self.resync.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.resync
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -117,7 +126,8 @@ impl Live {
 
 /// Opens the link: the HTTP upgrade, then frames.
 pub fn attach(socket: &Path) -> anyhow::Result<UnixStream> {
-    let mut s = UnixStream::connect(socket).with_context(|| format!("connecting to {}", socket.display()))?;
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
     write!(
         s,
         "POST {} HTTP/1.1\r\nHost: weir-control\r\nUpgrade: {}\r\nConnection: upgrade\r\nContent-Length: 0\r\n\r\n",
@@ -140,7 +150,11 @@ pub fn attach(socket: &Path) -> anyhow::Result<UnixStream> {
     let mut resp = httparse::Response::new(&mut headers);
     resp.parse(&head).context("parsing the upgrade response")?;
     if resp.code != Some(101) {
-        bail!("the daemon refused the link: {} {}", resp.code.unwrap_or(0), resp.reason.unwrap_or(""));
+        bail!(
+            "the daemon refused the link: {} {}",
+            resp.code.unwrap_or(0),
+            resp.reason.unwrap_or("")
+        );
     }
     Ok(s)
 }
@@ -154,7 +168,10 @@ fn session(
     live: &Live,
 ) -> anyhow::Result<()> {
     let stream = attach(socket)?;
-    *live.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stream.try_clone()?);
+    *live
+        .stream
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stream.try_clone()?);
     let mut w = stream.try_clone()?;
     let mut r = BufReader::new(stream);
     write_frame(
@@ -186,7 +203,9 @@ fn session(
                     // The gateway is shutting down.
                     return Ok(());
                 }
-                let verdict = rx.recv().unwrap_or_else(|_| Err("the gateway is shutting down".into()));
+                let verdict = rx
+                    .recv()
+                    .unwrap_or_else(|_| Err("the gateway is shutting down".into()));
                 match verdict {
                     Ok(()) => {
                         if let Err(e) = save(state_dir, generation, &config) {

@@ -32,7 +32,11 @@ use weir_runtime::{Gateway, InheritedSocket};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug, Clone)]
-#[command(name = "weir", version, about = "Weir: an AI-native, thread-per-core API gateway")]
+#[command(
+    name = "weir",
+    version,
+    about = "Weir: an AI-native, thread-per-core API gateway"
+)]
 struct Cli {
     /// YAML config served with in-process control (watched; SIGHUP re-reads it). Without it and
     /// without --control, the bundled quickstart config is served.
@@ -138,33 +142,52 @@ fn main() -> anyhow::Result<()> {
             current.store(s.generation, Relaxed);
         }
         {
-            let (socket, dir, cur, live) = (socket.clone(), cli.plane_state.clone(), current.clone(), live.clone());
+            let (socket, dir, cur, live) = (
+                socket.clone(),
+                cli.plane_state.clone(),
+                current.clone(),
+                live.clone(),
+            );
             let (apply_tx, apply_rx) = mpsc::channel::<link::Apply>();
             let tx = events_tx.clone();
             std::thread::Builder::new()
                 .name("weir-link".into())
                 .spawn(move || link::run(socket, plane_id, dir, cur, apply_tx, live))?;
-            std::thread::Builder::new().name("weir-link-fwd".into()).spawn(move || {
-                for a in apply_rx {
-                    if tx.send(Event::Apply(a)).is_err() {
-                        return;
+            std::thread::Builder::new()
+                .name("weir-link-fwd".into())
+                .spawn(move || {
+                    for a in apply_rx {
+                        if tx.send(Event::Apply(a)).is_err() {
+                            return;
+                        }
                     }
-                }
-            })?;
+                })?;
         }
         match saved {
             Some(s) => {
-                eprintln!("weir: starting from saved snapshot generation {}", s.generation);
-                let gw = Gateway::start(s.config, s.generation, &opts, inherited).context("starting the gateway")?;
+                eprintln!(
+                    "weir: starting from saved snapshot generation {}",
+                    s.generation
+                );
+                let gw = Gateway::start(s.config, s.generation, &opts, inherited)
+                    .context("starting the gateway")?;
                 (gw, None)
             }
             None => {
-                eprintln!("weir: no saved snapshot; waiting for the control daemon at {}", socket.display());
+                eprintln!(
+                    "weir: no saved snapshot; waiting for the control daemon at {}",
+                    socket.display()
+                );
                 let mut inherited = Some(inherited);
                 loop {
                     match events.recv() {
                         Ok(Event::Apply(a)) => {
-                            match Gateway::start(a.config, a.generation, &opts, inherited.take().unwrap_or_default()) {
+                            match Gateway::start(
+                                a.config,
+                                a.generation,
+                                &opts,
+                                inherited.take().unwrap_or_default(),
+                            ) {
                                 Ok(gw) => {
                                     current.store(a.generation, Relaxed);
                                     break (gw, Some(a.reply));
@@ -189,7 +212,10 @@ fn main() -> anyhow::Result<()> {
             }
         };
         current.store(1, Relaxed);
-        (Gateway::start(config, 1, &opts, inherited).context("starting the gateway")?, None)
+        (
+            Gateway::start(config, 1, &opts, inherited).context("starting the gateway")?,
+            None,
+        )
     };
     if let Some(reply) = first_reply {
         let _ = reply.send(Ok(()));
@@ -206,57 +232,70 @@ fn main() -> anyhow::Result<()> {
         notify::notify(&format!("MAINPID={}", std::process::id()));
     }
     notify::notify("READY=1");
-    eprintln!("weir: ready, generation {}, driver {}", gw.generation(), gw.driver.as_str());
+    eprintln!(
+        "weir: ready, generation {}, driver {}",
+        gw.generation(),
+        gw.driver.as_str()
+    );
 
     // Signals, the config file, hand-over requests and the watchdog feed the event loop.
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
         .context("installing signal handlers")?;
     {
         let tx = events_tx.clone();
-        std::thread::Builder::new().name("weir-signals".into()).spawn(move || {
-            for s in signals.forever() {
-                if tx.send(Event::Signal(s)).is_err() {
-                    return;
+        std::thread::Builder::new()
+            .name("weir-signals".into())
+            .spawn(move || {
+                for s in signals.forever() {
+                    if tx.send(Event::Signal(s)).is_err() {
+                        return;
+                    }
                 }
-            }
-        })?;
+            })?;
     }
     if let (Some(path), None) = (&cli.config, &cli.control) {
         watch_file(path.clone(), events_tx.clone())?;
     }
-    let upgrade_socket = cli
-        .upgrade_socket
-        .clone()
-        .or_else(|| std::env::var_os("RUNTIME_DIRECTORY").map(|d| PathBuf::from(d).join("upgrade.sock")));
+    let upgrade_socket = cli.upgrade_socket.clone().or_else(|| {
+        std::env::var_os("RUNTIME_DIRECTORY").map(|d| PathBuf::from(d).join("upgrade.sock"))
+    });
     if let Some(path) = &upgrade_socket {
         // A successor replaces the socket file of the process it took over (still bound there).
         let l = upgrade::listen(path, cli.takeover.is_some())?;
         let tx = events_tx.clone();
-        std::thread::Builder::new().name("weir-upgrade".into()).spawn(move || {
-            for c in l.incoming().flatten() {
-                if tx.send(Event::Handover(c)).is_err() {
-                    return;
+        std::thread::Builder::new()
+            .name("weir-upgrade".into())
+            .spawn(move || {
+                for c in l.incoming().flatten() {
+                    if tx.send(Event::Handover(c)).is_err() {
+                        return;
+                    }
                 }
-            }
-        })?;
+            })?;
     }
     if let Some(every) = notify::watchdog_interval() {
         let registry = gw.registry.clone();
-        std::thread::Builder::new().name("weir-watchdog".into()).spawn(move || {
-            let mut last: Vec<(usize, u64)> = Vec::new();
-            loop {
-                std::thread::sleep(every);
-                let now = registry.heartbeats();
-                let alive = last.is_empty()
-                    || now.iter().all(|(i, n)| last.iter().find(|(j, _)| j == i).is_none_or(|(_, m)| n > m));
-                if alive {
-                    notify::notify("WATCHDOG=1");
-                } else {
-                    tracing::error!("a worker stopped turning its loop; withholding the watchdog ping");
+        std::thread::Builder::new()
+            .name("weir-watchdog".into())
+            .spawn(move || {
+                let mut last: Vec<(usize, u64)> = Vec::new();
+                loop {
+                    std::thread::sleep(every);
+                    let now = registry.heartbeats();
+                    let alive = last.is_empty()
+                        || now.iter().all(|(i, n)| {
+                            last.iter().find(|(j, _)| j == i).is_none_or(|(_, m)| n > m)
+                        });
+                    if alive {
+                        notify::notify("WATCHDOG=1");
+                    } else {
+                        tracing::error!(
+                            "a worker stopped turning its loop; withholding the watchdog ping"
+                        );
+                    }
+                    last = now;
                 }
-                last = now;
-            }
-        })?;
+            })?;
     }
 
     let mut generation = gw.generation();
@@ -275,9 +314,13 @@ fn main() -> anyhow::Result<()> {
                             generation = g;
                             tracing::info!(generation = g, "config applied on every core");
                         }
-                        Err(e) => tracing::error!(error = %e, "reload refused; still serving generation {generation}"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload refused; still serving generation {generation}")
+                        }
                     },
-                    Err(e) => tracing::error!(error = %e, "reload refused: invalid config; still serving generation {generation}"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reload refused: invalid config; still serving generation {generation}")
+                    }
                 }
             }
             Event::Apply(a) => {
@@ -288,7 +331,9 @@ fn main() -> anyhow::Result<()> {
                         current.store(*g, Relaxed);
                         tracing::info!(generation = g, "generation applied on every core");
                     }
-                    Err(e) => tracing::error!(generation = a.generation, error = %e, "generation refused (NACK); every core stays on {generation}"),
+                    Err(e) => {
+                        tracing::error!(generation = a.generation, error = %e, "generation refused (NACK); every core stays on {generation}")
+                    }
                 }
                 let _ = a.reply.send(res.map(|_| ()));
             }
@@ -302,13 +347,18 @@ fn main() -> anyhow::Result<()> {
             },
             Event::Handover(conn) => {
                 let sockets = gw.export_listeners();
-                tracing::info!(sockets = sockets.len(), "handing the listening sockets to a new process");
+                tracing::info!(
+                    sockets = sockets.len(),
+                    "handing the listening sockets to a new process"
+                );
                 let tx = events_tx.clone();
                 std::thread::spawn(move || match upgrade::serve_one(conn, sockets) {
                     Ok(()) => {
                         let _ = tx.send(Event::HandedOver);
                     }
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "hand-over failed; still serving"),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "hand-over failed; still serving")
+                    }
                 });
             }
             Event::HandedOver => {
@@ -336,20 +386,26 @@ fn default_plane_id() -> String {
 
 /// Polls the file (editors replace files, so the path is stat'ed each time) and reports changes.
 fn watch_file(path: PathBuf, tx: mpsc::Sender<Event>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("weir-watch".into()).spawn(move || {
-        let stamp = |p: &PathBuf| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
-        let mut last = stamp(&path);
-        loop {
-            std::thread::sleep(Duration::from_millis(500));
-            let now = stamp(&path);
-            if now != last {
-                last = now;
-                if tx.send(Event::FileChanged).is_err() {
-                    return;
+    std::thread::Builder::new()
+        .name("weir-watch".into())
+        .spawn(move || {
+            let stamp = |p: &PathBuf| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (m.modified().ok(), m.len()))
+            };
+            let mut last = stamp(&path);
+            loop {
+                std::thread::sleep(Duration::from_millis(500));
+                let now = stamp(&path);
+                if now != last {
+                    last = now;
+                    if tx.send(Event::FileChanged).is_err() {
+                        return;
+                    }
                 }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 

@@ -54,7 +54,10 @@ pub fn serve_one(mut conn: UnixStream, sockets: Vec<InheritedSocket>) -> anyhow:
         bail!("unexpected hand-over request {line:?}");
     }
     if sockets.len() > MAX_FDS {
-        bail!("{} listening sockets: more than one hand-over can carry", sockets.len());
+        bail!(
+            "{} listening sockets: more than one hand-over can carry",
+            sockets.len()
+        );
     }
     let offer = Offer {
         listeners: sockets
@@ -88,14 +91,20 @@ pub fn serve_one(mut conn: UnixStream, sockets: Vec<InheritedSocket>) -> anyhow:
 
 /// New side: takes the sockets of the process listening on `path`. Call [`ready`] once serving.
 pub fn take(path: &Path) -> anyhow::Result<(UnixStream, Vec<InheritedSocket>)> {
-    let mut conn = UnixStream::connect(path).with_context(|| format!("connecting to {}", path.display()))?;
+    let mut conn =
+        UnixStream::connect(path).with_context(|| format!("connecting to {}", path.display()))?;
     conn.write_all(b"TAKE\n")?;
     let mut buf = vec![0u8; 1 << 20];
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-            .context("receiving the sockets")?;
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .context("receiving the sockets")?;
         let mut fds = Vec::new();
         for c in msg.cmsgs().context("reading the sockets")? {
             if let ControlMessageOwned::ScmRights(v) = c {
@@ -106,12 +115,19 @@ pub fn take(path: &Path) -> anyhow::Result<(UnixStream, Vec<InheritedSocket>)> {
     };
     // SAFETY: the kernel just installed these descriptors in this process for us (SCM_RIGHTS);
     // nothing else owns them, so each becomes an OwnedFd exactly once.
-    let owned: Vec<OwnedFd> = fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
+    let owned: Vec<OwnedFd> = fds
+        .into_iter()
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
     let text = buf.get(..n).context("hand-over message")?;
     let end = text.iter().position(|b| *b == b'\n').unwrap_or(text.len());
     let offer: Offer = serde_json::from_slice(&text[..end]).context("hand-over message")?;
     if offer.listeners.len() != owned.len() {
-        bail!("hand-over listed {} sockets but carried {}", offer.listeners.len(), owned.len());
+        bail!(
+            "hand-over listed {} sockets but carried {}",
+            offer.listeners.len(),
+            owned.len()
+        );
     }
     let sockets = offer
         .listeners
