@@ -8,6 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, Response};
+use crate::control::ControlDaemon;
 use crate::util::{bin_path, Driver, TempDir};
 
 /// How long `weir` may take to say it is ready (a debug build on a busy two-core machine).
@@ -33,6 +34,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// `--workers` and `--driver` go on the command line. [`GatewayBuilder::raw_yaml`] replaces the
 /// whole file by the given text (the addresses are still read from what `weir` prints).
+///
+/// **Control mode.** [`GatewayBuilder::control`] starts `weir --control SOCKET --plane-state DIR`
+/// instead: the config comes from a [`ControlDaemon`], and the builder's YAML is not used by the
+/// plane (write it to the daemon: `ControlDaemon::start(&builder.yaml())`; its port-0 addresses
+/// are what `weir` prints once it binds them). Readiness is the same: the `weir: ready` line,
+/// then `/healthz/ready` on the admin address printed.
 #[derive(Debug, Clone)]
 pub struct GatewayBuilder {
     driver: Driver,
@@ -43,7 +50,12 @@ pub struct GatewayBuilder {
     routes: Vec<String>,
     clusters: Vec<String>,
     raw: Option<String>,
+    extra_listeners: Vec<String>,
     args: Vec<String>,
+    control: Option<(PathBuf, PathBuf)>,
+    plane_state: Option<PathBuf>,
+    plane_id: Option<String>,
+    upgrade_socket: Option<PathBuf>,
 }
 
 /// Removes the common indentation of `text` and drops blank leading/trailing lines, so tests can
@@ -103,7 +115,12 @@ impl Default for GatewayBuilder {
             routes: Vec::new(),
             clusters: Vec::new(),
             raw: None,
+            extra_listeners: Vec::new(),
             args: Vec::new(),
+            control: None,
+            plane_state: None,
+            plane_id: None,
+            upgrade_socket: None,
         }
     }
 }
@@ -165,6 +182,43 @@ impl GatewayBuilder {
         self
     }
 
+    /// Another listener after `main`, as YAML (one mapping with `name`, `address`, `routes`).
+    pub fn extra_listener(mut self, yaml: &str) -> Self {
+        self.extra_listeners.push(yaml.to_owned());
+        self
+    }
+
+    /// Control mode: `weir --control SOCKET` on `daemon`'s admin socket instead of `--config`
+    /// (see the type's docs). [`Gateway::config_path`] is then the daemon's config file.
+    pub fn control(mut self, daemon: &ControlDaemon) -> Self {
+        self.control = Some((
+            daemon.socket().to_path_buf(),
+            daemon.config_path().to_path_buf(),
+        ));
+        self
+    }
+
+    /// `--plane-state DIR` (control mode): where the plane keeps its last good snapshot. Default:
+    /// `plane/` in the gateway's own temp dir; give a directory the test owns to start a second
+    /// plane from the first one's snapshot.
+    pub fn plane_state(mut self, dir: &Path) -> Self {
+        self.plane_state = Some(dir.to_path_buf());
+        self
+    }
+
+    /// `--plane-id ID` (control mode): the plane's name in `weirctl planes`.
+    pub fn plane_id(mut self, id: &str) -> Self {
+        self.plane_id = Some(id.to_owned());
+        self
+    }
+
+    /// `--upgrade-socket PATH`: where the process hands its listening sockets to a successor
+    /// (binary upgrade on `SIGUSR2`, [`Gateway::sigusr2`]).
+    pub fn upgrade_socket(mut self, path: &Path) -> Self {
+        self.upgrade_socket = Some(path.to_path_buf());
+        self
+    }
+
     /// Uses `yaml` as the whole config file, ignoring routes, clusters and the other YAML parts.
     pub fn raw_yaml(mut self, yaml: &str) -> Self {
         self.raw = Some(yaml.to_owned());
@@ -200,6 +254,9 @@ impl GatewayBuilder {
                 push_item(&mut y, 6, r);
             }
         }
+        for l in &self.extra_listeners {
+            push_item(&mut y, 2, l);
+        }
         if self.clusters.is_empty() {
             y.push_str("clusters: []\n");
         } else {
@@ -223,17 +280,46 @@ impl GatewayBuilder {
     /// ready.
     pub fn try_start(self) -> Result<Gateway, StartError> {
         let dir = TempDir::new("gw");
-        let config = dir.path().join("weir.yaml");
-        let yaml = self.yaml();
-        write_atomic(&config, &yaml);
+        let (config, yaml, mode_args): (PathBuf, String, Vec<std::ffi::OsString>) =
+            match &self.control {
+                None => {
+                    let config = dir.path().join("weir.yaml");
+                    let yaml = self.yaml();
+                    write_atomic(&config, &yaml);
+                    (config.clone(), yaml, vec!["--config".into(), config.into()])
+                }
+                Some((socket, daemon_config)) => {
+                    let state = self
+                        .plane_state
+                        .clone()
+                        .unwrap_or_else(|| dir.path().join("plane"));
+                    let mut a: Vec<std::ffi::OsString> = vec![
+                        "--control".into(),
+                        socket.into(),
+                        "--plane-state".into(),
+                        state.into(),
+                    ];
+                    if let Some(id) = &self.plane_id {
+                        a.extend(["--plane-id".into(), id.into()]);
+                    }
+                    let yaml = format!(
+                        "# control mode; the daemon's config file now:\n{}",
+                        std::fs::read_to_string(daemon_config).unwrap_or_default()
+                    );
+                    (daemon_config.clone(), yaml, a)
+                }
+            };
+        let mut mode_args = mode_args;
+        if let Some(p) = &self.upgrade_socket {
+            mode_args.extend(["--upgrade-socket".into(), p.into()]);
+        }
         let stdout = dir.path().join("stdout.log");
         let stderr = dir.path().join("stderr.log");
         let open = |p: &Path| {
             std::fs::File::create(p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()))
         };
         let child = Command::new(bin_path("weir"))
-            .arg("--config")
-            .arg(&config)
+            .args(&mode_args)
             .args([
                 "--workers",
                 &self.workers.to_string(),
@@ -487,7 +573,8 @@ impl Gateway {
         &self.config
     }
 
-    /// Replaces the config file (atomically); send [`Gateway::sighup`] to apply it.
+    /// Replaces the config file (atomically); send [`Gateway::sighup`] to apply it. In control
+    /// mode this is the daemon's config file, which the daemon watches by itself.
     pub fn write_config(&self, yaml: &str) {
         write_atomic(&self.config, yaml);
     }
@@ -507,9 +594,17 @@ impl Gateway {
         assert_eq!(r, 0, "kill({pid}, {sig}) failed");
     }
 
-    /// Sends SIGHUP (reload the config file).
+    /// Sends SIGHUP (reload the config file; in control mode: re-attach to the daemon).
     pub fn sighup(&self) {
         self.signal(libc::SIGHUP);
+    }
+
+    /// Sends SIGUSR2: with `--upgrade-socket`, start a successor (`--takeover`) that takes the
+    /// listening sockets over; this process then drains and exits. The successor is this
+    /// process's child, not the test's: find it with [`child_pids`](crate::child_pids) and guard
+    /// it with a [`ProcessGuard`](crate::ProcessGuard).
+    pub fn sigusr2(&self) {
+        self.signal(libc::SIGUSR2);
     }
 
     /// Sends SIGTERM (drain and exit) without waiting.

@@ -17,6 +17,12 @@
 //!   drop. It keeps stdout (the access log) and stderr in files ([`Gateway::access_log_lines`],
 //!   [`Gateway::stderr`]), sends signals ([`Gateway::sighup`], [`Gateway::stop_graceful`]) and
 //!   rewrites the config file for reload tests ([`Gateway::write_config`]).
+//! - [`ControlDaemon`]: `weir-control` on a config file in a temp dir (state dir and admin socket
+//!   beside it); [`ControlDaemon::api`] speaks HTTP/1.1 + JSON over the Unix socket like
+//!   `curl --unix-socket`, [`ControlDaemon::weirctl`] runs the CLI against it, and
+//!   [`ControlDaemon::restart`] / [`ControlDaemon::kill9`] test durability. A data plane attached
+//!   to it is a [`Gateway`] built with [`GatewayBuilder::control`] (`weir --control SOCKET
+//!   --plane-state DIR`).
 //! - [`Client`] and [`Response`]: a raw HTTP/1.1 client over `std::net::TcpStream`: send any
 //!   bytes, read one response (head with `httparse`, then the body by `content-length`, chunked, or
 //!   until close), tell whether the server closed the connection, and read an SSE stream event by
@@ -24,24 +30,29 @@
 //! - [`both_drivers!`]: expands one test body into two tests, `NAME::epoll` and `NAME::uring`; the
 //!   io_uring one is skipped with a printed note where the kernel or a sandbox forbids io_uring.
 //! - Small helpers: [`closed_port`], [`wait_until`], [`metric`], [`raise_nofile_limit`],
-//!   [`pattern`], [`random_bytes`].
+//!   [`pattern`], [`random_bytes`], [`run_bounded`]; for processes the test did not spawn (the
+//!   successor of a binary upgrade): [`child_pids`], [`proc_cmdline`], [`pid_running`],
+//!   [`ProcessGuard`].
 //!
 //! The binaries are looked up in the target directory beside the test executable
-//! (`target/debug/deps/x` → `target/debug/weir`), or in `$WEIR_BIN` / `$WEIR_MOCK_BIN`. Build them
+//! (`target/debug/deps/x` → `target/debug/weir`), or in `$WEIR_BIN` / `$WEIR_MOCK_BIN` /
+//! `$WEIR_CONTROL_BIN` / `$WEIRCTL_BIN`. Build them
 //! first: `cargo build --workspace --bins`.
 #![deny(missing_docs)]
 
 mod client;
+mod control;
 mod gateway;
 mod mock;
 mod util;
 
 pub use client::{Client, Head, Response, SseEvent, SseStream, IO_TIMEOUT};
+pub use control::{run_bounded, ControlDaemon};
 pub use gateway::{Gateway, GatewayBuilder, StartError};
 pub use mock::{MockBuilder, MockUpstream};
 pub use util::{
-    bin_path, closed_port, metric, pattern, raise_nofile_limit, random_bytes, wait_until, Driver,
-    TempDir,
+    bin_path, child_pids, closed_port, metric, pattern, pid_running, proc_cmdline,
+    raise_nofile_limit, random_bytes, wait_until, Driver, ProcessGuard, TempDir,
 };
 
 /// Expands one test body into two `#[test]`s, one per monoio driver of the gateway:

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 // === binaries ===
 
-/// The path of a workspace binary (`weir`, `weir-mock-llm`): `$WEIR_BIN` / `$WEIR_MOCK_BIN` when
-/// set, else the target directory of the running test executable. Panics with the command to run
+/// The path of a workspace binary (`weir`, `weir-mock-llm`, `weir-control`, `weirctl`): `$WEIR_BIN`
+/// / `$WEIR_MOCK_BIN` / `$WEIR_CONTROL_BIN` / `$WEIRCTL_BIN` when set, else the target directory of the running test executable. Panics with the command to run
 /// when the binary is missing.
 pub fn bin_path(name: &str) -> PathBuf {
     let var = match name {
         "weir" => "WEIR_BIN",
         "weir-mock-llm" => "WEIR_MOCK_BIN",
+        "weir-control" => "WEIR_CONTROL_BIN",
+        "weirctl" => "WEIRCTL_BIN",
         _ => "",
     };
     if let Some(p) = std::env::var_os(var).filter(|_| !var.is_empty()) {
@@ -214,6 +216,103 @@ pub fn raise_nofile_limit(want: u64) -> u64 {
         }
     }
     lim.rlim_cur as u64
+}
+
+// === processes that are not our children ===
+
+/// The pids of the live processes whose parent is `pid` (from `/proc/*/stat`).
+pub fn child_pids(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| proc_stat(*p).is_some_and(|(state, ppid)| ppid == pid && state != 'Z'))
+        .collect()
+}
+
+/// State letter and parent pid of `pid`, from `/proc/PID/stat` (the command name in parentheses
+/// may itself contain spaces and parentheses: the fields are read after the last `)`).
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// The command line of `pid` (`/proc/PID/cmdline`), arguments joined with spaces; `None` when
+/// the process is gone.
+pub fn proc_cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(args.join(" "))
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn pid_running(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z')
+}
+
+/// A process the test did not spawn itself (e.g. the successor a `weir` starts on `SIGUSR2`),
+/// SIGKILLed on drop — but only while its command line still contains `marker` (a path unique to
+/// the test), so a recycled pid is never hit.
+#[derive(Debug)]
+pub struct ProcessGuard {
+    pid: u32,
+    marker: String,
+}
+
+impl ProcessGuard {
+    /// Guards `pid`, identified by `marker` in its command line.
+    pub fn new(pid: u32, marker: &str) -> ProcessGuard {
+        ProcessGuard {
+            pid,
+            marker: marker.to_owned(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it still runs (and is still the process we mean).
+    pub fn running(&self) -> bool {
+        pid_running(self.pid) && proc_cmdline(self.pid).is_some_and(|c| c.contains(&self.marker))
+    }
+
+    /// Sends `sig` if it still runs; returns whether it was sent.
+    #[allow(unsafe_code)]
+    pub fn signal(&self, sig: libc::c_int) -> bool {
+        if !self.running() {
+            return false;
+        }
+        // SAFETY: kill(2) takes plain integers; the pid was checked just above to still be the
+        // process we mean (its command line carries the test's unique marker).
+        unsafe { libc::kill(self.pid as libc::pid_t, sig) == 0 }
+    }
+
+    /// SIGKILL, then waits (at most 5 s) until it is gone or a zombie (another process reaps it).
+    pub fn kill(&self) {
+        if self.signal(libc::SIGKILL) {
+            let start = Instant::now();
+            while pid_running(self.pid) && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 // === metrics ===

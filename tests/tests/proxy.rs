@@ -371,6 +371,27 @@ both_drivers! {
     }
 }
 
+both_drivers! {
+    /// A client's `Connection: close` is honoured on answers the gateway makes itself too: the
+    /// response says `connection: close` and the connection is closed after it (HTTP/1.0 without
+    /// keep-alive likewise).
+    fn local_answers_honour_connection_close(d) {
+        let gw = Gateway::new()
+            .driver(d)
+            .route("{ name: direct, direct_response: { status: 200, body: here } }")
+            .start();
+        let mut c = gw.connect();
+        let r = c.request(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.closed_within(std::time::Duration::from_secs(2)), "connection left open");
+        let mut c = gw.connect();
+        let r = c.request(b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(r.text(), "here");
+        assert!(c.closed_within(std::time::Duration::from_secs(2)), "HTTP/1.0 connection left open");
+    }
+}
+
 // === filters ===
 
 both_drivers! {

@@ -50,6 +50,9 @@ impl Downstream {
     }
 }
 
+/// How long an idle keep-alive connection may still bring a request once draining started.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
 enum HeadRead {
     Head(RequestHead),
     Closed,
@@ -154,9 +157,18 @@ async fn read_head(
             },
         };
         let got = if idle {
-            monoio::select! {
-                r = monoio::time::timeout(wait, d.reader.fill(HEAD_BUF)) => r,
-                _ = worker.drained() => return HeadRead::Closed,
+            // The read stays posted in the reader while the drain signal is watched (a watch read
+            // is cancel-safe), so a request that arrives as draining starts is still read and
+            // answered, with `connection: close`; a connection that stays idle through the grace
+            // period is closed.
+            d.reader.watch();
+            if worker.draining() {
+                monoio::time::timeout(wait.min(DRAIN_GRACE), d.reader.settle()).await
+            } else {
+                monoio::select! {
+                    r = monoio::time::timeout(wait, d.reader.settle()) => r,
+                    _ = worker.drained() => continue,
+                }
             }
         } else {
             monoio::time::timeout(wait, d.reader.fill(HEAD_BUF)).await

@@ -57,7 +57,7 @@ pub async fn handle(
         );
         ctx.error = Some(e.clone());
         let resp = e.to_response(&ctx.request_id);
-        let keep = !drop_body(d, &head);
+        let keep = head.keep_alive && !drop_body(d, &head);
         return send_local(
             worker,
             state,
@@ -80,7 +80,7 @@ pub async fn handle(
         match verdict {
             Ok(Action::Continue) => {}
             Ok(Action::Respond(resp)) => {
-                let keep = !drop_body(d, &head);
+                let keep = head.keep_alive && !drop_body(d, &head);
                 return send_local(
                     worker,
                     state,
@@ -141,7 +141,7 @@ pub async fn handle(
     }
     match &route.action {
         RouteAction::Direct(resp) => {
-            let keep = !drop_body(d, &head);
+            let keep = head.keep_alive && !drop_body(d, &head);
             send_local(
                 worker,
                 state,
@@ -161,7 +161,7 @@ pub async fn handle(
             let mut resp = LocalResponse::empty(rd.status);
             resp.headers
                 .append(Bytes::from_static(b"location"), Bytes::from(location));
-            let keep = !drop_body(d, &head);
+            let keep = head.keep_alive && !drop_body(d, &head);
             send_local(
                 worker,
                 state,

@@ -118,6 +118,20 @@ fn snapshot(
     })
 }
 
+/// The admin listener, with SO_REUSEPORT: during a binary upgrade the new process binds it while
+/// the old one still answers health checks on it.
+fn bind_admin(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    let sa: SocketAddr = addr
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("`{addr}` is not ip:port")))?;
+    let s = socket2::Socket::new(socket2::Domain::for_address(sa), socket2::Type::STREAM, None)?;
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    s.bind(&sa.into())?;
+    s.listen(128)?;
+    Ok(s.into())
+}
+
 /// Whether a configured listener address (maybe with port 0) is the bound `addr`.
 fn addr_matches(configured: &str, addr: SocketAddr) -> bool {
     match configured.parse::<SocketAddr>() {
@@ -252,7 +266,7 @@ impl Gateway {
         let mut admin_listener = None;
         if failure.is_none() {
             if let Some(a) = &config.admin.address {
-                match std::net::TcpListener::bind(a.as_str()) {
+                match bind_admin(a) {
                     Ok(l) => {
                         admin_addr = l.local_addr().ok();
                         let _ = l.set_nonblocking(true);

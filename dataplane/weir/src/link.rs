@@ -79,7 +79,11 @@ pub fn run(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match session(&socket, &plane_id, &state_dir, &current, &apply, &live) {
+        let res = session(&socket, &plane_id, &state_dir, &current, &apply, &live);
+        if live.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        match res {
             Ok(()) => return,
             Err(e)
                 if live
@@ -105,9 +109,20 @@ pub fn run(
 pub struct Live {
     stream: std::sync::Arc<std::sync::Mutex<Option<UnixStream>>>,
     resync: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Live {
+    /// Detaches for good (the process drains after a hand-over or a stop): the daemon no longer
+    /// counts this plane, and the link thread does not reconnect.
+    pub fn stop(&self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+        let s = self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(s) = s {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// Closes the open link; the link thread attaches again at once and says which generation
     /// runs here.
     pub fn resync(&self) {

@@ -372,6 +372,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     notify::notify("STOPPING=1");
+    live.stop();
     gw.shutdown();
     eprintln!("weir: stopped");
     Ok(())
