@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import re
@@ -196,6 +197,7 @@ def main() -> int:
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(1)
         applies, visible, nacks = [], [], 0
+        pool = concurrent.futures.ThreadPoolExecutor(8)
         spec = os.path.join(run, "next.yaml")
         upgraded_pid = None
         for i in range(1, args.changes + 1):
@@ -210,12 +212,15 @@ def main() -> int:
             if '"nack"' in out.stdout:
                 nacks += 1
             applies.append((done - t) * 1e3)
-            streak = 0
-            while streak < 8:
+            # 8 new connections at once (SO_REUSEPORT spreads them over the cores); again until
+            # every one of a round answers the new route.
+            want = f"r{i}".encode()
+            while True:
                 if time.time() - done > 10:
                     raise RuntimeError(f"/r{i} not answering 10 s after apply")
-                st, body = get(port, f"/r{i}")
-                streak = streak + 1 if (st == 200 and body == f"r{i}".encode()) else 0
+                answers = list(pool.map(lambda _: get(port, f"/r{i}"), range(8)))
+                if all(st == 200 and body == want for st, body in answers):
+                    break
             visible.append((time.time() - done) * 1e3)
             if args.upgrade and i == args.changes // 2:
                 os.kill(plane.pid, signal.SIGUSR2)

@@ -157,17 +157,18 @@ async fn read_head(
             },
         };
         let got = if idle {
-            // The read stays posted in the reader while the drain signal is watched (a watch read
-            // is cancel-safe), so a request that arrives as draining starts is still read and
-            // answered, with `connection: close`; a connection that stays idle through the grace
-            // period is closed.
-            d.reader.watch();
+            // The read stays pinned here while the drain signal is watched, so when draining
+            // starts it is not dropped (which could lose bytes under io_uring) but given a grace
+            // period: a request that arrives then is still read and answered, with
+            // `connection: close`; a connection that stays idle through it is closed.
+            let fill = d.reader.fill(HEAD_BUF);
+            let mut fill = std::pin::pin!(fill);
             if worker.draining() {
-                monoio::time::timeout(wait.min(DRAIN_GRACE), d.reader.settle()).await
+                monoio::time::timeout(wait.min(DRAIN_GRACE), &mut fill).await
             } else {
                 monoio::select! {
-                    r = monoio::time::timeout(wait, d.reader.settle()) => r,
-                    _ = worker.drained() => continue,
+                    r = monoio::time::timeout(wait, &mut fill) => r,
+                    _ = worker.drained() => monoio::time::timeout(DRAIN_GRACE, &mut fill).await,
                 }
             }
         } else {
