@@ -124,7 +124,11 @@ fn bind_admin(addr: &str) -> std::io::Result<std::net::TcpListener> {
     let sa: SocketAddr = addr
         .parse()
         .map_err(|_| std::io::Error::other(format!("`{addr}` is not ip:port")))?;
-    let s = socket2::Socket::new(socket2::Domain::for_address(sa), socket2::Type::STREAM, None)?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::STREAM,
+        None,
+    )?;
     s.set_reuse_port(true)?;
     s.set_reuse_address(true)?;
     s.bind(&sa.into())?;

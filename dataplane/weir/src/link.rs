@@ -116,8 +116,13 @@ impl Live {
     /// Detaches for good (the process drains after a hand-over or a stop): the daemon no longer
     /// counts this plane, and the link thread does not reconnect.
     pub fn stop(&self) {
-        self.stopped.store(true, std::sync::atomic::Ordering::Relaxed);
-        let s = self.stream.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let s = self
+            .stream
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(s) = s {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
