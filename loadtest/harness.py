@@ -56,7 +56,7 @@ TCK = os.sysconf("SC_CLK_TCK")
 NOFILE = 200_000  # descriptors for the scale test: clients, gateway (both sides), mock
 
 UPSTREAM_PORT = 18080
-PORTS = {"envoy": 10000, "nginx": 10001, "weir": 10002}
+PORTS = {"envoy": 10000, "nginx": 10001, "weir": 10002, "bare": 10003}
 ENVOY_ADMIN, WEIR_ADMIN = 9901, 9911
 MOCK_ID = "harness-upstream"  # the mock's x-mock-id: proves a response really came through
 DEFAULT_SYSTEMS = "envoy,nginx,weir-uring,weir-epoll"
@@ -464,6 +464,15 @@ def start_sut(system: str, args, workers: int, cpu: str | None) -> tuple[Proc, s
         p = Proc(system, [binary, "--config", conf, "--workers", str(workers), "--driver", driver], cpu=cpu)
         url = f"http://127.0.0.1:{PORTS['weir']}"
         wait_ready(f"http://127.0.0.1:{WEIR_ADMIN}/healthz/ready", p, want_200=True)
+    elif system.startswith("bare-"):
+        # The floor: a monoio TCP pass-through with no features (loadtest/bare-proxy).
+        binary = os.path.join(os.path.dirname(weir_bin(args)), "weir-bare-proxy")
+        if not os.path.exists(binary):
+            raise RuntimeError(f"{binary} not found: cargo build --release -p weir-bare-proxy")
+        p = Proc(system, [binary, f"127.0.0.1:{PORTS['bare']}", f"127.0.0.1:{UPSTREAM_PORT}",
+                          system.split("-", 1)[1]], cpu=cpu)
+        url = f"http://127.0.0.1:{PORTS['bare']}"
+        wait_ready(url + "/", p)
     else:
         raise RuntimeError(f"unknown system {system!r}")
     return p, url
@@ -615,9 +624,10 @@ def machine_info(args) -> dict:
 
 def bench(args) -> int:
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = [s for s in systems if s not in ("envoy", "nginx", "weir-uring", "weir-epoll", "direct")]
+    known = ("envoy", "nginx", "weir-uring", "weir-epoll", "bare-uring", "bare-epoll", "direct")
+    unknown = [s for s in systems if s not in known]
     if unknown:
-        raise SystemExit(f"unknown systems {unknown}; choose from envoy,nginx,weir-uring,weir-epoll,direct")
+        raise SystemExit(f"unknown systems {unknown}; choose from {','.join(known)}")
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs at least 2 CPUs (SUT on CPU 0, wrk + upstream on CPU 1)")
     setup(need_envoy="envoy" in systems, need_nginx="nginx" in systems)
@@ -739,7 +749,8 @@ def render_table(results: dict, systems: list[str], args) -> str:
         if wu is None:
             continue
         parts = []
-        for peer, label in (("envoy", "Envoy"), ("nginx", "nginx")):
+        for peer, label in (("envoy", "Envoy"), ("nginx", "nginx"),
+                            (w.replace("weir", "bare"), "the bare monoio pass-through (floor)")):
             pu = rows.get(peer, {}).get("us_per_req")
             if pu:
                 parts.append(f"{wu / pu:.2f}x {label}")

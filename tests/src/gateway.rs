@@ -56,6 +56,7 @@ pub struct GatewayBuilder {
     plane_state: Option<PathBuf>,
     plane_id: Option<String>,
     upgrade_socket: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 /// Removes the common indentation of `text` and drops blank leading/trailing lines, so tests can
@@ -121,6 +122,7 @@ impl Default for GatewayBuilder {
             plane_state: None,
             plane_id: None,
             upgrade_socket: None,
+            env: Vec::new(),
         }
     }
 }
@@ -225,7 +227,13 @@ impl GatewayBuilder {
         self
     }
 
-    /// An extra command-line argument.
+    /// An environment variable for `weir` (e.g. systemd's `NOTIFY_SOCKET`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds a command-line argument for `weir`.
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_owned());
         self
@@ -329,6 +337,7 @@ impl GatewayBuilder {
             .args(["--log-level", "info"])
             .args(&self.args)
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(open(&stdout))
             .stderr(open(&stderr))

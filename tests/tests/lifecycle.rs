@@ -236,3 +236,55 @@ both_drivers! {
         assert!(err.contains(&format!("{mpath}:7:")), "stderr: {err}");
     }
 }
+
+both_drivers! {
+    /// A reload that does not touch a cluster keeps that cluster's connection pool: after the
+    /// config gains a route, requests through the cluster reuse the pooled upstream connection
+    /// (no new connection opened); a reload that changes the cluster starts a fresh pool.
+    fn unchanged_cluster_keeps_its_pool(d) {
+        let m = MockUpstream::start();
+        let base = Gateway::new()
+            .driver(d)
+            .workers(1)
+            .cluster("mock", &[m.endpoint()])
+            .route("{ name: up, match: { path: { prefix: /inspect } }, cluster: mock }");
+        let gw = base.clone().start();
+        let opened = |gw: &Gateway| {
+            metric(&gw.metrics(), "weir_upstream_connections_opened_total", &[("cluster", "mock")])
+                .unwrap_or(0.0)
+        };
+        for _ in 0..10 {
+            assert_eq!(gw.get("/inspect").status(), 200);
+        }
+        let before = opened(&gw);
+        assert!(before >= 1.0);
+
+        let with_route = base
+            .clone()
+            .route("{ name: extra, match: { path: { exact: /extra } }, direct_response: { status: 200, body: extra } }");
+        gw.write_config(&with_route.yaml());
+        wait_until("the new route", Duration::from_secs(10), Duration::from_millis(50), || {
+            (gw.get("/extra").text() == "extra").then_some(())
+        });
+        for _ in 0..10 {
+            assert_eq!(gw.get("/inspect").status(), 200);
+        }
+        assert_eq!(opened(&gw), before, "the pool of an unchanged cluster was rebuilt");
+
+        let reweighted = Gateway::new()
+            .driver(d)
+            .workers(1)
+            .cluster_yaml(&format!(
+                "{{ name: mock, endpoints: [\"{}\"], pool: {{ max_idle: 64 }} }}",
+                m.endpoint()
+            ))
+            .route("{ name: up, match: { path: { prefix: /inspect } }, cluster: mock }")
+            .route("{ name: extra2, match: { path: { exact: /extra2 } }, direct_response: { status: 200, body: extra2 } }");
+        gw.write_config(&reweighted.yaml());
+        wait_until("the changed config", Duration::from_secs(10), Duration::from_millis(50), || {
+            (gw.get("/extra2").text() == "extra2").then_some(())
+        });
+        assert_eq!(gw.get("/inspect").status(), 200);
+        assert!(opened(&gw) > before, "a changed cluster must start a fresh pool");
+    }
+}

@@ -84,3 +84,49 @@ fn units_pass_systemd_analyze_verify() {
         combined(&out)
     );
 }
+
+/// The notify protocol as `Type=notify` and `WatchdogSec=` use it: with `NOTIFY_SOCKET` set,
+/// `weir` sends `READY=1` only once it serves (its listener already answers when the datagram
+/// arrives), then `WATCHDOG=1` at half of `WATCHDOG_USEC` while its workers turn, and
+/// `STOPPING=1` when it drains.
+#[test]
+fn notify_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("notify");
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut gw = Gateway::new()
+        .driver(Driver::Epoll)
+        .route("{ name: r, direct_response: { status: 200, body: up } }")
+        .env("NOTIFY_SOCKET", path.to_str().unwrap())
+        .env("WATCHDOG_USEC", "400000")
+        .start();
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline && !got.iter().any(|m: &String| m == "WATCHDOG=1") {
+        let n = sock.recv(&mut buf).unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg == "READY=1" {
+            // READY comes after the listeners serve.
+            assert_eq!(gw.get("/").text(), "up");
+        }
+        got.push(msg);
+    }
+    assert_eq!(got.first().map(String::as_str), Some("READY=1"), "{got:?}");
+    assert!(
+        got.iter().any(|m| m == "WATCHDOG=1"),
+        "no watchdog ping: {got:?}"
+    );
+    assert!(gw.stop_graceful(Duration::from_secs(20)).success());
+    let mut stopping = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        if &buf[..n] == b"STOPPING=1" {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "no STOPPING=1");
+}
