@@ -1,0 +1,1 @@
+//! Wire formats of the LLM APIs (OpenAI, Anthropic) and translation between them

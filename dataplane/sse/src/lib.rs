@@ -1,0 +1,1 @@
+//! Incremental SSE scanning and the AWS event-stream decoder
