@@ -244,6 +244,7 @@ def main() -> int:
             "wrk_requests": w["requests"],
             "wrk_rps": w["rps"],
             "wrk_socket_errors": w["socket_errors"],
+            "wrk_socket_errors_detail": w["socket_errors_detail"],
             "wrk_non_2xx": w["non2xx"],
             "streams_ok": streams.ok,
             "streams_broken": streams.broken[:10],

@@ -59,12 +59,18 @@ enum HeadRead {
     Refused(ProxyError),
 }
 
-/// Serves one accepted connection until it closes.
-pub async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+/// Starts serving an accepted connection on this core. The connection is counted at once, before
+/// its task first runs, so a drain that starts right after an accept waits for it.
+pub fn spawn(worker: &Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: SocketAddr) {
     bump(&worker.stats.accepted, 1);
     worker.stats.connections_add(1);
     worker.connections.set(worker.connections.get() + 1);
+    monoio::spawn(serve(worker.clone(), listener, stream, peer));
+}
+
+/// Serves one accepted connection until it closes (counted by [`spawn`]).
+async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let mut d = Downstream {
         reader: ClientReader::new(rd),
@@ -117,7 +123,10 @@ pub async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, pee
                 worker.in_flight.set(worker.in_flight.get() + 1);
                 let keep = forward::handle(&worker, &state, lst, &mut d, head).await;
                 worker.in_flight.set(worker.in_flight.get() - 1);
-                if !keep || worker.draining() {
+                // Not `|| draining`: a response that went out without `connection: close` (the drain
+                // began after its head) promised the client this connection; the next read gives
+                // it the drain grace instead, and answers its next request with `close`.
+                if !keep {
                     break;
                 }
             }

@@ -1,6 +1,6 @@
 //! `weir-proxy`: the request-path runner.
 //!
-//! [`serve`] drives one downstream HTTP/1.1 connection on its core: it reads request heads (strict,
+//! [`spawn`] starts driving one downstream HTTP/1.1 connection on its core: it reads request heads (strict,
 //! with limits and timeouts), and for each request takes the core's current [`CoreState`] once,
 //! matches a route, runs the route's filters phase by phase (see `PHASES.md`), and then answers
 //! locally (direct response, redirect, error) or proxies: picks an endpoint, takes a pooled
@@ -21,7 +21,7 @@ mod retry;
 mod state;
 mod worker;
 
-pub use conn::{serve, wait_idle};
+pub use conn::{spawn, wait_idle};
 pub use retry::RetryBudget;
 pub use state::{CoreState, ListenerState, PrepareError, RouteAction, RouteState, Snapshot};
 pub use worker::{Signal, SignalWait, Worker};

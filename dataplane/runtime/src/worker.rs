@@ -248,19 +248,32 @@ async fn serve(
 
 async fn accept_loop(worker: Rc<Worker>, name: Rc<str>, listener: TcpListener, stop: Signal) {
     loop {
+        // The accept stays pinned here while the stop signals are watched: when one fires, the
+        // posted accept is cancelled and awaited, so a connection the kernel had already handed
+        // over (io_uring completes accepts on its own) is served rather than dropped.
+        let canceller = monoio::io::Canceller::new();
+        let accept = listener.cancelable_accept(canceller.handle());
+        let mut accept = std::pin::pin!(accept);
         let accepted = monoio::select! {
-            r = listener.accept() => r,
-            _ = worker.drained() => return,
-            _ = stop.wait() => return,
+            r = &mut accept => r,
+            _ = worker.drained() => {
+                let _ = canceller.cancel();
+                if let Ok((stream, peer)) = accept.await {
+                    weir_proxy::spawn(&worker, name.clone(), stream, peer);
+                }
+                return;
+            }
+            _ = stop.wait() => {
+                let _ = canceller.cancel();
+                if let Ok((stream, peer)) = accept.await {
+                    weir_proxy::spawn(&worker, name.clone(), stream, peer);
+                }
+                return;
+            }
         };
         match accepted {
             Ok((stream, peer)) => {
-                monoio::spawn(weir_proxy::serve(
-                    worker.clone(),
-                    name.clone(),
-                    stream,
-                    peer,
-                ));
+                weir_proxy::spawn(&worker, name.clone(), stream, peer);
             }
             Err(e) => {
                 // Out of descriptors or a transient error: back off instead of spinning.

@@ -47,9 +47,13 @@ async fn serve(listen: SocketAddr, upstream: SocketAddr) {
     };
     println!("listening {listen}");
     loop {
-        let Ok((client, _)) = listener.accept().await else { continue };
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
         monoio::spawn(async move {
-            let Ok(up) = TcpStream::connect_addr(upstream).await else { return };
+            let Ok(up) = TcpStream::connect_addr(upstream).await else {
+                return;
+            };
             let _ = client.set_nodelay(true);
             let _ = up.set_nodelay(true);
             let (cr, cw) = client.into_split();
