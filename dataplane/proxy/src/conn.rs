@@ -121,7 +121,9 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
                     break;
                 };
                 worker.in_flight.set(worker.in_flight.get() + 1);
-                let keep = forward::handle(&worker, &state, lst, &mut d, head).await;
+                // Boxed: the request path's future is large, and an idle keep-alive connection
+                // should only carry the small one that waits for its next head.
+                let keep = Box::pin(forward::handle(&worker, &state, lst, &mut d, head)).await;
                 worker.in_flight.set(worker.in_flight.get() - 1);
                 // Not `|| draining`: a response that went out without `connection: close` (the drain
                 // began after its head) promised the client this connection; the next read gives

@@ -574,7 +574,8 @@ impl Drop for TimerEntry {
     }
 }
 
-#[cfg_attr(target_arch = "x86_64", repr(align(128)))]
-#[cfg_attr(not(target_arch = "x86_64"), repr(align(64)))]
+// Weir: no cache-line padding. This timer is only ever touched by the thread that owns the
+// runtime, so there is no false sharing to avoid; the 128-byte alignment made every `Sleep` 640
+// bytes and forced that alignment (and its padding) onto every future that holds a timeout.
 #[derive(Debug, Default)]
 struct CachePadded<T>(T);
