@@ -959,12 +959,23 @@ def scale(args) -> int:
     mock = start_mock(args, workers=2, cpu=None)
     sut = None
     try:
-        sut, url = start_sut(system, args, workers=args.workers, cpu=None)
-        check_sole_listener(UPSTREAM_PORT, mock)
-        check_sole_listener(int(url.rsplit(":", 1)[1]), sut)
-        sanity_check(url)
-        port = int(url.rsplit(":", 1)[1])
-        result.update(asyncio.run(asyncio.wait_for(scale_scenario(args, sut, port), args.limit)))
+        # Each scenario gets a fresh gateway process: memory freed by the first would otherwise be
+        # reused by the second and hide what it really costs.
+        for phase in ("idle", "sse"):
+            phase_args = argparse.Namespace(**vars(args))
+            if phase == "idle":
+                phase_args.sse_streams = 0
+            else:
+                phase_args.idle_conns = 0
+            sut, url = start_sut(system, args, workers=args.workers, cpu=None)
+            check_sole_listener(UPSTREAM_PORT, mock)
+            check_sole_listener(int(url.rsplit(":", 1)[1]), sut)
+            sanity_check(url)
+            port = int(url.rsplit(":", 1)[1])
+            r = asyncio.run(asyncio.wait_for(scale_scenario(phase_args, sut, port), args.limit))
+            result[phase] = r[phase]
+            sut.stop()
+            sut = None
     except asyncio.TimeoutError:
         result["error"] = f"scale scenario exceeded --limit {args.limit}s"
     except Exception as e:  # recorded in the JSON and reported below

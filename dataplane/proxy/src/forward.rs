@@ -12,7 +12,7 @@ use weir_http::{BodyDecoder, BodyKind, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, HashOn, UpstreamConn};
 
 use crate::conn::Downstream;
-use crate::io::{reserve, BODY_READ, HEAD_BUF};
+use crate::io::{reserve, BODY_READ, HEAD_BUF, STREAM_READ};
 use crate::log;
 use crate::state::{CoreState, ListenerState, RouteAction, RouteState};
 use crate::worker::Worker;
@@ -887,6 +887,7 @@ async fn respond(
     // Small bodies that came with the head go out in the same write.
     let mut head_pending = true;
     let mut reads = 0u32;
+    let mut bulk = false;
     let outcome: Result<bool, ProxyError> = loop {
         if !ubuf.is_empty() || dec.is_done() {
             let mut filter_err = None;
@@ -952,7 +953,9 @@ async fn respond(
         if reads > 1 && !d.reader.is_watching() && d.reader.buf().is_empty() {
             d.reader.watch();
         }
-        reserve(&mut ubuf, if reads > 2 { BODY_READ } else { HEAD_BUF });
+        // Small reads while the upstream trickles (an SSE stream holds little memory while it
+        // waits), large ones once a read fills its buffer (bulk bodies take few syscalls).
+        reserve(&mut ubuf, if bulk { BODY_READ } else { STREAM_READ });
         let len = ubuf.len();
         let cap = ubuf.capacity();
         let wait = remaining(deadline, route.idle_timeout);
@@ -1004,7 +1007,7 @@ async fn respond(
                             "upstream closed mid-response",
                         ))
                     }
-                    Ok(_) => {}
+                    Ok(n) => bulk = n == cap - len,
                 }
             }
         }

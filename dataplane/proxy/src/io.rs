@@ -15,8 +15,10 @@ use monoio::net::TcpStream;
 type ReadHalf = OwnedReadHalf<TcpStream>;
 type Pending = Pin<Box<dyn Future<Output = (io::Result<usize>, BytesMut, ReadHalf)>>>;
 
-/// Initial buffer for request heads; grows for larger heads and bodies.
-pub const HEAD_BUF: usize = 4096;
+/// Initial buffer for request and response heads; grows for larger heads.
+pub const HEAD_BUF: usize = 2048;
+/// Read size of a response body while the upstream sends little at a time (SSE).
+pub const STREAM_READ: usize = 2048;
 /// Read size while a body streams.
 pub const BODY_READ: usize = 16 << 10;
 
