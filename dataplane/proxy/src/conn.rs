@@ -99,10 +99,12 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
                 ctx.error = Some(e.clone());
                 let resp = e.to_response(&ctx.request_id);
                 forward::send_local(
-                    &worker,
-                    &state,
-                    lst,
-                    None,
+                    forward::Scope {
+                        worker: &worker,
+                        state: &state,
+                        lst,
+                        route: None,
+                    },
                     &mut d,
                     &mut ctx,
                     &mut [],

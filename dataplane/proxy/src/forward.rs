@@ -45,6 +45,12 @@ pub async fn handle(
     d: &mut Downstream,
     mut head: RequestHead,
 ) -> bool {
+    let base = Scope {
+        worker,
+        state,
+        lst,
+        route: None,
+    };
     let mut ctx = RequestCtx::new(request_id(&head), d.peer, lst.name.clone(), worker.index);
     ctx.method = head.method.clone();
     ctx.target = head.target.clone();
@@ -58,21 +64,13 @@ pub async fn handle(
         ctx.error = Some(e.clone());
         let resp = e.to_response(&ctx.request_id);
         let keep = head.keep_alive && !drop_body(d, &head);
-        return send_local(
-            worker,
-            state,
-            lst,
-            None,
-            d,
-            &mut ctx,
-            &mut [],
-            resp,
-            head.is_head(),
-            keep,
-        )
-        .await;
+        return send_local(base, d, &mut ctx, &mut [], resp, head.is_head(), keep).await;
     };
     let route = &lst.routes[ri];
+    let scope = Scope {
+        route: Some(route),
+        ..base
+    };
     ctx.route = Some(route.name.clone());
     let mut filters: Vec<Box<dyn Filter>> = route.filters.iter().map(|f| f.create()).collect();
     for i in 0..filters.len() {
@@ -81,34 +79,10 @@ pub async fn handle(
             Ok(Action::Continue) => {}
             Ok(Action::Respond(resp)) => {
                 let keep = head.keep_alive && !drop_body(d, &head);
-                return send_local(
-                    worker,
-                    state,
-                    lst,
-                    Some(route),
-                    d,
-                    &mut ctx,
-                    &mut filters,
-                    resp,
-                    head.is_head(),
-                    keep,
-                )
-                .await;
+                return send_local(scope, d, &mut ctx, &mut filters, resp, head.is_head(), keep)
+                    .await;
             }
-            Err(e) => {
-                return fail(
-                    worker,
-                    state,
-                    lst,
-                    Some(route),
-                    d,
-                    &mut ctx,
-                    &mut filters,
-                    e,
-                    &head,
-                )
-                .await
-            }
+            Err(e) => return fail(scope, d, &mut ctx, &mut filters, e, &head).await,
         }
     }
     if let BodyKind::Length(n) = head.body {
@@ -125,10 +99,7 @@ pub async fn handle(
             ctx.error = Some(e.clone());
             let resp = e.to_response(&ctx.request_id);
             return send_local(
-                worker,
-                state,
-                lst,
-                Some(route),
+                scope,
                 d,
                 &mut ctx,
                 &mut filters,
@@ -143,10 +114,7 @@ pub async fn handle(
         RouteAction::Direct(resp) => {
             let keep = head.keep_alive && !drop_body(d, &head);
             send_local(
-                worker,
-                state,
-                lst,
-                Some(route),
+                scope,
                 d,
                 &mut ctx,
                 &mut filters,
@@ -162,19 +130,7 @@ pub async fn handle(
             resp.headers
                 .append(Bytes::from_static(b"location"), Bytes::from(location));
             let keep = head.keep_alive && !drop_body(d, &head);
-            send_local(
-                worker,
-                state,
-                lst,
-                Some(route),
-                d,
-                &mut ctx,
-                &mut filters,
-                resp,
-                head.is_head(),
-                keep,
-            )
-            .await
+            send_local(scope, d, &mut ctx, &mut filters, resp, head.is_head(), keep).await
         }
         RouteAction::Proxy(cluster) => {
             ctx.cluster = Some(cluster.name.clone());
@@ -194,6 +150,19 @@ pub async fn handle(
     }
 }
 
+/// Where a request is being served: what answering it locally and logging it need.
+#[derive(Clone, Copy)]
+pub struct Scope<'a> {
+    /// The core.
+    pub worker: &'a Worker,
+    /// The state the request took at its start.
+    pub state: &'a CoreState,
+    /// The listener.
+    pub lst: &'a ListenerState,
+    /// The matched route, if one matched.
+    pub route: Option<&'a RouteState>,
+}
+
 /// Whether the request body must be given up on (it is not read when answering locally). A body
 /// already wholly in the buffer is skipped so the connection can be kept.
 fn drop_body(d: &mut Downstream, head: &RequestHead) -> bool {
@@ -208,12 +177,8 @@ fn drop_body(d: &mut Downstream, head: &RequestHead) -> bool {
 }
 
 /// Ends a request with an error response.
-#[allow(clippy::too_many_arguments)]
 async fn fail(
-    worker: &Worker,
-    state: &CoreState,
-    lst: &ListenerState,
-    route: Option<&RouteState>,
+    scope: Scope<'_>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
     filters: &mut [Box<dyn Filter>],
@@ -225,28 +190,12 @@ async fn fail(
     }
     let resp = e.to_response(&ctx.request_id);
     ctx.error = Some(e);
-    send_local(
-        worker,
-        state,
-        lst,
-        route,
-        d,
-        ctx,
-        filters,
-        resp,
-        head.is_head(),
-        false,
-    )
-    .await
+    send_local(scope, d, ctx, filters, resp, head.is_head(), false).await
 }
 
 /// Sends a response made by the gateway, then logs. Returns whether the connection stays open.
-#[allow(clippy::too_many_arguments)]
 pub async fn send_local(
-    worker: &Worker,
-    state: &CoreState,
-    lst: &ListenerState,
-    route: Option<&RouteState>,
+    scope: Scope<'_>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
     filters: &mut [Box<dyn Filter>],
@@ -257,7 +206,7 @@ pub async fn send_local(
     for f in filters.iter_mut() {
         f.on_local_response(ctx, &mut resp);
     }
-    let close = !keep_alive || worker.draining();
+    let close = !keep_alive || scope.worker.draining();
     d.out.clear();
     weir_http::write_response_head(
         &mut d.out,
@@ -276,19 +225,18 @@ pub async fn send_local(
     if !head_request {
         ctx.response_bytes = resp.body.len() as u64;
     }
-    finish(worker, state, lst, route, ctx, filters);
+    finish(scope, ctx, filters);
     ok && !close
 }
 
 /// Logs and counts a finished request.
-fn finish(
-    worker: &Worker,
-    state: &CoreState,
-    lst: &ListenerState,
-    route: Option<&RouteState>,
-    ctx: &mut RequestCtx,
-    filters: &mut [Box<dyn Filter>],
-) {
+fn finish(scope: Scope<'_>, ctx: &mut RequestCtx, filters: &mut [Box<dyn Filter>]) {
+    let Scope {
+        worker,
+        state,
+        lst,
+        route,
+    } = scope;
     let now = Instant::now();
     ctx.timings.end = Some(now);
     for f in filters.iter_mut() {
@@ -334,6 +282,12 @@ async fn proxy(
     filters: &mut Vec<Box<dyn Filter>>,
     mut head: RequestHead,
 ) -> bool {
+    let scope = Scope {
+        worker,
+        state,
+        lst,
+        route: Some(route),
+    };
     if let Some(rw) = &route.rewrite {
         rw.apply(&mut head);
     }
@@ -357,7 +311,7 @@ async fn proxy(
             Ok(p) => p,
             Err(e) => {
                 let pe = ProxyError::new(503, "no_healthy_upstream", Side::Upstream, e.to_string());
-                break fail(worker, state, lst, Some(route), d, ctx, filters, pe, &head).await;
+                break fail(scope, d, ctx, filters, pe, &head).await;
             }
         };
         tried.push(idx);
@@ -391,7 +345,7 @@ async fn proxy(
                             Side::Downstream,
                             "client closed the connection",
                         ));
-                        finish(worker, state, lst, Some(route), ctx, filters);
+                        finish(scope, ctx, filters);
                         break false;
                     }
                     AttemptError::Connect(pe) => {
@@ -436,7 +390,7 @@ async fn proxy(
                     weir_metrics::bump(&route.stats.retries, 1);
                     continue;
                 }
-                break fail(worker, state, lst, Some(route), d, ctx, filters, pe, &head).await;
+                break fail(scope, d, ctx, filters, pe, &head).await;
             }
         };
         // Retry on a status, when the policy asks and the request can be sent again.
@@ -482,7 +436,7 @@ async fn proxy(
                 cluster.end(&conn.endpoint, false);
                 let stream = cluster.detach(conn);
                 tunnel(d, stream, ubuf).await;
-                finish(worker, state, lst, Some(route), ctx, filters);
+                finish(scope, ctx, filters);
                 break false;
             }
         }
@@ -813,6 +767,12 @@ async fn respond(
     deadline: Option<Instant>,
     upgrade: bool,
 ) -> Responded {
+    let scope = Scope {
+        worker,
+        state,
+        lst,
+        route: Some(route),
+    };
     let done = |client_keep, upstream_reusable| Responded::Done {
         client_keep,
         upstream_reusable,
@@ -822,23 +782,11 @@ async fn respond(
         match verdict {
             Ok(Action::Continue) => {}
             Ok(Action::Respond(r)) => {
-                let keep = send_local(
-                    worker,
-                    state,
-                    lst,
-                    Some(route),
-                    d,
-                    ctx,
-                    filters,
-                    r,
-                    head.is_head(),
-                    false,
-                )
-                .await;
+                let keep = send_local(scope, d, ctx, filters, r, head.is_head(), false).await;
                 return done(keep, false);
             }
             Err(e) => {
-                let keep = fail(worker, state, lst, Some(route), d, ctx, filters, e, head).await;
+                let keep = fail(scope, d, ctx, filters, e, head).await;
                 return done(keep, false);
             }
         }
@@ -878,7 +826,7 @@ async fn respond(
 
     if switching {
         if d.write_out().await.is_err() {
-            finish(worker, state, lst, Some(route), ctx, filters);
+            finish(scope, ctx, filters);
             return done(false, false);
         }
         return Responded::Upgraded(ubuf);
@@ -1017,13 +965,13 @@ async fn respond(
             for f in filters.iter_mut() {
                 let _ = f.on_response_body(ctx, &[], true);
             }
-            finish(worker, state, lst, Some(route), ctx, filters);
+            finish(scope, ctx, filters);
             done(!close, reusable && upstream_keep)
         }
         Err(e) => {
             if head_pending && e.side == Side::Upstream {
                 // Nothing reached the client yet: a clean error response is still possible.
-                let keep = fail(worker, state, lst, Some(route), d, ctx, filters, e, head).await;
+                let keep = fail(scope, d, ctx, filters, e, head).await;
                 return done(keep, false);
             }
             if e.side == Side::Downstream {
@@ -1032,7 +980,7 @@ async fn respond(
                 tracing::warn!(request_id = %ctx.request_id, error = %e, "response aborted mid-stream");
             }
             ctx.error = Some(e);
-            finish(worker, state, lst, Some(route), ctx, filters);
+            finish(scope, ctx, filters);
             done(false, false)
         }
     }
