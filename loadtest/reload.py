@@ -14,8 +14,8 @@ What changes: CHANGES times, a new config is applied with `weirctl apply -f FILE
 `/rN` is added (and the oldest of the last five removed), the weights of the two endpoints change.
 What is measured:
   - apply: how long `weirctl apply` took (validate, persist, push, every core of every plane ACKed);
-  - visible: the time from `weirctl apply` returning to `/rN` answering on 8 new connections in a row
-    (SO_REUSEPORT spreads new connections over the cores, so this samples every core);
+  - visible: the time from `weirctl apply` returning to `/rN` answering on all of 16 keep-alive probe
+    connections asked at once (opened before the run, SO_REUSEPORT spread them over the cores);
   - failures: wrk's non-2xx responses and socket errors, SSE streams that broke or missed an event.
 Needs target/release/{weir,weir-control,weirctl,weir-mock-llm} (cargo build --release) and wrk.
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import json
 import os
 import re
@@ -102,6 +101,63 @@ def get(port: int, path: str, timeout: float = 2) -> tuple[int, bytes]:
     head, _, body = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.1 ") else 0
     return status, body
+
+
+class Probes:
+    """Keep-alive connections opened once (SO_REUSEPORT spread them over the cores), used to ask
+    every core for a path at the same moment: all requests are written first, then all answers
+    read. A connection the server closes (a draining process) is opened again."""
+
+    def __init__(self, port: int, n: int):
+        self.port = port
+        self.socks: list[socket.socket | None] = [None] * n
+        self.bufs = [b""] * n
+
+    def _sock(self, k: int) -> socket.socket:
+        if self.socks[k] is None:
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.socks[k], self.bufs[k] = s, b""
+        return self.socks[k]
+
+    def _read_one(self, k: int) -> tuple[int, bytes]:
+        s = self.socks[k]
+        buf = self.bufs[k]
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        m = re.search(rb"(?im)^content-length: *(\d+)", head)
+        n = int(m.group(1)) if m else 0
+        while len(rest) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            rest += chunk
+        body, self.bufs[k] = rest[:n], rest[n:]
+        if re.search(rb"(?im)^connection: *close", head):
+            s.close()
+            self.socks[k] = None
+        return int(head.split(b" ", 2)[1]), body
+
+    def ask(self, path: str) -> list[tuple[int, bytes]]:
+        req = f"GET {path} HTTP/1.1\r\nHost: reload\r\n\r\n".encode()
+        for k in range(len(self.socks)):
+            try:
+                self._sock(k).sendall(req)
+            except OSError:
+                self.socks[k] = None
+                self._sock(k).sendall(req)
+        out = []
+        for k in range(len(self.socks)):
+            try:
+                out.append(self._read_one(k))
+            except (OSError, ConnectionError, ValueError):
+                self.socks[k] = None
+                out.append((0, b""))
+        return out
 
 
 class Streams:
@@ -197,7 +253,7 @@ def main() -> int:
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(1)
         applies, visible, nacks = [], [], 0
-        pool = concurrent.futures.ThreadPoolExecutor(8)
+        probes = Probes(port, 16)
         spec = os.path.join(run, "next.yaml")
         upgraded_pid = None
         for i in range(1, args.changes + 1):
@@ -212,14 +268,13 @@ def main() -> int:
             if '"nack"' in out.stdout:
                 nacks += 1
             applies.append((done - t) * 1e3)
-            # 8 new connections at once (SO_REUSEPORT spreads them over the cores); again until
-            # every one of a round answers the new route.
+            # Every probe connection (spread over the cores) asks at once; again until all answer
+            # the new route.
             want = f"r{i}".encode()
             while True:
                 if time.time() - done > 10:
                     raise RuntimeError(f"/r{i} not answering 10 s after apply")
-                answers = list(pool.map(lambda _: get(port, f"/r{i}"), range(8)))
-                if all(st == 200 and body == want for st, body in answers):
+                if all(st == 200 and body == want for st, body in probes.ask(f"/r{i}")):
                     break
             visible.append((time.time() - done) * 1e3)
             if args.upgrade and i == args.changes // 2:
