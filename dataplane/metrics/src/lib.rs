@@ -205,6 +205,18 @@ impl Registry {
             .collect()
     }
 
+    /// Whether every core's heartbeat moved since `last` (the previous call's counts, updated
+    /// here); the first call says yes. This is what the systemd watchdog is fed on.
+    pub fn all_cores_turning(&self, last: &mut Vec<(usize, u64)>) -> bool {
+        let now = self.heartbeats();
+        let turning = last.is_empty()
+            || now
+                .iter()
+                .all(|(i, n)| last.iter().find(|(j, _)| j == i).is_none_or(|(_, m)| n > m));
+        *last = now;
+        turning
+    }
+
     /// Publishes an endpoint's health flag (set by the health checker).
     pub fn health(&self, cluster: &str, endpoint: &str, flag: Arc<std::sync::atomic::AtomicBool>) {
         self.lock()
@@ -410,6 +422,19 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watchdog_sees_a_stuck_core() {
+        let r = Registry::default();
+        let (a, b) = (r.core(0), r.core(1));
+        let mut last = Vec::new();
+        assert!(r.all_cores_turning(&mut last));
+        bump(&a.heartbeat, 1);
+        bump(&b.heartbeat, 1);
+        assert!(r.all_cores_turning(&mut last));
+        bump(&a.heartbeat, 1);
+        assert!(!r.all_cores_turning(&mut last), "core 1 did not turn");
+    }
 
     #[test]
     fn sums_cores_and_keeps_counters_across_lookups() {

@@ -418,17 +418,6 @@ impl Gateway {
         out
     }
 
-    /// Whether every worker's housekeeping ran since the last call (for the systemd watchdog).
-    pub fn workers_alive(&self, last: &mut Vec<(usize, u64)>) -> bool {
-        let now = self.registry.heartbeats();
-        let alive = last.is_empty()
-            || now
-                .iter()
-                .all(|(i, n)| last.iter().find(|(j, _)| j == i).is_none_or(|(_, m)| n > m));
-        *last = now;
-        alive
-    }
-
     fn stop_workers(&mut self, drain: Duration) {
         for w in &self.workers {
             let _ = w.tx.send(Command::Drain(drain));

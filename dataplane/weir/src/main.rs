@@ -281,11 +281,7 @@ fn main() -> anyhow::Result<()> {
                 let mut last: Vec<(usize, u64)> = Vec::new();
                 loop {
                     std::thread::sleep(every);
-                    let now = registry.heartbeats();
-                    let alive = last.is_empty()
-                        || now.iter().all(|(i, n)| {
-                            last.iter().find(|(j, _)| j == i).is_none_or(|(_, m)| n > m)
-                        });
+                    let alive = registry.all_cores_turning(&mut last);
                     if alive {
                         notify::notify("WATCHDOG=1");
                     } else {
@@ -293,7 +289,6 @@ fn main() -> anyhow::Result<()> {
                             "a worker stopped turning its loop; withholding the watchdog ping"
                         );
                     }
-                    last = now;
                 }
             })?;
     }
