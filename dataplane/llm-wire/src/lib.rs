@@ -21,7 +21,10 @@
 #![deny(missing_docs)]
 
 pub mod anthropic;
+pub mod bedrock;
+pub mod cohere;
 mod error;
+pub mod gemini;
 pub mod openai;
 pub mod sse;
 pub mod translate;

@@ -10,7 +10,10 @@
 //! Requests are taken by value so strings move instead of being copied. A request field with no
 //! counterpart is an [`Error::Untranslatable`](crate::Error::Untranslatable), never dropped.
 
+pub mod bedrock;
+pub mod cohere;
 mod errors;
+pub mod gemini;
 mod request;
 mod response;
 mod stream;

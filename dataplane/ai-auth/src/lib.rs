@@ -1,0 +1,1 @@
+//! `weir-ai-auth`: provider request signing (stub).

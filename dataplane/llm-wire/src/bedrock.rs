@@ -1,0 +1,1 @@
+//! bedrock wire types (filled in by the bedrock work).

@@ -1,0 +1,1 @@
+//! cohere wire types (filled in by the cohere work).

@@ -1,0 +1,1 @@
+//! gemini wire types (filled in by the gemini work).

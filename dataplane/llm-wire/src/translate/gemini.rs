@@ -1,0 +1,1 @@
+//! OpenAI <-> gemini translation.
