@@ -12,12 +12,14 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod ai;
 mod error;
 pub mod schema;
 mod source_map;
 pub mod units;
 mod validate;
 
+pub use ai::*;
 pub use error::{Error, Problem, Result};
 pub use schema::*;
 pub use units::{ByteSize, Dur};

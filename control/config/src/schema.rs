@@ -35,6 +35,9 @@ pub struct Config {
     /// Where requests go.
     #[serde(default)]
     pub clusters: Vec<Cluster>,
+    /// LLM providers, used by routes with an `ai` action.
+    #[serde(default)]
+    pub providers: Vec<crate::ai::Provider>,
 }
 
 /// Which io driver the per-core runtimes use.
@@ -182,6 +185,9 @@ pub struct Route {
     /// Answer with a redirect.
     #[serde(default)]
     pub redirect: Option<Redirect>,
+    /// Serve the OpenAI and Anthropic APIs, routing each request by its model to a provider.
+    #[serde(default)]
+    pub ai: Option<crate::ai::AiRoute>,
     /// Rewrite of path and host before proxying.
     #[serde(default)]
     pub rewrite: Option<Rewrite>,

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use crate::error::Problem;
+use crate::ai::*;
 use crate::schema::*;
 
 struct Checker {
@@ -87,6 +88,17 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
     }
 
     let clusters: HashSet<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+    let mut providers = HashSet::new();
+    for (i, p) in config.providers.iter().enumerate() {
+        let f = format!("providers[{i}]");
+        if !providers.insert(p.name.as_str()) {
+            c.fail(
+                format!("{f}.name"),
+                format!("provider `{}` is defined twice", p.name),
+            );
+        }
+        check_provider(&mut c, &f, p);
+    }
     let mut seen = HashSet::new();
     for (i, cl) in config.clusters.iter().enumerate() {
         let f = format!("clusters[{i}]");
@@ -129,6 +141,9 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
                 );
             }
             check_route(&mut c, &f, r, &clusters);
+            if let Some(ai) = &r.ai {
+                check_ai_route(&mut c, &format!("{f}.ai"), ai, &config.providers);
+            }
         }
     }
     if c.problems.is_empty() {
@@ -225,6 +240,7 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
         r.cluster.is_some(),
         r.direct_response.is_some(),
         r.redirect.is_some(),
+        r.ai.is_some(),
     ]
     .iter()
     .filter(|x| **x)
@@ -232,7 +248,7 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
     if actions != 1 {
         c.fail(
             f.to_string(),
-            "a route needs exactly one of `cluster`, `direct_response`, `redirect`",
+            "a route needs exactly one of `cluster`, `direct_response`, `redirect`, `ai`",
         );
     }
     if let Some(cl) = &r.cluster {
@@ -417,6 +433,187 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
                 }
             }
             FilterConfig::SizeLimit { .. } => {}
+        }
+    }
+}
+
+fn check_provider(c: &mut Checker, f: &str, p: &Provider) {
+    if p.name.is_empty() {
+        c.fail(format!("{f}.name"), "a provider needs a name");
+    }
+    let kind = p.kind;
+    match p.effective_base_url() {
+        None if kind != ProviderKind::Mock => c.fail(
+            format!("{f}.base_url"),
+            format!("a `{}` provider needs `base_url`", kind.as_str()),
+        ),
+        None => {}
+        Some(url) => match BaseUrl::parse(&url) {
+            Err(e) => c.fail(format!("{f}.base_url"), e),
+            Ok(u) if u.scheme == "https" => c.fail(
+                format!("{f}.base_url"),
+                format!(
+                    "`{url}`: calling providers over TLS is not built yet (see the README's \
+                     provider table); give a plain-http base_url (a local relay or a test mock)"
+                ),
+            ),
+            Ok(_) => {}
+        },
+    }
+    if kind == ProviderKind::Mock && p.base_url.is_some() {
+        c.fail(
+            format!("{f}.base_url"),
+            "the `mock` provider runs in process; it has no base_url",
+        );
+    }
+    if kind.needs_key() && p.keys.is_empty() {
+        c.fail(
+            format!("{f}.keys"),
+            format!("a `{}` provider needs at least one key", kind.as_str()),
+        );
+    }
+    if !kind.needs_key() && !p.keys.is_empty() && kind == ProviderKind::Mock {
+        c.fail(format!("{f}.keys"), "the `mock` provider takes no keys");
+    }
+    let mut ids = HashSet::new();
+    for (i, k) in p.keys.iter().enumerate() {
+        let kf = format!("{f}.keys[{i}]");
+        let sources = [k.value.is_some(), k.env.is_some(), k.file.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if sources != 1 {
+            c.fail(kf.clone(), "give exactly one of `value`, `env`, `file`");
+        }
+        if let Some(id) = &k.id {
+            if !ids.insert(id.as_str()) {
+                c.fail(format!("{kf}.id"), format!("key id `{id}` is used twice"));
+            }
+        }
+        if k.weight == 0 || k.weight > 10_000 {
+            c.fail(format!("{kf}.weight"), "must be between 1 and 10000");
+        }
+        if kind == ProviderKind::Bedrock && k.access_key_id.is_none() {
+            c.fail(
+                format!("{kf}.access_key_id"),
+                "a Bedrock key needs `access_key_id` (the secret is the secret access key)",
+            );
+        }
+        if kind != ProviderKind::Bedrock && (k.access_key_id.is_some() || k.session_token.is_some())
+        {
+            c.fail(kf.clone(), "`access_key_id`/`session_token` are for Bedrock keys");
+        }
+        if kind == ProviderKind::Vertex && k.file.is_none() {
+            c.fail(
+                format!("{kf}.file"),
+                "a Vertex key is a service-account JSON file (`file:`)",
+            );
+        }
+    }
+    let options = [
+        (ProviderKind::Azure, p.azure.is_some(), "azure"),
+        (ProviderKind::Bedrock, p.bedrock.is_some(), "bedrock"),
+        (ProviderKind::Vertex, p.vertex.is_some(), "vertex"),
+        (ProviderKind::Mock, p.mock.is_some(), "mock"),
+    ];
+    for (k, present, field) in options {
+        if present && kind != k {
+            c.fail(
+                format!("{f}.{field}"),
+                format!("`{field}` options are for `{}` providers", k.as_str()),
+            );
+        }
+        if !present && kind == k && k != ProviderKind::Mock {
+            c.fail(
+                format!("{f}.{field}"),
+                format!("a `{}` provider needs `{field}` options", k.as_str()),
+            );
+        }
+    }
+    if p.anthropic_version.is_some() && kind != ProviderKind::Anthropic {
+        c.fail(
+            format!("{f}.anthropic_version"),
+            "only for `anthropic` providers",
+        );
+    }
+    for name in p.headers.keys() {
+        c.header_name(format!("{f}.headers.{name}"), name);
+        let lower = name.to_ascii_lowercase();
+        if FRAMING.contains(&lower.as_str()) || lower == "host" {
+            c.fail(
+                format!("{f}.headers.{name}"),
+                "the gateway writes this field itself",
+            );
+        }
+    }
+}
+
+fn check_ai_route(c: &mut Checker, f: &str, ai: &AiRoute, providers: &[Provider]) {
+    let known: HashSet<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    if ai.models.is_empty() {
+        c.fail(format!("{f}.models"), "an ai route needs at least one model route");
+    }
+    for (i, m) in ai.models.iter().enumerate() {
+        let mf = format!("{f}.models[{i}]");
+        if m.model.is_empty() {
+            c.fail(format!("{mf}.model"), "empty model pattern");
+        }
+        if let Some(re) = m.model.strip_prefix('~') {
+            c.regex(format!("{mf}.model"), re);
+        } else if m.model.len() > 1 && m.model[..m.model.len() - 1].contains('*') {
+            c.fail(
+                format!("{mf}.model"),
+                "`*` is only allowed at the end (prefix) or alone; use `~regex` otherwise",
+            );
+        }
+        for (j, h) in m.headers.iter().enumerate() {
+            let hf = format!("{mf}.headers[{j}]");
+            c.header_name(format!("{hf}.name"), &h.name);
+            if let Some(re) = &h.regex {
+                c.regex(format!("{hf}.regex"), re);
+            }
+        }
+        if m.targets.is_empty() {
+            c.fail(format!("{mf}.targets"), "at least one target");
+        }
+        for (kind, list) in [("targets", &m.targets), ("fallback", &m.fallback)] {
+            for (j, t) in list.iter().enumerate() {
+                let tf = format!("{mf}.{kind}[{j}]");
+                if !known.contains(t.provider.as_str()) {
+                    c.fail(
+                        format!("{tf}.provider"),
+                        format!("no provider named `{}`", t.provider),
+                    );
+                }
+                if t.weight == 0 && kind == "targets" {
+                    c.fail(format!("{tf}.weight"), "must be at least 1");
+                }
+            }
+        }
+    }
+    for (alias, target) in &ai.aliases {
+        if ai.aliases.contains_key(target) {
+            c.fail(
+                format!("{f}.aliases.{alias}"),
+                "an alias may not point to another alias",
+            );
+        }
+    }
+    let r = &ai.retry;
+    if r.max_attempts == 0 || r.max_attempts > 20 {
+        c.fail(format!("{f}.retry.max_attempts"), "must be between 1 and 20");
+    }
+    if r.backoff_base.get() > r.backoff_max.get() {
+        c.fail(
+            format!("{f}.retry.backoff_base"),
+            "must not be above backoff_max",
+        );
+    }
+    for (i, on) in ai.fallback_on.iter().enumerate() {
+        if let FallbackOn::Status(s) = on {
+            if !(400..=599).contains(s) {
+                c.fail(format!("{f}.fallback_on[{i}]"), "a status must be 400..599");
+            }
         }
     }
 }

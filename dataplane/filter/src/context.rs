@@ -4,7 +4,43 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::error::ProxyError;
+use crate::error::{ErrorFormat, ProxyError};
+
+/// Token counts of one LLM call, from the provider's usage or estimated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// All input tokens, cached ones included.
+    pub input: u64,
+    /// Output tokens, reasoning included.
+    pub output: u64,
+    /// Input tokens served from the provider's prompt cache.
+    pub cached_input: u64,
+    /// Output tokens spent on reasoning.
+    pub reasoning: u64,
+    /// Counted by the gateway's tokenizer because the provider reported none.
+    pub estimated: bool,
+}
+
+/// What the AI layer knows of a request: for quotas, metrics and logs.
+#[derive(Debug, Clone, Default)]
+pub struct AiInfo {
+    /// The API called (`chat`, `messages`, `embeddings`, ...).
+    pub api: &'static str,
+    /// The model the client asked for.
+    pub requested_model: Option<Rc<str>>,
+    /// The provider that answered (or was last tried).
+    pub provider: Option<Rc<str>>,
+    /// The model name sent to that provider.
+    pub model: Option<Rc<str>>,
+    /// The answer was streamed.
+    pub stream: bool,
+    /// Targets tried, in order (`provider/model`).
+    pub tried: Vec<Rc<str>>,
+    /// Tokens, once the answer ended.
+    pub usage: Option<TokenUsage>,
+    /// Time to the first token written to the client.
+    pub first_token: Option<Instant>,
+}
 
 /// Moments of a request, for durations in logs and metrics.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +89,10 @@ pub struct RequestCtx {
     pub timings: Timings,
     /// The error that ended the request, if one did.
     pub error: Option<ProxyError>,
+    /// The shape error responses take (set by routes that speak an LLM protocol).
+    pub error_format: ErrorFormat,
+    /// The AI layer's view of the request (None on plain proxy routes).
+    pub ai: Option<Box<AiInfo>>,
 }
 
 impl RequestCtx {
@@ -84,6 +124,8 @@ impl RequestCtx {
                 end: None,
             },
             error: None,
+            error_format: ErrorFormat::Gateway,
+            ai: None,
         }
     }
 }

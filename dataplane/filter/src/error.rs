@@ -90,18 +90,77 @@ impl ProxyError {
     }
 
     /// The response the client gets: a small JSON body naming the kind, the message and the request
-    /// id. This is the only place request-path errors become responses.
-    pub fn to_response(&self, request_id: &str) -> LocalResponse {
-        let body = serde_json::json!({
-            "error": {
-                "type": self.kind,
-                "message": self.message,
+    /// id, in the shape of the protocol the client speaks. This is the only place request-path
+    /// errors become responses.
+    pub fn to_response(&self, request_id: &str, format: ErrorFormat) -> LocalResponse {
+        let body = match format {
+            ErrorFormat::Gateway => serde_json::json!({
+                "error": {
+                    "type": self.kind,
+                    "message": self.message,
+                    "request_id": request_id,
+                }
+            }),
+            // The SDKs pick their exception class from the status; `type` and `code` follow the
+            // OpenAI API's own values so code that inspects them keeps working.
+            ErrorFormat::OpenAi => serde_json::json!({
+                "error": {
+                    "message": self.message,
+                    "type": openai_type(self.status),
+                    "param": serde_json::Value::Null,
+                    "code": self.kind,
+                    "request_id": request_id,
+                }
+            }),
+            ErrorFormat::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": {
+                    "type": anthropic_type(self.status),
+                    "message": self.message,
+                },
                 "request_id": request_id,
-            }
-        });
+            }),
+        };
         let mut text = body.to_string();
         text.push('\n');
         LocalResponse::new(self.status, "application/json", Bytes::from(text))
+    }
+}
+
+/// The shape of error bodies: the gateway's own, or the LLM protocol the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorFormat {
+    /// `{"error":{"type","message","request_id"}}`.
+    #[default]
+    Gateway,
+    /// OpenAI: `{"error":{"message","type","param","code"}}`.
+    OpenAi,
+    /// Anthropic: `{"type":"error","error":{"type","message"}}`.
+    Anthropic,
+}
+
+/// The OpenAI error `type` for a status.
+pub fn openai_type(status: u16) -> &'static str {
+    match status {
+        400 | 404 | 408 | 409 | 413 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        429 => "rate_limit_error",
+        _ => "api_error",
+    }
+}
+
+/// The Anthropic error `type` for a status.
+pub fn anthropic_type(status: u16) -> &'static str {
+    match status {
+        400 | 408 | 409 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
     }
 }
 
@@ -129,12 +188,26 @@ mod tests {
         let e = ProxyError::new(504, "upstream_timeout", Side::Upstream, "no response in 5s")
             .retryable();
         assert!(e.retryable);
-        let r = e.to_response("abc");
+        let r = e.to_response("abc", ErrorFormat::Gateway);
         assert_eq!(r.status, 504);
         let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
         assert_eq!(v["error"]["type"], "upstream_timeout");
         assert_eq!(v["error"]["request_id"], "abc");
         assert_eq!(r.headers.get_str("content-type"), Some("application/json"));
+    }
+
+    #[test]
+    fn llm_protocol_shapes() {
+        let e = ProxyError::new(429, "rate_limited", Side::Upstream, "slow down");
+        let r = e.to_response("id1", ErrorFormat::OpenAi);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        assert_eq!(v["error"]["code"], "rate_limited");
+        assert_eq!(v["error"]["message"], "slow down");
+        let r = e.to_response("id1", ErrorFormat::Anthropic);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "rate_limit_error");
     }
 
     #[test]

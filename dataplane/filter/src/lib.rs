@@ -23,8 +23,8 @@ mod error;
 
 use std::rc::Rc;
 
-pub use context::{RequestCtx, Timings};
-pub use error::{ProxyError, Side};
+pub use context::{AiInfo, RequestCtx, Timings, TokenUsage};
+pub use error::{anthropic_type, openai_type, ErrorFormat, ProxyError, Side};
 
 use bytes::Bytes;
 use weir_http::{Headers, RequestHead, ResponseHead};

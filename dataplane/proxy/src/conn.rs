@@ -97,7 +97,7 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
                     worker.index,
                 );
                 ctx.error = Some(e.clone());
-                let resp = e.to_response(&ctx.request_id);
+                let resp = e.to_response(&ctx.request_id, ctx.error_format);
                 forward::send_local(
                     forward::Scope {
                         worker: &worker,

@@ -62,7 +62,7 @@ pub async fn handle(
             "no route matches this request",
         );
         ctx.error = Some(e.clone());
-        let resp = e.to_response(&ctx.request_id);
+        let resp = e.to_response(&ctx.request_id, ctx.error_format);
         let keep = head.keep_alive && !drop_body(d, &head);
         return send_local(base, d, &mut ctx, &mut [], resp, head.is_head(), keep).await;
     };
@@ -97,7 +97,7 @@ pub async fn handle(
                 ),
             );
             ctx.error = Some(e.clone());
-            let resp = e.to_response(&ctx.request_id);
+            let resp = e.to_response(&ctx.request_id, ctx.error_format);
             return send_local(
                 scope,
                 d,
@@ -188,7 +188,7 @@ async fn fail(
     if e.side != Side::Downstream {
         tracing::warn!(request_id = %ctx.request_id, route = ?ctx.route.as_deref(), error = %e, "request failed");
     }
-    let resp = e.to_response(&ctx.request_id);
+    let resp = e.to_response(&ctx.request_id, ctx.error_format);
     ctx.error = Some(e);
     send_local(scope, d, ctx, filters, resp, head.is_head(), false).await
 }
