@@ -132,6 +132,7 @@ pub async fn handle(
             let keep = head.keep_alive && !drop_body(d, &head);
             send_local(scope, d, &mut ctx, &mut filters, resp, head.is_head(), keep).await
         }
+        RouteAction::Ai(svc) => crate::ai::serve(scope, d, &mut ctx, &mut filters, head, svc).await,
         RouteAction::Proxy(cluster) => {
             ctx.cluster = Some(cluster.name.clone());
             proxy(
@@ -177,7 +178,7 @@ fn drop_body(d: &mut Downstream, head: &RequestHead) -> bool {
 }
 
 /// Ends a request with an error response.
-async fn fail(
+pub(crate) async fn fail(
     scope: Scope<'_>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
@@ -230,7 +231,7 @@ pub async fn send_local(
 }
 
 /// Logs and counts a finished request.
-fn finish(scope: Scope<'_>, ctx: &mut RequestCtx, filters: &mut [Box<dyn Filter>]) {
+pub(crate) fn finish(scope: Scope<'_>, ctx: &mut RequestCtx, filters: &mut [Box<dyn Filter>]) {
     let Scope {
         worker,
         state,

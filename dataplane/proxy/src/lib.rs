@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod ai;
 mod conn;
 mod forward;
 mod io;

@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub clusters: HashMap<String, Arc<SharedCluster>>,
     /// Listener names and the addresses they are bound to (port 0 resolved), in config order.
     pub listen: Vec<(String, std::net::SocketAddr)>,
+    /// LLM providers with their key pools, by name.
+    pub providers: HashMap<String, Arc<weir_ai::SharedProvider>>,
 }
 
 /// What a route does.
@@ -39,6 +41,8 @@ pub enum RouteAction {
     Direct(LocalResponse),
     /// Redirect.
     Redirect(weir_config::Redirect),
+    /// Serve the LLM APIs, routing by model to providers.
+    Ai(Rc<weir_ai::AiService>),
 }
 
 /// Retry policy of a route, compiled.
@@ -129,6 +133,9 @@ pub enum PrepareError {
     /// A route names a cluster that is not in the snapshot.
     #[error("route `{0}`: cluster `{1}` is not available")]
     Cluster(String, String),
+    /// An `ai` route could not be compiled.
+    #[error("route `{0}`: {1}")]
+    Ai(String, String),
 }
 
 impl CoreState {
@@ -158,7 +165,7 @@ impl CoreState {
                 .map_err(|e| PrepareError::Routes(l.name.clone(), e.to_string()))?;
             let mut routes = Vec::with_capacity(l.routes.len());
             for r in &l.routes {
-                routes.push(build_route(r, &l.name, cfg, &clusters, core, registry)?);
+                routes.push(build_route(r, &l.name, snap, &clusters, core, registry)?);
             }
             listeners.push(ListenerState {
                 name: l.name.as_str().into(),
@@ -188,11 +195,12 @@ impl CoreState {
 fn build_route(
     r: &weir_config::Route,
     listener: &str,
-    cfg: &Config,
+    snap: &Snapshot,
     clusters: &HashMap<String, Rc<Cluster>>,
     core: usize,
     registry: &Registry,
 ) -> Result<RouteState, PrepareError> {
+    let cfg: &Config = &snap.config;
     let action = if let Some(c) = &r.cluster {
         let cl = clusters
             .get(c)
@@ -212,6 +220,10 @@ fn build_route(
         RouteAction::Direct(resp)
     } else if let Some(rd) = &r.redirect {
         RouteAction::Redirect(rd.clone())
+    } else if let Some(ai) = &r.ai {
+        let svc = weir_ai::AiService::new(ai, &snap.providers)
+            .map_err(|e| PrepareError::Ai(r.name.clone(), e.to_string()))?;
+        RouteAction::Ai(svc)
     } else {
         // Validation guarantees one action; an empty route answers 404 rather than failing a core.
         RouteAction::Direct(LocalResponse::empty(404))

@@ -40,6 +40,9 @@ pub enum Error {
     /// A cluster could not be built (an endpoint did not resolve).
     #[error("cluster `{0}`: {1}")]
     Cluster(String, String),
+    /// An LLM provider could not be set up (a key's secret is missing).
+    #[error("{0}")]
+    Provider(String),
     /// A listener address could not be bound.
     #[error("listener `{0}` on {1}: {2}")]
     Bind(String, String, std::io::Error),
@@ -110,11 +113,38 @@ fn snapshot(
         };
         clusters.insert(c.name.clone(), shared);
     }
+    let mut providers = HashMap::new();
+    for p in &config.providers {
+        // Kept while its config is unchanged: key health and cached tokens survive a reload.
+        let reuse = prev
+            .and_then(|s| s.providers.get(&p.name))
+            .filter(|old| old.config == *p)
+            .cloned();
+        let shared = match reuse {
+            Some(s) => s,
+            None => weir_ai::SharedProvider::new(p).map_err(|e| Error::Provider(e.to_string()))?,
+        };
+        if let Some(cc) = shared.cluster_config() {
+            let reuse = prev
+                .and_then(|s| s.clusters.get(&cc.name))
+                .filter(|old| old.config == cc)
+                .cloned();
+            let cluster = match reuse {
+                Some(c) => c,
+                None => Arc::new(
+                    SharedCluster::new(&cc).map_err(|e| Error::Cluster(cc.name.clone(), e.to_string()))?,
+                ),
+            };
+            clusters.insert(cc.name.clone(), cluster);
+        }
+        providers.insert(p.name.clone(), shared);
+    }
     Ok(Snapshot {
         generation,
         config,
         clusters,
         listen,
+        providers,
     })
 }
 
