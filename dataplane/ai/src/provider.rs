@@ -165,3 +165,50 @@ fn read_secret(provider: &str, id: &str, k: &weir_config::ProviderKey) -> Result
         "provider `{provider}` key `{id}`: no secret given"
     )))
 }
+
+/// A health probe of one key: a cheap authenticated GET (the provider's model list).
+#[derive(Debug)]
+pub struct ProbeRequest {
+    /// `host:port` to connect to.
+    pub authority: String,
+    /// The request head to send, auth included (never log it).
+    pub head: String,
+}
+
+impl SharedProvider {
+    /// The probe of key `k`, or None where the provider has no cheap authenticated GET (Bedrock's
+    /// runtime API and Vertex): there a disabled key is re-tried by a real request once its probe
+    /// interval has passed.
+    pub fn probe_request(&self, k: usize) -> Option<ProbeRequest> {
+        let base = self.base.as_ref()?;
+        let key = self.keys.keys().get(k)?;
+        let secret = key.secret.expose();
+        let (path, auth) = match self.dialect {
+            Dialect::OpenAi => (format!("{}/models", base.path), format!("authorization: Bearer {secret}")),
+            Dialect::Cohere => (format!("{}/v1/models", base.path), format!("authorization: Bearer {secret}")),
+            Dialect::Azure => {
+                let v = self.config.azure.as_ref()?;
+                (
+                    format!("{}/openai/models?api-version={}", base.path, crate::call::encode_segment(&v.api_version)),
+                    format!("api-key: {secret}"),
+                )
+            }
+            Dialect::Anthropic => (
+                format!("{}/v1/models", base.path),
+                format!(
+                    "x-api-key: {secret}\r\nanthropic-version: {}",
+                    self.config.anthropic_version.as_deref().unwrap_or("2023-06-01")
+                ),
+            ),
+            Dialect::Gemini => (format!("{}/v1beta/models", base.path), format!("x-goog-api-key: {secret}")),
+            Dialect::Bedrock | Dialect::Vertex | Dialect::Mock => return None,
+        };
+        Some(ProbeRequest {
+            authority: base.authority(),
+            head: format!(
+                "GET {path} HTTP/1.1\r\nhost: {}\r\n{auth}\r\nuser-agent: weir-key-probe\r\nconnection: close\r\n\r\n",
+                base.host_header()
+            ),
+        })
+    }
+}

@@ -53,7 +53,9 @@ fn json_err(what: &str, e: serde_json::Error) -> Error {
     Error::BadUpstream(format!("{what}: {e}"))
 }
 
-fn scan(
+/// Feeds `chunk` to `scanner`, handing each complete event's type and data to `on`; the first
+/// error stops the handling.
+pub fn scan(
     scanner: &mut SseScanner,
     chunk: &[u8],
     mut on: impl FnMut(&[u8], &[u8]) -> Result<()>,
@@ -615,4 +617,64 @@ impl Shaper for ResponsesPassJson {
     fn usage(&self) -> Option<Usage> {
         self.usage
     }
+}
+
+// === translated streams of other protocols, through OpenAI chunks ===
+
+/// A provider stream decoded into OpenAI stream items (Gemini, Bedrock, Cohere).
+pub trait ItemSource {
+    /// Decodes a piece of the upstream payload into items.
+    fn push_bytes(&mut self, chunk: &[u8], items: &mut Vec<oa::StreamItem>) -> Result<()>;
+    /// The upstream ended; last items. `false`: it ended before the answer was complete.
+    fn finish(&mut self, items: &mut Vec<oa::StreamItem>) -> bool;
+    /// Token counts so far.
+    fn usage(&self) -> Option<Usage>;
+}
+
+/// A provider stream in another protocol, translated through OpenAI chunks to the client.
+pub struct ItemStream<S> {
+    src: S,
+    sink: ItemSink,
+    items: Vec<oa::StreamItem>,
+}
+
+impl<S: ItemSource> ItemStream<S> {
+    /// Items from `src`, written for `protocol`.
+    pub fn new(src: S, protocol: Protocol) -> Self {
+        ItemStream {
+            src,
+            sink: ItemSink::for_client(protocol),
+            items: Vec::new(),
+        }
+    }
+}
+
+impl<S: ItemSource> Shaper for ItemStream<S> {
+    fn content_type(&self) -> &'static str {
+        "text/event-stream"
+    }
+    fn streaming(&self) -> bool {
+        true
+    }
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.src.push_bytes(chunk, &mut self.items)?;
+        self.sink.push(&mut self.items, out)
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        let complete = self.src.finish(&mut self.items);
+        self.sink.push(&mut self.items, out)?;
+        Ok(self.sink.finish(out)? && complete)
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.src.usage()
+    }
+}
+
+/// An OpenAI chat answer, written for the client's protocol.
+pub fn chat_json_for_client(protocol: Protocol, resp: oa::ChatCompletion) -> Result<Vec<u8>> {
+    let out = match protocol {
+        Protocol::OpenAi => serde_json::to_vec(&resp),
+        Protocol::Anthropic => serde_json::to_vec(&translate::openai_to_anthropic_response(resp)?),
+    };
+    out.map_err(|e| Error::BadUpstream(e.to_string()))
 }

@@ -23,6 +23,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod cohere;
+pub mod embeddings;
 mod error;
 pub mod gemini;
 pub mod openai;

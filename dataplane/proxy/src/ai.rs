@@ -709,6 +709,8 @@ struct ClientWriter {
     out: Vec<u8>,
     sent: u64,
     output_chars: usize,
+    /// The client's body, for a prompt-token estimate when the provider reports no usage.
+    prompt: Bytes,
 }
 
 impl ClientWriter {
@@ -722,6 +724,7 @@ impl ClientWriter {
             out: Vec::with_capacity(1024),
             sent: 0,
             output_chars: 0,
+            prompt: client.body.clone(),
         }
     }
 
@@ -861,9 +864,9 @@ impl ClientWriter {
         let chars = self.output_chars;
         if let Some(ai) = ctx.ai.as_mut() {
             ai.usage = Some(weir_ai::token_usage(usage, || {
-                // No usage from the provider: count with the tokenizer (input from nothing we
-                // kept; output roughly from the bytes sent, at 4 bytes a token).
-                (0, (chars / 4) as u64)
+                // No usage from the provider: the prompt is counted with the tokenizer, the
+                // answer roughly from the bytes sent (its framing is in them), 4 bytes a token.
+                (weir_ai::estimate::prompt_tokens(&self.prompt), (chars / 4) as u64)
             }));
         }
     }

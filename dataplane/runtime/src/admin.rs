@@ -20,6 +20,8 @@ use weir_upstream::SharedCluster;
 pub enum AdminCommand {
     /// The clusters of the new generation: start checks for new ones, stop those of removed ones.
     Clusters(Vec<Arc<SharedCluster>>),
+    /// The LLM providers of the new generation: probe their disabled keys.
+    Providers(Vec<Arc<weir_ai::SharedProvider>>),
     /// Stop.
     Stop,
 }
@@ -48,6 +50,7 @@ pub fn run(
             }
         }
         let mut checks: Vec<(Arc<SharedCluster>, Rc<Cell<bool>>)> = Vec::new();
+        let mut probes: Vec<(Arc<weir_ai::SharedProvider>, Rc<Cell<bool>>)> = Vec::new();
         while let Ok(cmd) = rx.recv_async().await {
             match cmd {
                 AdminCommand::Clusters(list) => {
@@ -71,10 +74,29 @@ pub fn run(
                         }
                     }
                 }
+                AdminCommand::Providers(list) => {
+                    probes.retain(|(p, stop)| {
+                        let keep = list.iter().any(|n| Arc::ptr_eq(n, p));
+                        if !keep {
+                            stop.set(true);
+                        }
+                        keep
+                    });
+                    for p in list {
+                        if !p.keys.is_empty() && !probes.iter().any(|(o, _)| Arc::ptr_eq(o, &p)) {
+                            let stop = Rc::new(Cell::new(false));
+                            monoio::spawn(run_key_probes(p.clone(), stop.clone()));
+                            probes.push((p, stop));
+                        }
+                    }
+                }
                 AdminCommand::Stop => break,
             }
         }
         for (_, stop) in checks {
+            stop.set(true);
+        }
+        for (_, stop) in probes {
             stop.set(true);
         }
     });
@@ -193,4 +215,46 @@ async fn respond(
     out.extend_from_slice(&body);
     let (r, _) = s.write_all(out).await;
     r.map(|_| ())
+}
+
+/// Re-admits a provider's disabled keys: each disabled key whose probe is due gets one cheap
+/// authenticated GET; a 2xx puts it back in the pool, anything else waits another interval.
+async fn run_key_probes(p: Arc<weir_ai::SharedProvider>, stop: Rc<Cell<bool>>) {
+    while !stop.get() {
+        for k in p.keys.due_for_probe() {
+            let Some(req) = p.probe_request(k) else {
+                continue;
+            };
+            let ok = monoio::time::timeout(std::time::Duration::from_secs(5), probe_key(&req))
+                .await
+                .unwrap_or(false);
+            if ok {
+                p.keys.succeeded(k);
+            } else {
+                p.keys.probe_failed(k);
+            }
+        }
+        monoio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+async fn probe_key(req: &weir_ai::provider::ProbeRequest) -> bool {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    let Some(addr) = std::net::ToSocketAddrs::to_socket_addrs(&req.authority)
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        return false;
+    };
+    let Ok(mut s) = TcpStream::connect_addr(addr).await else {
+        return false;
+    };
+    let (r, _) = s.write_all(req.head.clone().into_bytes()).await;
+    if r.is_err() {
+        return false;
+    }
+    let buf = Vec::with_capacity(256);
+    let (r, buf) = s.read(buf).await;
+    // `HTTP/1.1 2xx`: the status is the 10th byte on.
+    matches!(r, Ok(n) if n >= 12) && buf.get(9) == Some(&b'2')
 }

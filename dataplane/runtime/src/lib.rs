@@ -335,6 +335,9 @@ impl Gateway {
         let _ = gw.admin_tx.send(AdminCommand::Clusters(
             snap.clusters.values().cloned().collect(),
         ));
+        let _ = gw.admin_tx.send(AdminCommand::Providers(
+            snap.providers.values().cloned().collect(),
+        ));
         let dns = gw.dns_clusters.clone();
         weir_upstream::spawn_dns_refresher(move || {
             dns.lock().unwrap_or_else(PoisonError::into_inner).clone()
@@ -420,6 +423,9 @@ impl Gateway {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(clusters.clone());
         let _ = self.admin_tx.send(AdminCommand::Clusters(clusters));
+        let _ = self
+            .admin_tx
+            .send(AdminCommand::Providers(next.providers.values().cloned().collect()));
         *cur = next;
         Ok(cur.generation)
     }

@@ -131,7 +131,17 @@ pub fn openai_to_anthropic_request(
     if extra.get("store").is_some_and(|v| v != &Value::Bool(false)) {
         return Err(Error::untranslatable("store"));
     }
-    refuse_extra(&extra, "", &["store", "metadata", "service_tier", "prompt_cache_key", "safety_identifier"])?;
+    refuse_extra(
+        &extra,
+        "",
+        &[
+            "store",
+            "metadata",
+            "service_tier",
+            "prompt_cache_key",
+            "safety_identifier",
+        ],
+    )?;
 
     let mut system: Vec<String> = Vec::new();
     let mut out: Vec<an::Message> = Vec::with_capacity(messages.len());
