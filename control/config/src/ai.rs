@@ -529,7 +529,10 @@ impl Provider {
             return Some(u.clone());
         }
         if let (ProviderKind::Bedrock, Some(b)) = (self.kind, &self.bedrock) {
-            return Some(format!("https://bedrock-runtime.{}.amazonaws.com", b.region));
+            return Some(format!(
+                "https://bedrock-runtime.{}.amazonaws.com",
+                b.region
+            ));
         }
         if let (ProviderKind::Vertex, Some(v)) = (self.kind, &self.vertex) {
             return Some(format!("https://{}-aiplatform.googleapis.com", v.location));

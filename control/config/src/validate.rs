@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use crate::error::Problem;
 use crate::ai::*;
+use crate::error::Problem;
 use crate::schema::*;
 
 struct Checker {
@@ -501,7 +501,10 @@ fn check_provider(c: &mut Checker, f: &str, p: &Provider) {
         }
         if kind != ProviderKind::Bedrock && (k.access_key_id.is_some() || k.session_token.is_some())
         {
-            c.fail(kf.clone(), "`access_key_id`/`session_token` are for Bedrock keys");
+            c.fail(
+                kf.clone(),
+                "`access_key_id`/`session_token` are for Bedrock keys",
+            );
         }
         if kind == ProviderKind::Vertex && k.file.is_none() {
             c.fail(
@@ -551,7 +554,10 @@ fn check_provider(c: &mut Checker, f: &str, p: &Provider) {
 fn check_ai_route(c: &mut Checker, f: &str, ai: &AiRoute, providers: &[Provider]) {
     let known: HashSet<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     if ai.models.is_empty() {
-        c.fail(format!("{f}.models"), "an ai route needs at least one model route");
+        c.fail(
+            format!("{f}.models"),
+            "an ai route needs at least one model route",
+        );
     }
     for (i, m) in ai.models.iter().enumerate() {
         let mf = format!("{f}.models[{i}]");
@@ -601,7 +607,10 @@ fn check_ai_route(c: &mut Checker, f: &str, ai: &AiRoute, providers: &[Provider]
     }
     let r = &ai.retry;
     if r.max_attempts == 0 || r.max_attempts > 20 {
-        c.fail(format!("{f}.retry.max_attempts"), "must be between 1 and 20");
+        c.fail(
+            format!("{f}.retry.max_attempts"),
+            "must be between 1 and 20",
+        );
     }
     if r.backoff_base.get() > r.backoff_max.get() {
         c.fail(

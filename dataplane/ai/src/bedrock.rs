@@ -83,7 +83,9 @@ pub(crate) fn build(input: &CallInput<'_>) -> Result<UpstreamCall> {
                     ))
                 }
             };
-            let body = tr::titan_embeddings_request(&text, req.dimensions).to_string().into_bytes();
+            let body = tr::titan_embeddings_request(&text, req.dimensions)
+                .to_string()
+                .into_bytes();
             let model = input.model.to_string();
             let f = move |b: &[u8]| {
                 let (vector, tokens) = tr::titan_embeddings_response(b)?;
@@ -114,7 +116,10 @@ pub(crate) fn build(input: &CallInput<'_>) -> Result<UpstreamCall> {
             })
         }
     };
-    let base = p.base.as_ref().ok_or_else(|| Error::Config("bedrock without a base URL".into()))?;
+    let base = p
+        .base
+        .as_ref()
+        .ok_or_else(|| Error::Config("bedrock without a base URL".into()))?;
     let path = format!("{}{path}", base.path);
     let key = input
         .key
@@ -176,9 +181,12 @@ impl ItemSource for FrameSource {
     fn push_bytes(&mut self, chunk: &[u8], items: &mut Vec<oa::StreamItem>) -> Result<()> {
         self.buf.extend_from_slice(chunk);
         while self.buf.len() >= 4 {
-            let total = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+            let total =
+                u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
             if !(16..=MAX_FRAME).contains(&total) {
-                return Err(Error::BadUpstream(format!("event-stream frame of {total} bytes")));
+                return Err(Error::BadUpstream(format!(
+                    "event-stream frame of {total} bytes"
+                )));
             }
             if self.buf.len() < total {
                 break;
@@ -187,7 +195,9 @@ impl ItemSource for FrameSource {
             let msg = weir_sse::eventstream::Message::parse(&frame)
                 .map_err(|e| Error::BadUpstream(format!("event stream: {e}")))?;
             let kind = match msg.message_type() {
-                Some("exception") | Some("error") => msg.exception_type().unwrap_or("internalServerException"),
+                Some("exception") | Some("error") => {
+                    msg.exception_type().unwrap_or("internalServerException")
+                }
                 _ => msg.event_type().unwrap_or(""),
             };
             self.seen = true;

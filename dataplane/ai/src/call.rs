@@ -155,7 +155,11 @@ fn openai_family(input: &CallInput<'_>) -> Result<UpstreamCall> {
                     ..Default::default()
                 });
             }
-            ("/chat/completions", to_bytes(&req)?, openai_answer_shaper(c, created))
+            (
+                "/chat/completions",
+                to_bytes(&req)?,
+                openai_answer_shaper(c, created),
+            )
         }
         ClientApi::Completions if p.dialect != Dialect::Mock => (
             "/completions",
@@ -260,7 +264,10 @@ fn anthropic_path(p: &SharedProvider, suffix: &str) -> String {
 fn anthropic_native(input: &CallInput<'_>) -> Result<UpstreamCall> {
     let c = input.client;
     let (suffix, shaper): (&str, Box<dyn Shaper>) = match (c.api, c.stream) {
-        (ClientApi::CountTokens, _) => ("/count_tokens", Box::new(shape::PassJson::new(Protocol::Anthropic))),
+        (ClientApi::CountTokens, _) => (
+            "/count_tokens",
+            Box::new(shape::PassJson::new(Protocol::Anthropic)),
+        ),
         (_, true) => ("", Box::new(shape::AnthropicPassStream::new())),
         (_, false) => ("", Box::new(shape::PassJson::new(Protocol::Anthropic))),
     };
@@ -278,7 +285,8 @@ fn anthropic_native(input: &CallInput<'_>) -> Result<UpstreamCall> {
 fn openai_to_anthropic(input: &CallInput<'_>) -> Result<UpstreamCall> {
     let c = input.client;
     let req = as_openai_chat(input)?;
-    let msg = translate::openai_to_anthropic_request(req, &translate::ToAnthropicOptions::default())?;
+    let msg =
+        translate::openai_to_anthropic_request(req, &translate::ToAnthropicOptions::default())?;
     let created = unix(input.now);
     let shaper: Box<dyn Shaper> = if c.stream {
         Box::new(shape::AnthropicToOpenAi::new(c.include_usage, created))

@@ -41,12 +41,15 @@ struct StreamOptions {
 impl ClientRequest {
     /// Reads the routing fields of `body`. Errors say what is wrong, for a 400.
     pub fn parse(api: ClientApi, body: Bytes) -> Result<ClientRequest> {
-        let probe: Probe = serde_json::from_slice(&body).map_err(|e| {
-            Error::BadRequest(format!("the body is not a JSON object: {e}"))
-        })?;
+        let probe: Probe = serde_json::from_slice(&body)
+            .map_err(|e| Error::BadRequest(format!("the body is not a JSON object: {e}")))?;
         let model = match probe.model {
             Some(serde_json::Value::String(m)) if !m.is_empty() => m,
-            Some(_) => return Err(Error::BadRequest("`model` must be a non-empty string".into())),
+            Some(_) => {
+                return Err(Error::BadRequest(
+                    "`model` must be a non-empty string".into(),
+                ))
+            }
             None => return Err(Error::BadRequest("`model` is required".into())),
         };
         let stream = match probe.stream {
@@ -162,8 +165,17 @@ mod tests {
             br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#,
         );
         let r = ClientRequest::parse(ClientApi::Chat, body).expect("parse");
-        assert_eq!((r.model.as_str(), r.stream, r.include_usage), ("gpt-4o", true, true));
-        for bad in [&b"[1]"[..], b"{}", br#"{"model":3}"#, br#"{"model":"m","stream":"yes"}"#, b"{"] {
+        assert_eq!(
+            (r.model.as_str(), r.stream, r.include_usage),
+            ("gpt-4o", true, true)
+        );
+        for bad in [
+            &b"[1]"[..],
+            b"{}",
+            br#"{"model":3}"#,
+            br#"{"model":"m","stream":"yes"}"#,
+            b"{",
+        ] {
             let e = ClientRequest::parse(ClientApi::Chat, Bytes::copy_from_slice(bad));
             assert!(matches!(e, Err(Error::BadRequest(_))), "{bad:?}");
         }

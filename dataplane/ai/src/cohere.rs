@@ -62,7 +62,8 @@ pub(crate) fn build(input: &CallInput<'_>) -> Result<UpstreamCall> {
                     input: out.usage.prompt_tokens,
                     ..Default::default()
                 };
-                let bytes = serde_json::to_vec(&out).map_err(|e| Error::BadUpstream(e.to_string()))?;
+                let bytes =
+                    serde_json::to_vec(&out).map_err(|e| Error::BadUpstream(e.to_string()))?;
                 Ok((bytes, Some(usage)))
             };
             ("/v2/embed", body, Box::new(TranslateJson::new(Box::new(f))))

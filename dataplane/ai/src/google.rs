@@ -87,7 +87,8 @@ pub(crate) fn build(input: &CallInput<'_>) -> Result<UpstreamCall> {
                 let resp: gm::BatchEmbedContentsResponse = serde_json::from_slice(b)
                     .map_err(|e| Error::BadUpstream(format!("Gemini embeddings: {e}")))?;
                 let out = tr::gemini_embeddings_response(resp, &model, tokens);
-                let bytes = serde_json::to_vec(&out).map_err(|e| Error::BadUpstream(e.to_string()))?;
+                let bytes =
+                    serde_json::to_vec(&out).map_err(|e| Error::BadUpstream(e.to_string()))?;
                 Ok((bytes, None))
             };
             (
@@ -100,7 +101,9 @@ pub(crate) fn build(input: &CallInput<'_>) -> Result<UpstreamCall> {
     };
     let mut headers = vec![("content-type", "application/json".to_string())];
     match (p.dialect, input.bearer, input.key) {
-        (Dialect::Vertex, Some(token), _) => headers.push(("authorization", format!("Bearer {token}"))),
+        (Dialect::Vertex, Some(token), _) => {
+            headers.push(("authorization", format!("Bearer {token}")))
+        }
         (Dialect::Vertex, None, _) => return Err(Error::Auth("no access token for Vertex".into())),
         (_, _, Some(k)) => headers.push(("x-goog-api-key", k.secret.expose().to_string())),
         _ => {}

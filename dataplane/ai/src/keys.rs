@@ -152,7 +152,12 @@ impl KeyPool {
 
     /// Picks a usable key not in `tried`. `cursor` is the core's own round-robin position.
     /// `trials`: a disabled key whose probe time has come may be tried by this request.
-    pub fn pick(&self, cursor: &Cell<u32>, tried: &[usize], trials: bool) -> Result<usize, KeysDown> {
+    pub fn pick(
+        &self,
+        cursor: &Cell<u32>,
+        tried: &[usize],
+        trials: bool,
+    ) -> Result<usize, KeysDown> {
         let n = self.keys.len();
         let now = self.now_ms();
         let start = cursor.get();
@@ -201,19 +206,22 @@ impl KeyPool {
         if k.state.swap(DISABLED, Relaxed) != DISABLED {
             tracing::warn!(key = %k.id, "provider refused the key; disabled until a probe passes");
         }
-        k.until
-            .store(self.now_ms() + self.probe_interval.as_millis() as u64, Relaxed);
+        k.until.store(
+            self.now_ms() + self.probe_interval.as_millis() as u64,
+            Relaxed,
+        );
     }
 
     /// The provider rate-limited the key (429): it rests for `retry_after` or the cooldown.
     pub fn cool_down(&self, i: usize, retry_after: Option<Duration>) {
         let k = &self.keys[i];
-        let rest = retry_after.unwrap_or(self.cooldown).min(Duration::from_secs(3600));
-        k.until.store(self.now_ms() + rest.as_millis() as u64, Relaxed);
+        let rest = retry_after
+            .unwrap_or(self.cooldown)
+            .min(Duration::from_secs(3600));
+        k.until
+            .store(self.now_ms() + rest.as_millis() as u64, Relaxed);
         // A disabled key stays disabled: a 429 says nothing about its validity.
-        let _ = k
-            .state
-            .compare_exchange(ACTIVE, COOLING, Relaxed, Relaxed);
+        let _ = k.state.compare_exchange(ACTIVE, COOLING, Relaxed, Relaxed);
     }
 
     /// The key worked: active again (ends a trial or a cooldown early).
@@ -237,9 +245,10 @@ impl KeyPool {
 
     /// A probe of a disabled key failed: wait another interval.
     pub fn probe_failed(&self, i: usize) {
-        self.keys[i]
-            .until
-            .store(self.now_ms() + self.probe_interval.as_millis() as u64, Relaxed);
+        self.keys[i].until.store(
+            self.now_ms() + self.probe_interval.as_millis() as u64,
+            Relaxed,
+        );
     }
 }
 
@@ -250,7 +259,15 @@ mod tests {
     fn pool(n: usize, sel: KeySelection) -> KeyPool {
         KeyPool::new(
             (0..n)
-                .map(|i| (format!("k{i}"), Secret::new(format!("sk-{i}")), None, None, 1))
+                .map(|i| {
+                    (
+                        format!("k{i}"),
+                        Secret::new(format!("sk-{i}")),
+                        None,
+                        None,
+                        1,
+                    )
+                })
                 .collect(),
             sel,
             Duration::from_secs(30),
@@ -262,7 +279,9 @@ mod tests {
     fn round_robin_skips_bad_keys() {
         let p = pool(3, KeySelection::RoundRobin);
         let c = Cell::new(0);
-        let picks: Vec<usize> = (0..3).map(|_| p.pick(&c, &[], false).expect("key")).collect();
+        let picks: Vec<usize> = (0..3)
+            .map(|_| p.pick(&c, &[], false).expect("key"))
+            .collect();
         assert_eq!(picks, [0, 1, 2]);
         p.disable(1);
         p.cool_down(2, Some(Duration::from_secs(60)));
@@ -272,7 +291,9 @@ mod tests {
         assert_eq!(p.health(1), KeyHealth::Disabled);
         assert_eq!(p.health(2), KeyHealth::Cooling);
         let down = p.pick(&c, &[0], false).expect_err("none left");
-        assert!(down.retry_after.is_some_and(|d| d > Duration::from_secs(50)));
+        assert!(down
+            .retry_after
+            .is_some_and(|d| d > Duration::from_secs(50)));
         // The probe interval is 0: the disabled key may be tried again by a real request.
         assert_eq!(p.pick(&c, &[0], true), Ok(1));
         assert_eq!(p.due_for_probe(), vec![1]);

@@ -124,7 +124,11 @@ impl AiService {
         let models = router.listed_models(|i| used[i].config.models.clone());
         let owner = |m: &str| {
             router
-                .plan(router.resolve_alias(m), &weir_http::Headers::default(), None)
+                .plan(
+                    router.resolve_alias(m),
+                    &weir_http::Headers::default(),
+                    None,
+                )
                 .and_then(|chain| chain.first().map(|h| used[h.provider].name().to_string()))
                 .unwrap_or_else(|| "weir".into())
         };
@@ -193,7 +197,10 @@ pub fn retry_after(value: Option<&[u8]>) -> Option<std::time::Duration> {
 }
 
 /// The client-facing usage of a finished call, for the request context.
-pub fn token_usage(u: Option<weir_llm_wire::Usage>, estimate: impl FnOnce() -> (u64, u64)) -> weir_filter::TokenUsage {
+pub fn token_usage(
+    u: Option<weir_llm_wire::Usage>,
+    estimate: impl FnOnce() -> (u64, u64),
+) -> weir_filter::TokenUsage {
     match u {
         Some(u) => weir_filter::TokenUsage {
             input: u.input,

@@ -80,9 +80,14 @@ fn last_user_text(req: &Value) -> String {
 fn sample_arguments(schema: &Value) -> String {
     let mut args = serde_json::Map::new();
     let props = schema.get("properties").and_then(Value::as_object);
-    if let (Some(props), Some(required)) = (props, schema.get("required").and_then(Value::as_array)) {
+    if let (Some(props), Some(required)) = (props, schema.get("required").and_then(Value::as_array))
+    {
         for name in required.iter().filter_map(Value::as_str) {
-            let v = match props.get(name).and_then(|p| p.get("type")).and_then(Value::as_str) {
+            let v = match props
+                .get(name)
+                .and_then(|p| p.get("type"))
+                .and_then(Value::as_str)
+            {
                 Some("string") => json!("sample"),
                 Some("number") | Some("integer") => json!(1),
                 Some("boolean") => json!(true),
@@ -224,7 +229,12 @@ fn embeddings(req: &Value, body: &[u8]) -> MockAnswer {
                     v.push(((h >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0);
                 }
             }
-            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::EPSILON);
+            let norm = v
+                .iter()
+                .map(|x| x * x)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::EPSILON);
             let v: Vec<f64> = v.iter().map(|x| x / norm).collect();
             json!({"object": "embedding", "index": i, "embedding": v})
         })
@@ -243,7 +253,12 @@ mod tests {
     #[test]
     fn streams_tokens_with_usage() {
         let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi there"}]}"#;
-        let a = answer("/chat/completions", body, &MockOptions::default(), SystemTime::now());
+        let a = answer(
+            "/chat/completions",
+            body,
+            &MockOptions::default(),
+            SystemTime::now(),
+        );
         assert_eq!(a.status, 200);
         let text = String::from_utf8(a.pieces.concat()).expect("utf8");
         assert!(text.contains("\"usage\""));
@@ -254,7 +269,12 @@ mod tests {
     #[test]
     fn calls_the_first_tool() {
         let body = br#"{"model":"m","messages":[{"role":"user","content":"weather?"}],"tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}]}"#;
-        let a = answer("/chat/completions", body, &MockOptions::default(), SystemTime::now());
+        let a = answer(
+            "/chat/completions",
+            body,
+            &MockOptions::default(),
+            SystemTime::now(),
+        );
         let v: Value = serde_json::from_slice(&a.pieces[0]).expect("json");
         assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(
@@ -266,7 +286,12 @@ mod tests {
     #[test]
     fn embeds_deterministically() {
         let body = br#"{"model":"e","input":["a","b","a"],"dimensions":4}"#;
-        let a = answer("/embeddings", body, &MockOptions::default(), SystemTime::now());
+        let a = answer(
+            "/embeddings",
+            body,
+            &MockOptions::default(),
+            SystemTime::now(),
+        );
         let v: Value = serde_json::from_slice(&a.pieces[0]).expect("json");
         assert_eq!(v["data"][0]["embedding"], v["data"][2]["embedding"]);
         assert_ne!(v["data"][0]["embedding"], v["data"][1]["embedding"]);

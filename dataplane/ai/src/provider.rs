@@ -90,6 +90,10 @@ impl SharedProvider {
                 k.weight,
             ));
         }
+        if dialect == Dialect::Mock {
+            // The mock counts every answer with the tokenizer: load it now, not on a request.
+            let _ = crate::estimate::count("warm");
+        }
         let vertex = match dialect {
             Dialect::Vertex => Some(crate::vertex::TokenCache::new(config, &keys)?),
             _ => None,
@@ -184,12 +188,22 @@ impl SharedProvider {
         let key = self.keys.keys().get(k)?;
         let secret = key.secret.expose();
         let (path, auth) = match self.dialect {
-            Dialect::OpenAi => (format!("{}/models", base.path), format!("authorization: Bearer {secret}")),
-            Dialect::Cohere => (format!("{}/v1/models", base.path), format!("authorization: Bearer {secret}")),
+            Dialect::OpenAi => (
+                format!("{}/models", base.path),
+                format!("authorization: Bearer {secret}"),
+            ),
+            Dialect::Cohere => (
+                format!("{}/v1/models", base.path),
+                format!("authorization: Bearer {secret}"),
+            ),
             Dialect::Azure => {
                 let v = self.config.azure.as_ref()?;
                 (
-                    format!("{}/openai/models?api-version={}", base.path, crate::call::encode_segment(&v.api_version)),
+                    format!(
+                        "{}/openai/models?api-version={}",
+                        base.path,
+                        crate::call::encode_segment(&v.api_version)
+                    ),
                     format!("api-key: {secret}"),
                 )
             }
@@ -197,10 +211,16 @@ impl SharedProvider {
                 format!("{}/v1/models", base.path),
                 format!(
                     "x-api-key: {secret}\r\nanthropic-version: {}",
-                    self.config.anthropic_version.as_deref().unwrap_or("2023-06-01")
+                    self.config
+                        .anthropic_version
+                        .as_deref()
+                        .unwrap_or("2023-06-01")
                 ),
             ),
-            Dialect::Gemini => (format!("{}/v1beta/models", base.path), format!("x-goog-api-key: {secret}")),
+            Dialect::Gemini => (
+                format!("{}/v1beta/models", base.path),
+                format!("x-goog-api-key: {secret}"),
+            ),
             Dialect::Bedrock | Dialect::Vertex | Dialect::Mock => return None,
         };
         Some(ProbeRequest {

@@ -133,7 +133,11 @@ impl ModelRouter {
                 },
                 _ => continue,
             };
-            if !r.headers.iter().all(|(name, cond)| header_ok(headers, name, cond)) {
+            if !r
+                .headers
+                .iter()
+                .all(|(name, cond)| header_ok(headers, name, cond))
+            {
                 continue;
             }
             let name = |t: &CompiledTarget| match (&t.model, &captures) {
@@ -302,16 +306,34 @@ aliases: {fast: gpt-4o}
         assert_eq!(
             plan("fast"),
             vec![
-                Hop { provider: 0, model: "gpt-4o".into() },
-                Hop { provider: 1, model: "claude-x".into() }
+                Hop {
+                    provider: 0,
+                    model: "gpt-4o".into()
+                },
+                Hop {
+                    provider: 1,
+                    model: "claude-x".into()
+                }
             ]
         );
-        assert_eq!(plan("gpt-4.1")[0], Hop { provider: 1, model: "gpt-4.1".into() });
+        assert_eq!(
+            plan("gpt-4.1")[0],
+            Hop {
+                provider: 1,
+                model: "gpt-4.1".into()
+            }
+        );
         assert_eq!(
             plan("claude-sonnet")[0].model,
             "anthropic.claude-sonnet".to_string()
         );
-        assert_eq!(plan("llama")[0], Hop { provider: 0, model: "default".into() });
+        assert_eq!(
+            plan("llama")[0],
+            Hop {
+                provider: 0,
+                model: "default".into()
+            }
+        );
         let listed = r.listed_models(|p| match p {
             1 => vec!["gpt-4.1".into(), "o3".into()],
             _ => vec![],
@@ -332,7 +354,10 @@ models:
     sticky: true
 "#,
         );
-        assert_eq!(r.plan("m", &head("x-tier: premium\r\n"), None).expect("p")[0].provider, 2);
+        assert_eq!(
+            r.plan("m", &head("x-tier: premium\r\n"), None).expect("p")[0].provider,
+            2
+        );
         let plain = head("");
         let mut firsts = [0; 3];
         for i in 0..400u32 {
@@ -341,7 +366,10 @@ models:
             assert_eq!(chain.len(), 2, "the other target is the fallback");
             firsts[chain[0].provider] += 1;
             // Sticky: the same client lands on the same target.
-            assert_eq!(r.plan("m", &plain, Some(key.as_bytes())).expect("p")[0], chain[0]);
+            assert_eq!(
+                r.plan("m", &plain, Some(key.as_bytes())).expect("p")[0],
+                chain[0]
+            );
         }
         assert!(firsts[0] > 220 && firsts[1] > 40, "{firsts:?}");
         assert!(r.plan("other", &plain, None).is_none());

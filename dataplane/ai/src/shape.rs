@@ -184,7 +184,9 @@ impl Shaper for AnthropicPassStream {
                     if let Some(d) = weir_sse::find_usage(data)
                         .and_then(|raw| serde_json::from_slice::<an::DeltaUsage>(raw).ok())
                     {
-                        usage.get_or_insert_with(Usage::default).merge_anthropic_delta(&d);
+                        usage
+                            .get_or_insert_with(Usage::default)
+                            .merge_anthropic_delta(&d);
                     }
                 }
                 b"message_stop" => *stopped = true,
@@ -462,7 +464,10 @@ impl Shaper for AnthropicToOpenAi {
             }
             let ev: an::StreamEvent =
                 serde_json::from_slice(data).map_err(|e| json_err("Anthropic event", e))?;
-            if matches!(ev, an::StreamEvent::MessageStart { .. } | an::StreamEvent::MessageDelta { .. }) {
+            if matches!(
+                ev,
+                an::StreamEvent::MessageStart { .. } | an::StreamEvent::MessageDelta { .. }
+            ) {
                 *saw = true;
             }
             tr.push(ev, items);
@@ -556,7 +561,10 @@ impl Shaper for ResponsesPassStream {
     fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let (usage, completed) = (&mut self.usage, &mut self.completed);
         scan(&mut self.scanner, chunk, |event, data| {
-            if matches!(event, b"response.completed" | b"response.incomplete" | b"response.failed") {
+            if matches!(
+                event,
+                b"response.completed" | b"response.incomplete" | b"response.failed"
+            ) {
                 *completed = true;
                 if let Some(resp) = serde_json::from_slice::<CompletedEvent<'_>>(data)
                     .ok()

@@ -60,7 +60,10 @@ impl TokenCache {
                 .and_then(|v| v.token_url.clone())
                 .unwrap_or_else(|| sa.token_uri.clone());
             BaseUrl::parse(&url).map_err(|e| {
-                Error::Config(format!("provider `{}` key `{id}`: token URL {e}", config.name))
+                Error::Config(format!(
+                    "provider `{}` key `{id}`: token URL {e}",
+                    config.name
+                ))
             })?;
             token_url.push(url);
             accounts.push(sa);

@@ -15,15 +15,17 @@ use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use weir_ai::{
-    call, mock, AiService, CallInput, ClientApi, ClientRequest, Dialect, Protocol, SharedProvider,
-    Shaper, UpstreamCall,
+    call, mock, AiService, CallInput, ClientApi, ClientRequest, Dialect, Protocol, Shaper,
+    SharedProvider, UpstreamCall,
 };
-use weir_filter::{Action, AiInfo, ErrorFormat, Filter, LocalResponse, ProxyError, RequestCtx, Side};
+use weir_filter::{
+    Action, AiInfo, ErrorFormat, Filter, LocalResponse, ProxyError, RequestCtx, Side,
+};
 use weir_http::{BodyDecoder, BodyKind, Headers, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, UpstreamConn};
 
 use crate::conn::Downstream;
-use crate::forward::{fail as fail_with, finish, send_local, Scope};
+use crate::forward::{finish, send_local, Scope};
 use crate::io::{reserve, BODY_READ, HEAD_BUF, STREAM_READ};
 
 /// Largest provider error body read (the rest is not needed to say what went wrong).
@@ -47,7 +49,7 @@ pub async fn serve(
              /v1/responses, /v1/models, /v1/messages and /v1/messages/count_tokens",
         );
         ctx.error_format = ErrorFormat::OpenAi;
-        return fail_with(scope, d, ctx, filters, e, &head).await;
+        return answer_error(scope, d, ctx, filters, e, &head, Body::Unread).await;
     };
     ctx.error_format = match api.protocol() {
         Protocol::OpenAi => ErrorFormat::OpenAi,
@@ -68,7 +70,7 @@ pub async fn serve(
                 String::from_utf8_lossy(api.method())
             ),
         );
-        return fail_with(scope, d, ctx, filters, e, &head).await;
+        return answer_error(scope, d, ctx, filters, e, &head, Body::Unread).await;
     }
     if api == ClientApi::Models {
         let resp = LocalResponse::new(200, "application/json", svc.models_body.clone());
@@ -84,12 +86,14 @@ pub async fn serve(
                 finish(scope, ctx, filters);
                 return false;
             }
-            return fail_with(scope, d, ctx, filters, e, &head).await;
+            return answer_error(scope, d, ctx, filters, e, &head, Body::Broken).await;
         }
     };
     let client = match ClientRequest::parse(api, body) {
         Ok(c) => c,
-        Err(e) => return fail_with(scope, d, ctx, filters, e.to_proxy(), &head).await,
+        Err(e) => {
+            return answer_error(scope, d, ctx, filters, e.to_proxy(), &head, Body::Read).await
+        }
     };
     let model = svc.router.resolve_alias(&client.model).to_string();
     if let Some(ai) = ctx.ai.as_mut() {
@@ -109,7 +113,7 @@ pub async fn serve(
             Side::Downstream,
             format!("no route for model `{}`", client.model),
         );
-        return fail_with(scope, d, ctx, filters, e, &head).await;
+        return answer_error(scope, d, ctx, filters, e, &head, Body::Read).await;
     };
     let keep = head.keep_alive;
     let outcome = run_chain(scope, d, ctx, svc, &client, &chain, &head).await;
@@ -118,7 +122,7 @@ pub async fn serve(
             finish(scope, ctx, filters);
             client_keep && keep && !scope.worker.draining()
         }
-        Outcome::Failed(e) => fail_with(scope, d, ctx, filters, e, &head).await,
+        Outcome::Failed(e) => answer_error(scope, d, ctx, filters, e, &head, Body::Read).await,
         Outcome::ClientGone => {
             ctx.status = 499;
             ctx.error = Some(ProxyError::new(
@@ -133,6 +137,43 @@ pub async fn serve(
     }
 }
 
+/// Where the request body stands when an error is answered: it decides whether the connection
+/// can carry the next request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// Not read yet: kept only if it is wholly buffered and can be skipped.
+    Unread,
+    /// Read whole.
+    Read,
+    /// Reading it failed: the connection's framing is lost.
+    Broken,
+}
+
+/// Answers `e` in the client's protocol (the one place errors become responses is
+/// [`ProxyError::to_response`]), keeping the connection when its framing allows.
+async fn answer_error(
+    scope: Scope<'_>,
+    d: &mut Downstream,
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    e: ProxyError,
+    head: &RequestHead,
+    body: Body,
+) -> bool {
+    if e.side != Side::Downstream {
+        tracing::warn!(request_id = %ctx.request_id, route = ?ctx.route.as_deref(), error = %e, "request failed");
+    }
+    let keep = head.keep_alive
+        && match body {
+            Body::Unread => !drop_unread_body(d, head),
+            Body::Read => true,
+            Body::Broken => false,
+        };
+    let resp = e.to_response(&ctx.request_id, ctx.error_format);
+    ctx.error = Some(e);
+    send_local(scope, d, ctx, filters, resp, head.is_head(), keep).await
+}
+
 enum Outcome {
     /// An answer went out (possibly ended by an error event mid-stream).
     Answered { client_keep: bool },
@@ -144,7 +185,9 @@ enum Outcome {
 
 /// How one attempt ended, before anything reached the client.
 enum Attempt {
-    Done { client_keep: bool },
+    Done {
+        client_keep: bool,
+    },
     ClientGone,
     /// No connection, or it reset before an answer.
     Connect(String),
@@ -180,8 +223,14 @@ async fn run_chain(
     'rounds: loop {
         if round > 0 {
             // Another round over the chain: back off exponentially, with jitter.
-            let exp = svc.retry.backoff_base.get().saturating_mul(1 << (round - 1).min(16));
-            let wait = exp.min(svc.retry.backoff_max.get()).mul_f64(0.5 + fastrand::f64() / 2.0);
+            let exp = svc
+                .retry
+                .backoff_base
+                .get()
+                .saturating_mul(1 << (round - 1).min(16));
+            let wait = exp
+                .min(svc.retry.backoff_max.get())
+                .mul_f64(0.5 + fastrand::f64() / 2.0);
             if Instant::now() + wait >= deadline {
                 break;
             }
@@ -238,7 +287,8 @@ async fn run_chain(
                     ai.model = Some(hop.model.as_str().into());
                     ai.tried.push(format!("{}/{}", p.name(), hop.model).into());
                 }
-                let result = attempt(scope, d, ctx, p, &hop.model, key, client, head, deadline).await;
+                let result =
+                    attempt(scope, d, ctx, p, &hop.model, key, client, head, deadline).await;
                 let label = format!("{}/{}", p.name(), hop.model);
                 match result {
                     Attempt::Done { client_keep } => {
@@ -255,7 +305,12 @@ async fn run_chain(
                     }
                     Attempt::Connect(why) => {
                         tried.push(format!("{label} ({why})"));
-                        last = Some(ProxyError::new(502, "provider_unreachable", Side::Upstream, why));
+                        last = Some(ProxyError::new(
+                            502,
+                            "provider_unreachable",
+                            Side::Upstream,
+                            why,
+                        ));
                         if !policy.connect_error {
                             break 'rounds;
                         }
@@ -263,7 +318,12 @@ async fn run_chain(
                     }
                     Attempt::Timeout(why) => {
                         tried.push(format!("{label} ({why})"));
-                        last = Some(ProxyError::new(504, "provider_timeout", Side::Upstream, why));
+                        last = Some(ProxyError::new(
+                            504,
+                            "provider_timeout",
+                            Side::Upstream,
+                            why,
+                        ));
                         if !policy.timeout {
                             break 'rounds;
                         }
@@ -316,9 +376,9 @@ async fn run_chain(
         }
         round += 1;
     }
-    let mut e = last
-        .or(refused)
-        .unwrap_or_else(|| ProxyError::new(503, "no_target", Side::Upstream, "no target could be tried"));
+    let mut e = last.or(refused).unwrap_or_else(|| {
+        ProxyError::new(503, "no_target", Side::Upstream, "no target could be tried")
+    });
     if tried.len() > 1 || e.kind == "provider_keys_unavailable" {
         e.message = format!("{}; tried: {}", e.message, tried.join(", ")).into();
     }
@@ -432,7 +492,9 @@ async fn network_attempt(
         Err(e) => {
             cluster.outcome(&ep, true);
             return match e {
-                weir_upstream::Error::ConnectTimeout(_) => Attempt::Timeout("connect timeout".into()),
+                weir_upstream::Error::ConnectTimeout(_) => {
+                    Attempt::Timeout("connect timeout".into())
+                }
                 other => Attempt::Connect(other.to_string()),
             };
         }
@@ -463,7 +525,13 @@ async fn network_attempt(
     } else {
         BodyKind::Length(call.body.len() as u64)
     };
-    weir_http::write_request_head(&mut out, call.method.as_bytes(), call.path.as_bytes(), &headers, kind);
+    weir_http::write_request_head(
+        &mut out,
+        call.method.as_bytes(),
+        call.path.as_bytes(),
+        &headers,
+        kind,
+    );
     out.extend_from_slice(&call.body);
     ctx.timings.upstream_sent = Some(Instant::now());
     let reused = conn.reused;
@@ -473,18 +541,21 @@ async fn network_attempt(
         return Attempt::Connect("connection reset while sending".into());
     }
     // The response head, within the first-byte timeout.
-    let first_byte = p
-        .config
-        .first_byte_timeout
-        .get()
-        .min(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+    let first_byte = p.config.first_byte_timeout.get().min(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1)),
+    );
     let mut ubuf = BytesMut::with_capacity(HEAD_BUF);
     let read_head = async {
         loop {
             reserve(&mut ubuf, HEAD_BUF);
             let len = ubuf.len();
             let cap = ubuf.capacity();
-            let (r, slice) = conn.stream.read(std::mem::take(&mut ubuf).slice_mut(len..cap)).await;
+            let (r, slice) = conn
+                .stream
+                .read(std::mem::take(&mut ubuf).slice_mut(len..cap))
+                .await;
             ubuf = slice.into_inner();
             match r {
                 Ok(0) | Err(_) => return Err("connection closed before an answer".to_string()),
@@ -541,7 +612,12 @@ async fn network_attempt(
             let scan = match dec.scan(&ubuf, |r| payload.extend_from_slice(&ubuf[r])) {
                 Ok(s) => s,
                 Err(e) => {
-                    failure = Some(Ok(ProxyError::new(502, "provider_bad_body", Side::Upstream, e.to_string())));
+                    failure = Some(Ok(ProxyError::new(
+                        502,
+                        "provider_bad_body",
+                        Side::Upstream,
+                        e.to_string(),
+                    )));
                     break;
                 }
             };
@@ -570,7 +646,11 @@ async fn network_attempt(
         reserve(&mut ubuf, if bulk { BODY_READ } else { STREAM_READ });
         let len = ubuf.len();
         let cap = ubuf.capacity();
-        let read = monoio::time::timeout(idle, conn.stream.read(std::mem::take(&mut ubuf).slice_mut(len..cap)));
+        let read = monoio::time::timeout(
+            idle,
+            conn.stream
+                .read(std::mem::take(&mut ubuf).slice_mut(len..cap)),
+        );
         let mut read = std::pin::pin!(read);
         let got = loop {
             if d.reader.is_watching() {
@@ -677,11 +757,20 @@ async fn read_payload(
         reserve(ubuf, BODY_READ);
         let len = ubuf.len();
         let cap = ubuf.capacity();
-        match monoio::time::timeout(idle, conn.stream.read(std::mem::take(ubuf).slice_mut(len..cap))).await {
+        match monoio::time::timeout(
+            idle,
+            conn.stream.read(std::mem::take(ubuf).slice_mut(len..cap)),
+        )
+        .await
+        {
             Ok((Ok(n), slice)) => {
                 *ubuf = slice.into_inner();
                 if n == 0 {
-                    return if dec.kind() == BodyKind::UntilClose { Ok(false) } else { Err(()) };
+                    return if dec.kind() == BodyKind::UntilClose {
+                        Ok(false)
+                    } else {
+                        Err(())
+                    };
                 }
             }
             Ok((Err(_), slice)) => {
@@ -757,7 +846,12 @@ impl ClientWriter {
     }
 
     /// Shapes `piece` and writes what it gives (streams only; JSON is held until the end).
-    async fn feed(&mut self, d: &mut Downstream, ctx: &mut RequestCtx, piece: &[u8]) -> Result<(), Fed> {
+    async fn feed(
+        &mut self,
+        d: &mut Downstream,
+        ctx: &mut RequestCtx,
+        piece: &[u8],
+    ) -> Result<(), Fed> {
         self.out.clear();
         if let Err(e) = self.shaper.feed(piece, &mut self.out) {
             return Err(Fed::Shape(e.to_proxy()));
@@ -777,7 +871,9 @@ impl ClientWriter {
         self.output_chars += self.out.len();
         self.frame(&mut buf, &self.out);
         self.sent += self.out.len() as u64;
-        d.write_bytes(Bytes::from(buf)).await.map_err(|_| Fed::ClientGone)
+        d.write_bytes(Bytes::from(buf))
+            .await
+            .map_err(|_| Fed::ClientGone)
     }
 
     /// The answer ended: trailing bytes, the end of the framing, the usage.
@@ -796,7 +892,11 @@ impl ClientWriter {
                 self.stream_head(&mut buf, ctx);
             }
             if !complete {
-                stream_error(self.protocol, &mut self.out, "the provider ended the answer early");
+                stream_error(
+                    self.protocol,
+                    &mut self.out,
+                    "the provider ended the answer early",
+                );
             }
             self.output_chars += self.out.len();
             let out = std::mem::take(&mut self.out);
@@ -811,7 +911,9 @@ impl ClientWriter {
             if let Some(ai) = ctx.ai.as_mut() {
                 ai.first_token = Some(Instant::now());
             }
-            buf.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ");
+            buf.extend_from_slice(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ",
+            );
             buf.extend_from_slice(self.out.len().to_string().as_bytes());
             buf.extend_from_slice(b"\r\nx-request-id: ");
             buf.extend_from_slice(ctx.request_id.as_bytes());
@@ -866,7 +968,10 @@ impl ClientWriter {
             ai.usage = Some(weir_ai::token_usage(usage, || {
                 // No usage from the provider: the prompt is counted with the tokenizer, the
                 // answer roughly from the bytes sent (its framing is in them), 4 bytes a token.
-                (weir_ai::estimate::prompt_tokens(&self.prompt), (chars / 4) as u64)
+                (
+                    weir_ai::estimate::prompt_tokens(&self.prompt),
+                    (chars / 4) as u64,
+                )
             }));
         }
     }
@@ -884,7 +989,9 @@ async fn read_body(
     filters: &mut [Box<dyn Filter>],
     head: &RequestHead,
 ) -> Result<Bytes, ProxyError> {
-    let route = scope.route.ok_or_else(|| ProxyError::new(500, "internal", Side::Internal, "no route"))?;
+    let route = scope
+        .route
+        .ok_or_else(|| ProxyError::new(500, "internal", Side::Internal, "no route"))?;
     let max = route.max_body;
     if let BodyKind::Length(n) = head.body {
         if n > max {
@@ -897,13 +1004,23 @@ async fn read_body(
         }
     }
     if head.body == BodyKind::Empty {
-        return Err(ProxyError::new(400, "invalid_request", Side::Downstream, "a JSON body is required"));
+        return Err(ProxyError::new(
+            400,
+            "invalid_request",
+            Side::Downstream,
+            "a JSON body is required",
+        ));
     }
     if head.expect_continue && d.reader.buf().is_empty() {
         d.out.clear();
         d.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         if d.write_out().await.is_err() {
-            return Err(ProxyError::new(499, "client_closed", Side::Downstream, "client went away"));
+            return Err(ProxyError::new(
+                499,
+                "client_closed",
+                Side::Downstream,
+                "client went away",
+            ));
         }
     }
     let mut dec = BodyDecoder::new(head.body);
@@ -959,7 +1076,14 @@ async fn read_body(
         }
         match monoio::time::timeout(route.idle_timeout, d.reader.fill(BODY_READ)).await {
             Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return Err(ProxyError::new(499, "client_closed", Side::Downstream, "client went away")),
+            Ok(_) => {
+                return Err(ProxyError::new(
+                    499,
+                    "client_closed",
+                    Side::Downstream,
+                    "client went away",
+                ))
+            }
             Err(_) => {
                 return Err(ProxyError::new(
                     408,
@@ -1003,7 +1127,11 @@ async fn vertex_token(
         let mut s = monoio::net::TcpStream::connect_addr(addr)
             .await
             .map_err(|e| format!("token endpoint: {e}"))?;
-        let path = if req.url.path.is_empty() { "/" } else { req.url.path.as_str() };
+        let path = if req.url.path.is_empty() {
+            "/"
+        } else {
+            req.url.path.as_str()
+        };
         let text = format!(
             "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
              content-length: {}\r\nconnection: close\r\n\r\n{}",

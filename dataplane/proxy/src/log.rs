@@ -62,7 +62,63 @@ pub fn write_line(buf: &mut Vec<u8>, ctx: &RequestCtx) {
         Some(e) => push_str(buf, e.kind.as_bytes()),
         None => buf.extend_from_slice(b"null"),
     }
+    if let Some(ai) = &ctx.ai {
+        write_ai(buf, ctx, ai);
+    }
     buf.extend_from_slice(b"}\n");
+}
+
+/// The AI fields of a line: what was asked, who answered, the tokens (never a key or a prompt).
+fn write_ai(buf: &mut Vec<u8>, ctx: &RequestCtx, ai: &weir_filter::AiInfo) {
+    buf.extend_from_slice(b",\"ai\":{\"api\":");
+    push_str(buf, ai.api.as_bytes());
+    buf.extend_from_slice(b",\"requested_model\":");
+    push_opt(buf, ai.requested_model.as_deref());
+    buf.extend_from_slice(b",\"provider\":");
+    push_opt(buf, ai.provider.as_deref());
+    buf.extend_from_slice(b",\"model\":");
+    push_opt(buf, ai.model.as_deref());
+    buf.extend_from_slice(if ai.stream {
+        b",\"stream\":true"
+    } else {
+        b",\"stream\":false"
+    });
+    buf.extend_from_slice(b",\"tried\":[");
+    for (i, t) in ai.tried.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        push_str(buf, t.as_bytes());
+    }
+    buf.push(b']');
+    match &ai.usage {
+        Some(u) => {
+            let n = |buf: &mut Vec<u8>, name: &[u8], v: u64| {
+                buf.extend_from_slice(name);
+                buf.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+            };
+            n(buf, b",\"input_tokens\":", u.input);
+            n(buf, b",\"output_tokens\":", u.output);
+            n(buf, b",\"cached_tokens\":", u.cached_input);
+            n(buf, b",\"reasoning_tokens\":", u.reasoning);
+            buf.extend_from_slice(if u.estimated {
+                b",\"estimated\":true"
+            } else {
+                b",\"estimated\":false"
+            });
+        }
+        None => buf.extend_from_slice(b",\"input_tokens\":null,\"output_tokens\":null"),
+    }
+    buf.extend_from_slice(b",\"ttft_ms\":");
+    match ai.first_token {
+        Some(t) => push_f64(
+            buf,
+            t.duration_since(ctx.timings.start).as_secs_f64() * 1e3,
+            3,
+        ),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.push(b'}');
 }
 
 fn push_opt(buf: &mut Vec<u8>, s: Option<&str>) {

@@ -132,7 +132,8 @@ fn snapshot(
             let cluster = match reuse {
                 Some(c) => c,
                 None => Arc::new(
-                    SharedCluster::new(&cc).map_err(|e| Error::Cluster(cc.name.clone(), e.to_string()))?,
+                    SharedCluster::new(&cc)
+                        .map_err(|e| Error::Cluster(cc.name.clone(), e.to_string()))?,
                 ),
             };
             clusters.insert(cc.name.clone(), cluster);
@@ -423,9 +424,9 @@ impl Gateway {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(clusters.clone());
         let _ = self.admin_tx.send(AdminCommand::Clusters(clusters));
-        let _ = self
-            .admin_tx
-            .send(AdminCommand::Providers(next.providers.values().cloned().collect()));
+        let _ = self.admin_tx.send(AdminCommand::Providers(
+            next.providers.values().cloned().collect(),
+        ));
         *cur = next;
         Ok(cur.generation)
     }

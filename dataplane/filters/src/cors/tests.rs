@@ -213,8 +213,8 @@ fn local_error_responses_are_readable_by_the_browser() {
     let mut cx = ctx("127.0.0.1:1");
     let mut req = request("GET / HTTP/1.1\r\nHost: api\r\nOrigin: https://app.example.com\r\n\r\n");
     assert!(continued(&filter.on_request_headers(&mut cx, &mut req)));
-    let mut local =
-        ProxyError::new(429, "rate_limited", Side::Downstream, "slow down").to_response("r", weir_filter::ErrorFormat::Gateway);
+    let mut local = ProxyError::new(429, "rate_limited", Side::Downstream, "slow down")
+        .to_response("r", weir_filter::ErrorFormat::Gateway);
     filter.on_local_response(&cx, &mut local);
     assert_eq!(
         values(&local.headers, "access-control-allow-origin"),
