@@ -212,3 +212,26 @@ fn provider_config_errors() {
         "{err}"
     );
 }
+
+both_drivers! {
+    /// The route's filters run on AI answers too: response headers on JSON and streamed answers
+    /// and on errors in the client's protocol.
+    fn filters_see_ai_answers(d) {
+        let gw = Gateway::new()
+            .driver(d)
+            .top_yaml("providers: [{ name: m, type: mock, mock: { token_interval: 0s } }]")
+            .route(
+                "{ name: llm, filters: [{ type: headers, response: { set: { x-served-by: weir } } }], \
+                 ai: { models: [{ model: \"gpt-*\", targets: [{ provider: m }] }] } }",
+            )
+            .start();
+        let r = post(&gw, "/v1/chat/completions", r#"{"model":"gpt-x","messages":[{"role":"user","content":"a"}]}"#);
+        assert_eq!((r.status(), r.header("x-served-by")), (200, Some("weir")));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let r = post(&gw, "/v1/chat/completions", r#"{"model":"gpt-x","stream":true,"messages":[{"role":"user","content":"a"}]}"#);
+        assert_eq!((r.status(), r.header("x-served-by")), (200, Some("weir")));
+        assert!(r.text().ends_with("data: [DONE]\n\n"));
+        let r = post(&gw, "/v1/chat/completions", r#"{"model":"other","messages":[]}"#);
+        assert_eq!((r.status(), r.header("x-served-by")), (404, Some("weir")));
+    }
+}

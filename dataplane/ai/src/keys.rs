@@ -33,6 +33,21 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// What a key is made from: its id, secret and weight, as read from the config.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    /// Name for logs and metrics.
+    pub id: String,
+    /// The secret.
+    pub secret: Secret,
+    /// AWS access key id (Bedrock).
+    pub access_key_id: Option<String>,
+    /// AWS session token (Bedrock).
+    pub session_token: Option<Secret>,
+    /// Share under weighted selection.
+    pub weight: u32,
+}
+
 /// One key of the pool.
 #[derive(Debug)]
 pub struct Key {
@@ -87,19 +102,19 @@ pub struct KeysDown {
 impl KeyPool {
     /// A pool of these keys (all active).
     pub fn new(
-        keys: Vec<(String, Secret, Option<String>, Option<Secret>, u32)>,
+        keys: Vec<KeySpec>,
         selection: KeySelection,
         cooldown: Duration,
         probe_interval: Duration,
     ) -> Self {
         let keys: Vec<Key> = keys
             .into_iter()
-            .map(|(id, secret, access_key_id, session_token, weight)| Key {
-                id,
-                secret,
-                access_key_id,
-                session_token,
-                weight: weight.max(1),
+            .map(|k| Key {
+                id: k.id,
+                secret: k.secret,
+                access_key_id: k.access_key_id,
+                session_token: k.session_token,
+                weight: k.weight.max(1),
                 state: AtomicU8::new(ACTIVE),
                 until: AtomicU64::new(0),
             })
@@ -256,19 +271,19 @@ impl KeyPool {
 mod tests {
     use super::*;
 
+    fn spec(id: &str, weight: u32) -> KeySpec {
+        KeySpec {
+            id: id.into(),
+            secret: Secret::new(format!("sk-{id}")),
+            access_key_id: None,
+            session_token: None,
+            weight,
+        }
+    }
+
     fn pool(n: usize, sel: KeySelection) -> KeyPool {
         KeyPool::new(
-            (0..n)
-                .map(|i| {
-                    (
-                        format!("k{i}"),
-                        Secret::new(format!("sk-{i}")),
-                        None,
-                        None,
-                        1,
-                    )
-                })
-                .collect(),
+            (0..n).map(|i| spec(&i.to_string(), 1)).collect(),
             sel,
             Duration::from_secs(30),
             Duration::from_millis(0),
@@ -311,10 +326,7 @@ mod tests {
     #[test]
     fn weighted_follows_weights() {
         let p = KeyPool::new(
-            vec![
-                ("a".into(), Secret::new("a".into()), None, None, 9),
-                ("b".into(), Secret::new("b".into()), None, None, 1),
-            ],
+            vec![spec("a", 9), spec("b", 1)],
             KeySelection::Weighted,
             Duration::from_secs(1),
             Duration::from_secs(1),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use weir_config::{BaseUrl, ProviderKind};
 
-use crate::keys::{KeyPool, Secret};
+use crate::keys::{KeyPool, KeySpec, Secret};
 use crate::Error;
 
 /// The wire protocol a provider speaks.
@@ -82,13 +82,13 @@ impl SharedProvider {
         for (i, k) in config.keys.iter().enumerate() {
             let id = k.id.clone().unwrap_or_else(|| format!("key-{i}"));
             let secret = read_secret(&config.name, &id, k)?;
-            keys.push((
+            keys.push(KeySpec {
                 id,
-                Secret::new(secret),
-                k.access_key_id.clone(),
-                k.session_token.clone().map(Secret::new),
-                k.weight,
-            ));
+                secret: Secret::new(secret),
+                access_key_id: k.access_key_id.clone(),
+                session_token: k.session_token.clone().map(Secret::new),
+                weight: k.weight,
+            });
         }
         if dialect == Dialect::Mock {
             // The mock counts every answer with the tokenizer: load it now, not on a request.

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use weir_ai_auth::google::ServiceAccount;
 use weir_config::BaseUrl;
 
-use crate::keys::Secret;
+use crate::keys::KeySpec;
 use crate::{Error, Result};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -41,13 +41,10 @@ pub struct TokenRequest {
 
 impl TokenCache {
     /// Parses the service accounts (the keys' secrets are their JSON files).
-    pub fn new(
-        config: &weir_config::Provider,
-        keys: &[(String, Secret, Option<String>, Option<Secret>, u32)],
-    ) -> Result<TokenCache> {
+    pub fn new(config: &weir_config::Provider, keys: &[KeySpec]) -> Result<TokenCache> {
         let mut accounts = Vec::with_capacity(keys.len());
         let mut token_url = Vec::with_capacity(keys.len());
-        for (id, secret, ..) in keys {
+        for KeySpec { id, secret, .. } in keys {
             let sa = ServiceAccount::from_json(secret.expose()).map_err(|e| {
                 Error::Config(format!(
                     "provider `{}` key `{id}`: not a service-account JSON: {e}",

@@ -116,7 +116,7 @@ pub async fn serve(
         return answer_error(scope, d, ctx, filters, e, &head, Body::Read).await;
     };
     let keep = head.keep_alive;
-    let outcome = run_chain(scope, d, ctx, svc, &client, &chain, &head).await;
+    let outcome = run_chain(scope, d, ctx, filters, svc, &client, &chain, &head).await;
     match outcome {
         Outcome::Answered { client_keep } => {
             finish(scope, ctx, filters);
@@ -204,10 +204,12 @@ enum Attempt {
 }
 
 /// Tries the chain's targets in order, for as many rounds as attempts and the deadline allow.
+#[allow(clippy::too_many_arguments)]
 async fn run_chain(
     scope: Scope<'_>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
     svc: &AiService,
     client: &ClientRequest,
     chain: &[weir_ai::Hop],
@@ -287,8 +289,10 @@ async fn run_chain(
                     ai.model = Some(hop.model.as_str().into());
                     ai.tried.push(format!("{}/{}", p.name(), hop.model).into());
                 }
-                let result =
-                    attempt(scope, d, ctx, p, &hop.model, key, client, head, deadline).await;
+                let result = attempt(
+                    scope, d, ctx, filters, p, &hop.model, key, client, head, deadline,
+                )
+                .await;
                 let label = format!("{}/{}", p.name(), hop.model);
                 match result {
                     Attempt::Done { client_keep } => {
@@ -394,6 +398,7 @@ async fn attempt(
     scope: Scope<'_>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
     p: &SharedProvider,
     model: &str,
     key: Option<usize>,
@@ -423,13 +428,16 @@ async fn attempt(
         Err(e) => return Attempt::Refused(e.to_proxy()),
     };
     if p.dialect == Dialect::Mock {
-        return mock_attempt(scope, d, ctx, p, client, head, call, now).await;
+        return mock_attempt(scope, d, ctx, filters, p, client, head, call, now).await;
     }
     let Some(cluster) = scope.state.clusters.get(&p.cluster) else {
         return Attempt::Connect(format!("no connection pool for provider `{}`", p.name()));
     };
     ctx.cluster = Some(p.cluster.as_str().into());
-    network_attempt(scope, d, ctx, p, cluster, client, head, call, deadline).await
+    network_attempt(
+        scope, d, ctx, filters, p, cluster, client, head, call, deadline,
+    )
+    .await
 }
 
 /// The in-process mock: its answer goes through the same shaper as a provider's.
@@ -438,6 +446,7 @@ async fn mock_attempt(
     scope: Scope<'_>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
     p: &SharedProvider,
     client: &ClientRequest,
     head: &RequestHead,
@@ -456,7 +465,7 @@ async fn mock_attempt(
             error: weir_ai::provider_error(p, answer.status, &body),
         };
     }
-    let mut w = ClientWriter::new(call.shaper, head, client);
+    let mut w = ClientWriter::new(call.shaper, head, client, filters);
     for (i, piece) in answer.pieces.iter().enumerate() {
         if i > 0 && !answer.interval.is_zero() {
             monoio::time::sleep(answer.interval).await;
@@ -476,6 +485,7 @@ async fn network_attempt(
     _scope: Scope<'_>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
     p: &SharedProvider,
     cluster: &Rc<Cluster>,
     client: &ClientRequest,
@@ -601,7 +611,7 @@ async fn network_attempt(
             error: weir_ai::provider_error(p, resp.status, &body),
         };
     }
-    let mut w = ClientWriter::new(call.shaper, head, client);
+    let mut w = ClientWriter::new(call.shaper, head, client, filters);
     // Stream the body through the shaper; watch the client once the answer is under way.
     let mut failure: Option<Result<ProxyError, ()>> = None;
     let mut reads = 0u32;
@@ -789,8 +799,10 @@ enum Fed {
 
 /// Writes the shaped answer to the client: the head with the first bytes, chunked framing for a
 /// stream (close-delimited for HTTP/1.0), `Content-Length` for a JSON answer.
-struct ClientWriter {
+struct ClientWriter<'f> {
     shaper: Box<dyn Shaper>,
+    /// The route's filters: they see the answer's head and each piece as the client gets it.
+    filters: &'f mut [Box<dyn Filter>],
     protocol: Protocol,
     http10: bool,
     head_request: bool,
@@ -802,10 +814,16 @@ struct ClientWriter {
     prompt: Bytes,
 }
 
-impl ClientWriter {
-    fn new(shaper: Box<dyn Shaper>, head: &RequestHead, client: &ClientRequest) -> Self {
+impl<'f> ClientWriter<'f> {
+    fn new(
+        shaper: Box<dyn Shaper>,
+        head: &RequestHead,
+        client: &ClientRequest,
+        filters: &'f mut [Box<dyn Filter>],
+    ) -> Self {
         ClientWriter {
             shaper,
+            filters,
             protocol: client.api.protocol(),
             http10: head.version == Version::Http10,
             head_request: head.is_head(),
@@ -821,18 +839,84 @@ impl ClientWriter {
         self.committed
     }
 
-    fn stream_head(&self, buf: &mut Vec<u8>, ctx: &RequestCtx) {
-        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: ");
-        buf.extend_from_slice(self.shaper.content_type().as_bytes());
-        buf.extend_from_slice(b"\r\ncache-control: no-cache\r\n");
-        if self.http10 {
-            buf.extend_from_slice(b"connection: close\r\n");
-        } else {
-            buf.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    /// The answer's head: the filters' response phase runs on it first (CORS, header edits).
+    fn write_head(
+        &mut self,
+        buf: &mut Vec<u8>,
+        ctx: &mut RequestCtx,
+        body: BodyKind,
+    ) -> Result<(), ProxyError> {
+        let mut headers = Headers::with_capacity(4);
+        headers.append(
+            Bytes::from_static(b"content-type"),
+            Bytes::from_static(self.shaper.content_type().as_bytes()),
+        );
+        if self.shaper.streaming() {
+            headers.append(
+                Bytes::from_static(b"cache-control"),
+                Bytes::from_static(b"no-cache"),
+            );
         }
+        let mut resp = ResponseHead {
+            status: 200,
+            reason: Bytes::new(),
+            version: Version::Http11,
+            headers,
+            body,
+            keep_alive: true,
+            head_len: 0,
+        };
+        for f in self.filters.iter_mut() {
+            match f.on_response_headers(ctx, &mut resp)? {
+                Action::Continue => {}
+                Action::Respond(r) => {
+                    return Err(ProxyError::new(
+                        r.status,
+                        "filter_refused_response",
+                        Side::Plugin,
+                        String::from_utf8_lossy(&r.body).into_owned(),
+                    ))
+                }
+            }
+        }
+        ctx.status = resp.status;
+        let start = buf.len();
+        weir_http::write_response_head(
+            buf,
+            resp.status,
+            &resp.reason,
+            &resp.headers,
+            body,
+            self.http10,
+        );
+        // Before the head's final CRLF: the request id.
+        buf.truncate(buf.len() - 2);
         buf.extend_from_slice(b"x-request-id: ");
         buf.extend_from_slice(ctx.request_id.as_bytes());
         buf.extend_from_slice(b"\r\n\r\n");
+        debug_assert!(buf.len() > start);
+        Ok(())
+    }
+
+    fn stream_kind(&self) -> BodyKind {
+        if self.http10 {
+            BodyKind::UntilClose
+        } else {
+            BodyKind::Chunked
+        }
+    }
+
+    /// The client's bytes of this piece, shown to the filters' body phase.
+    fn show_filters(
+        &mut self,
+        ctx: &mut RequestCtx,
+        data: &[u8],
+        end: bool,
+    ) -> Result<(), ProxyError> {
+        for f in self.filters.iter_mut() {
+            f.on_response_body(ctx, data, end)?;
+        }
+        Ok(())
     }
 
     fn frame(&self, buf: &mut Vec<u8>, data: &[u8]) {
@@ -861,13 +945,17 @@ impl ClientWriter {
         }
         let mut buf = Vec::with_capacity(self.out.len() + 256);
         if !self.committed {
+            self.write_head(&mut buf, ctx, self.stream_kind())
+                .map_err(Fed::Shape)?;
             self.committed = true;
-            ctx.status = 200;
             if let Some(ai) = ctx.ai.as_mut() {
                 ai.first_token = Some(Instant::now());
             }
-            self.stream_head(&mut buf, ctx);
         }
+        let out = std::mem::take(&mut self.out);
+        let shown = self.show_filters(ctx, &out, false);
+        self.out = out;
+        shown.map_err(Fed::Shape)?;
         self.output_chars += self.out.len();
         self.frame(&mut buf, &self.out);
         self.sent += self.out.len() as u64;
@@ -887,9 +975,10 @@ impl ClientWriter {
         if self.shaper.streaming() {
             if !self.committed {
                 // An empty stream: the head goes now.
+                if let Err(e) = self.write_head(&mut buf, ctx, self.stream_kind()) {
+                    return self.abort(d, ctx, e).await;
+                }
                 self.committed = true;
-                ctx.status = 200;
-                self.stream_head(&mut buf, ctx);
             }
             if !complete {
                 stream_error(
@@ -898,26 +987,31 @@ impl ClientWriter {
                     "the provider ended the answer early",
                 );
             }
-            self.output_chars += self.out.len();
             let out = std::mem::take(&mut self.out);
+            let shown = self.show_filters(ctx, &out, true);
+            self.output_chars += out.len();
             self.frame(&mut buf, &out);
             self.sent += out.len() as u64;
+            if let Err(e) = shown {
+                tracing::warn!(request_id = %ctx.request_id, error = %e, "a filter failed at the end of the answer");
+            }
             if !self.http10 {
                 buf.extend_from_slice(b"0\r\n\r\n");
             }
         } else {
+            let out = std::mem::take(&mut self.out);
+            let shown = self.show_filters(ctx, &out, true);
+            self.out = out;
+            let headed = shown.and_then(|()| {
+                self.write_head(&mut buf, ctx, BodyKind::Length(self.out.len() as u64))
+            });
+            if let Err(e) = headed {
+                return self.abort(d, ctx, e).await;
+            }
             self.committed = true;
-            ctx.status = 200;
             if let Some(ai) = ctx.ai.as_mut() {
                 ai.first_token = Some(Instant::now());
             }
-            buf.extend_from_slice(
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ",
-            );
-            buf.extend_from_slice(self.out.len().to_string().as_bytes());
-            buf.extend_from_slice(b"\r\nx-request-id: ");
-            buf.extend_from_slice(ctx.request_id.as_bytes());
-            buf.extend_from_slice(b"\r\n\r\n");
             if !self.head_request {
                 buf.extend_from_slice(&self.out);
                 self.sent = self.out.len() as u64;
