@@ -140,7 +140,7 @@ fn openai_family(input: &CallInput<'_>) -> Result<UpstreamCall> {
     } else {
         &[]
     };
-    let (suffix, body, shaper): (&str, Bytes, Box<dyn Shaper>) = match c.api {
+    let (suffix, mut body, shaper): (&str, Bytes, Box<dyn Shaper>) = match c.api {
         ClientApi::Chat => (
             "/chat/completions",
             rewrite_top_level(&c.body, Some(input.model), &[], stream_usage)?.into(),
@@ -213,11 +213,20 @@ fn openai_family(input: &CallInput<'_>) -> Result<UpstreamCall> {
             if let Some(k) = key_secret(input) {
                 headers.push(("api-key", k));
             }
-            format!(
-                "{base}/openai/deployments/{}{suffix}?api-version={}",
-                encode_segment(deployment),
-                encode_segment(&az.api_version)
-            )
+            if c.api == ClientApi::Responses {
+                // Azure's Responses API is not per deployment: the deployment is the body's model.
+                body = rewrite_top_level(&c.body, Some(deployment), &[], &[])?.into();
+                format!(
+                    "{base}/openai/responses?api-version={}",
+                    encode_segment(&az.api_version)
+                )
+            } else {
+                format!(
+                    "{base}/openai/deployments/{}{suffix}?api-version={}",
+                    encode_segment(deployment),
+                    encode_segment(&az.api_version)
+                )
+            }
         }
         _ => {
             if let Some(k) = key_secret(input) {

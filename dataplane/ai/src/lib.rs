@@ -220,3 +220,5 @@ pub fn token_usage(
         }
     }
 }
+#[cfg(test)]
+mod tests;
