@@ -150,18 +150,19 @@ impl AiService {
     }
 }
 
-/// A provider's error answer as the client's error: the provider's status (a 401/403 about the
-/// gateway's own key becomes 502, the client's credentials were fine) and its message.
+/// A provider's error answer as the client's error: the provider's status, kept as it is so each
+/// SDK raises the matching exception (a 401/403 says the provider refused the gateway's key, which
+/// the message makes plain), and the provider's message.
 pub fn provider_error(p: &SharedProvider, status: u16, body: &[u8]) -> ProxyError {
     let message = error_message(p.dialect, body)
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
     let (status, kind) = match status {
-        401 | 403 => (502, "provider_auth_failed"),
+        401 | 403 => (status, "provider_auth_failed"),
         429 => (429, "provider_rate_limited"),
         400..=499 => (status, "provider_rejected"),
         _ => (status.max(500), "provider_error"),
     };
-    let side = if status < 500 && status != 429 {
+    let side = if status < 500 && !matches!(status, 401 | 403 | 429) {
         Side::Downstream
     } else {
         Side::Upstream
