@@ -134,9 +134,10 @@ class Proc:
         self.argv = (["taskset", "-c", cpu] if cpu is not None else []) + argv
         self.log_path = os.path.join(RUN, f"{name}.log")
         self.log = open(self.log_path, "w")
+        # env: extra variables; a None value removes the variable.
+        full_env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v is not None}
         self.p = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                  env=dict(os.environ, **(env or {})), start_new_session=True,
-                                  preexec_fn=raise_nofile)
+                                  env=full_env, start_new_session=True, preexec_fn=raise_nofile)
         self.pid = self.p.pid  # taskset execs the program: this is the SUT's own PID
         Proc.started.append(self)
 
@@ -508,10 +509,13 @@ def parse_wrk(out: str) -> dict:
     return r
 
 
-def run_wrk(url: str, dur: int, conns: int) -> tuple[dict, str]:
+def run_wrk(url: str, dur: int, conns: int, script: str | None = None, path: str = "/",
+            env: dict | None = None) -> tuple[dict, str]:
+    """`wrk -t1` on the load CPU, bounded by `timeout`; `script` (a Lua file) and `env` shape the request."""
     argv = ["timeout", "-k", "5", str(dur + 20), "taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conns}",
-            f"-d{dur}s", "--timeout", "10s", "--latency", url + "/"]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            f"-d{dur}s", "--timeout", "10s", "--latency"] + (["-s", script] if script else []) + [url + path]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, **(env or {})))
     try:
         stdout, stderr = p.communicate()
     finally:  # interrupted (SIGTERM, Ctrl-C): take wrk down too, by PID
@@ -544,13 +548,13 @@ def children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def measure(url: str, dur: int, conns: int, sut_pid: int, mock_pid: int) -> tuple[dict, str]:
+def measure(url: str, dur: int, conns: int, sut_pid: int, mock_pid: int, **wrk_kw) -> tuple[dict, str]:
     """One wrk run; adds the SUT's CPU figures and the interference check."""
     same = sut_pid == mock_pid  # the `direct` row measures the mock itself
     m0 = 0 if same else tree_ticks(mock_pid)
     w0, j0 = children_cpu_s(), cpu_jiffies()
     c0, t0 = tree_ticks(sut_pid), time.time()
-    r, out = run_wrk(url, dur, conns)
+    r, out = run_wrk(url, dur, conns, **wrk_kw)
     c1, t1 = tree_ticks(sut_pid), time.time()
     w1, j1 = children_cpu_s(), cpu_jiffies()
     m1 = 0 if same else tree_ticks(mock_pid)
@@ -573,6 +577,29 @@ def measure(url: str, dur: int, conns: int, sut_pid: int, mock_pid: int) -> tupl
 
 def disturbed(r: dict) -> bool:
     return (r["cpu0_others"] or 0) > 10 or r["cpu1_others"] > 10
+
+
+def run_reps(args, url: str, dur: int, conns: int, pid: int, mock_pid: int, **wrk_kw) -> list[dict]:
+    """`args.reps` measured wrk runs, each printed; with --wait-quiet a rep that someone else
+    disturbed is redone (at most twice) after the CPUs go quiet."""
+    runs = []
+    for i in range(args.reps):
+        for attempt in range(3):
+            r, out = measure(url, dur, conns, pid, mock_pid, **wrk_kw)
+            if not args.wait_quiet or not disturbed(r) or attempt == 2:
+                break
+            print(f"  rep {i + 1}: others {fmt(r['cpu0_others'], 0)}% on CPU 0, "
+                  f"{r['cpu1_others']:.0f}% on CPU 1: waiting to redo it", flush=True)
+            wait_quiet(args.wait_quiet)
+        runs.append(r)
+        print(f"  rep {i + 1}: {r['rps']:.0f} rps, {fmt(r['us_per_req'])} us/req, "
+              f"SUT {r['sut_util']:.0f}%, load side {r['load_util']:.0f}%, "
+              f"others CPU0 {fmt(r['cpu0_others'], 0)}% CPU1 {r['cpu1_others']:.0f}%, p50 {fmt(r['p50_ms'], 3)} "
+              f"p99 {fmt(r['p99_ms'], 3)} ms, non-2xx {r['non2xx']}, "
+              f"{r['socket_errors_detail'] or 'no socket errors'}", flush=True)
+        if not r["requests"]:
+            print(out, file=sys.stderr)
+    return runs
 
 
 def busy_percent(secs: float = 1.0) -> dict[str, float]:
@@ -664,23 +691,7 @@ def bench(args) -> int:
                     check_sole_listener(int(url.rsplit(":", 1)[1]), sut)
                 sanity_check(url)
                 run_wrk(url, args.warmup, args.conns)  # warm-up: pools, caches, page faults
-                runs = []
-                for i in range(args.reps):
-                    for attempt in range(3):  # with --wait-quiet: redo a rep someone else disturbed
-                        r, out = measure(url, args.dur, args.conns, pid, mock.pid)
-                        if not args.wait_quiet or not disturbed(r) or attempt == 2:
-                            break
-                        print(f"  rep {i + 1}: others {fmt(r['cpu0_others'], 0)}% on CPU 0, "
-                              f"{r['cpu1_others']:.0f}% on CPU 1: waiting to redo it", flush=True)
-                        wait_quiet(args.wait_quiet)
-                    runs.append(r)
-                    print(f"  rep {i + 1}: {r['rps']:.0f} rps, {fmt(r['us_per_req'])} us/req, "
-                          f"SUT {r['sut_util']:.0f}%, load side {r['load_util']:.0f}%, "
-                          f"others CPU0 {fmt(r['cpu0_others'], 0)}% CPU1 {r['cpu1_others']:.0f}%, p50 {fmt(r['p50_ms'], 3)} "
-                          f"p99 {fmt(r['p99_ms'], 3)} ms, non-2xx {r['non2xx']}, "
-                          f"{r['socket_errors_detail'] or 'no socket errors'}", flush=True)
-                    if not r["requests"]:
-                        print(out, file=sys.stderr)
+                runs = run_reps(args, url, args.dur, args.conns, pid, mock.pid)
                 probe = measure(url, args.probe, 1, pid, mock.pid)[0] if args.probe else {}
                 check_sole_listener(UPSTREAM_PORT, mock)  # nobody joined the upstream port meanwhile
                 row = {k: median([r[k] for r in runs]) for k in

@@ -229,36 +229,35 @@ impl Conn {
                 interval,
                 chunked,
                 sse_stats,
+                reset_after,
             } => {
                 if sse_stats {
                     STATS.sse_started.fetch_add(1, Relaxed);
                 }
-                let completed = self.events(delay, &head, &events, interval, chunked).await;
+                let pacing = Pacing {
+                    delay,
+                    interval,
+                    chunked,
+                    reset_after,
+                };
+                let outcome = self.events(&head, &events, pacing).await;
                 if sse_stats {
-                    let counter = if completed.is_some() {
-                        &STATS.sse_completed
-                    } else {
+                    let counter = if outcome == Outcome::Gone {
                         &STATS.sse_aborted
+                    } else {
+                        &STATS.sse_completed
                     };
                     counter.fetch_add(1, Relaxed);
                 }
-                Ok(s.keep_alive && completed == Some(true))
+                Ok(s.keep_alive && outcome == Outcome::Done { open: true })
             }
         }
     }
 
-    /// Sends an event stream. `None`: the client went away before the end; `Some(open)`: all sent,
-    /// `open` tells whether the read side is still usable.
-    async fn events(
-        &mut self,
-        delay: Duration,
-        head: &[u8],
-        events: &Events,
-        interval: Duration,
-        chunked: bool,
-    ) -> Option<bool> {
-        if !delay.is_zero() {
-            monoio::time::sleep(delay).await;
+    /// Sends an event stream, watching the read side for the client going away.
+    async fn events(&mut self, head: &[u8], events: &Events, p: Pacing) -> Outcome {
+        if !p.delay.is_zero() {
+            monoio::time::sleep(p.delay).await;
         }
         self.wbuf.extend_from_slice(head);
         if self.rbuf.capacity() - self.rbuf.len() < 512 {
@@ -272,46 +271,44 @@ impl Conn {
             .rd
             .cancelable_read(buf.slice_mut(len..), canceller.handle()));
         let mut watched: Option<(io::Result<usize>, SliceMut<Vec<u8>>)> = None;
-        let mut completed = false;
-        let mut record = Vec::new();
         let total = events.count();
-        for i in 0..total {
-            let last = i + 1 == total;
-            if chunked {
-                record.clear();
-                events.write(i, &mut record);
-                http::write_chunk(&mut self.wbuf, &record);
-                if last {
-                    self.wbuf.extend_from_slice(http::LAST_CHUNK);
+        // Records to send: all of them, or those before a scripted reset.
+        let send = p.reset_after.map_or(total, |n| n.min(total));
+        let mut gone = false;
+        let mut record = Vec::new();
+        for i in 0..send {
+            if i > 0 && !p.interval.is_zero() && events.paced(i) {
+                if write_out(&mut self.wr, &mut self.wbuf).await.is_err() {
+                    gone = true;
+                    break;
                 }
-            } else {
-                events.write(i, &mut self.wbuf);
-            }
-            if interval.is_zero() && !last {
-                continue; // no pacing: one write for the whole stream
-            }
-            if write_out(&mut self.wr, &mut self.wbuf).await.is_err() {
-                break;
-            }
-            if last {
-                completed = true;
-                break;
-            }
-            if watched.is_some() {
-                // The client sent more (a pipelined request): it is buffered, stop watching.
-                monoio::time::sleep(interval).await;
-                continue;
-            }
-            match race(watch.as_mut(), monoio::time::sleep(interval)).await {
-                Either::Left(read) => {
-                    let gone = !matches!(read.0, Ok(n) if n > 0);
+                if watched.is_some() {
+                    // The client sent more (a pipelined request): it is buffered, stop watching.
+                    monoio::time::sleep(p.interval).await;
+                } else if let Either::Left(read) =
+                    race(watch.as_mut(), monoio::time::sleep(p.interval)).await
+                {
+                    gone = !matches!(read.0, Ok(n) if n > 0);
                     watched = Some(read);
                     if gone {
                         break;
                     }
                 }
-                Either::Right(()) => {}
             }
+            if p.chunked {
+                record.clear();
+                events.write(i, &mut record);
+                http::write_chunk(&mut self.wbuf, &record);
+            } else {
+                events.write(i, &mut self.wbuf);
+            }
+        }
+        let reset = p.reset_after.is_some();
+        if !gone && p.chunked && !reset {
+            self.wbuf.extend_from_slice(http::LAST_CHUNK);
+        }
+        if !gone && write_out(&mut self.wr, &mut self.wbuf).await.is_err() {
+            gone = true;
         }
         let (res, slice) = match watched {
             Some(read) => read,
@@ -321,14 +318,19 @@ impl Conn {
             }
         };
         self.rbuf = slice.into_inner();
-        if !completed {
+        if gone {
             self.wbuf.clear();
-            return None;
+            return Outcome::Gone;
         }
-        Some(match res {
-            Ok(n) => n > 0,
-            Err(e) => e.raw_os_error() == Some(ECANCELED),
-        })
+        if reset {
+            return Outcome::Reset;
+        }
+        Outcome::Done {
+            open: match res {
+                Ok(n) => n > 0,
+                Err(e) => e.raw_os_error() == Some(ECANCELED),
+            },
+        }
     }
 
     /// Reads and discards until the peer closes (`/hang`).
@@ -347,6 +349,30 @@ impl Conn {
             }
         }
     }
+}
+
+/// How an event stream is paced and ended.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    /// Before the head.
+    delay: Duration,
+    /// Before each paced record.
+    interval: Duration,
+    /// Chunked framing (HTTP/1.1) or close-delimited (HTTP/1.0).
+    chunked: bool,
+    /// Close after this many records without ending the body (a scripted reset).
+    reset_after: Option<u64>,
+}
+
+/// How an event stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// The client went away before the end.
+    Gone,
+    /// A scripted reset: records sent, body left unfinished; the connection must close.
+    Reset,
+    /// All sent; `open` tells whether the read side is still usable.
+    Done { open: bool },
 }
 
 /// The errno of a canceled operation (Linux).

@@ -4,23 +4,28 @@
 //! as cheaply as nginx does (a prebuilt response, one read and one write per batch of pipelined
 //! requests, no allocation per request). For the tests it is a misbehaving and LLM-shaped peer:
 //! echo and inspection endpoints, chunked and SSE streams, delays, hangs, flaky and settable
-//! statuses, counters at `/stats`, and an OpenAI-compatible `POST /v1/chat/completions`
-//! (JSON and streaming). `loadtest/README.md` lists every endpoint.
+//! statuses, counters at `/stats`, and the wire formats of every LLM provider the gateway speaks
+//! (OpenAI and compatibles, Azure OpenAI, Anthropic, Gemini, Vertex AI, Bedrock, Cohere), with
+//! deterministic replies, scripted failures (`/mock/script`) and a request log
+//! (`/mock/requests`). `loadtest/mock-llm/README.md` lists every endpoint.
 //!
 //! It runs like the gateway: one monoio thread per `--workers`, each with its own `SO_REUSEPORT`
 //! listener, on the io_uring or the epoll driver (`--driver`). Once every worker listens it
 //! prints one line, `listening ADDR`, so a test that passed port 0 can read the port it got.
 //!
 //! Layout: [`http`] (request parsing, chunked decoding, response heads), [`routes`] (the
-//! endpoints), [`conn`] (the connection loop and streaming), [`chat`] (the OpenAI shapes),
-//! [`state`] (process-wide counters and switches).
+//! endpoints), [`conn`] (the connection loop and streaming), [`llm`] (the provider formats),
+//! [`script`] (scripted behaviour), [`reqlog`] (the request log), [`state`] (process-wide
+//! counters and switches).
 
 #![forbid(unsafe_code)]
 
-mod chat;
 mod conn;
 mod http;
+mod llm;
+mod reqlog;
 mod routes;
+mod script;
 mod state;
 
 use anyhow::{anyhow, Context as _};
@@ -36,7 +41,7 @@ use std::time::Duration;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Mock upstream for Weir's tests and benchmarks (plain HTTP endpoints and an OpenAI-style API).
+/// Mock upstream for Weir's tests and benchmarks (plain HTTP endpoints and LLM provider APIs).
 #[derive(Debug, Parser)]
 #[command(name = "weir-mock-llm", version)]
 struct Args {
@@ -55,6 +60,12 @@ struct Args {
     /// Listen backlog of each worker.
     #[arg(long, default_value_t = 4096)]
     backlog: i32,
+    /// Provider endpoints: delay before the first byte of a response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    ttft_ms: u64,
+    /// Provider endpoints: delay between streamed tokens, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    token_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,7 +81,12 @@ fn main() -> anyhow::Result<()> {
         return Err(anyhow!("--workers must be at least 1"));
     }
     // Lives as long as the process; every connection of every worker reads it.
-    let shared: &'static Shared = Box::leak(Box::new(Shared::new(args.id.clone())));
+    let mut shared = Shared::new(args.id.clone());
+    shared.llm = llm::Defaults {
+        ttft: Duration::from_millis(args.ttft_ms),
+        token_interval: Duration::from_millis(args.token_interval_ms),
+    };
+    let shared: &'static Shared = Box::leak(Box::new(shared));
 
     let (tx, rx) = mpsc::channel::<anyhow::Result<SocketAddr>>();
     let mut addr = args.listen;

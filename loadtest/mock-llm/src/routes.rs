@@ -1,10 +1,12 @@
 //! The endpoints of the mock. [`handle`] answers one parsed request: either it appends the whole
 //! response to the write buffer, or it returns a [`Stream`] that the connection runs
-//! (delays, SSE, hangs, large bodies), because those need the socket and a timer.
+//! (delays, SSE, hangs, large bodies), because those need the socket and a timer. Provider
+//! endpoints are answered by [`crate::llm`]; `/mock/script` and `/mock/requests` control them.
 
-use crate::chat;
 use crate::http::{self, BodyLen, Head, RespCtx};
+use crate::llm::{self, Answer, Body};
 use crate::state::{self, HEALTH, STATS};
+use crate::{reqlog, script};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ pub struct Shared {
     pub mock_id: Option<String>,
     /// The complete keep-alive `GET /` response, prebuilt: the benchmark fast path is one copy.
     pub ok: Vec<u8>,
+    /// Timings of the provider endpoints (`--ttft-ms`, `--token-interval-ms`).
+    pub llm: llm::Defaults,
 }
 
 impl Shared {
@@ -34,7 +38,11 @@ impl Shared {
             &ctx,
         );
         ok.extend_from_slice(b"ok");
-        Shared { mock_id, ok }
+        Shared {
+            mock_id,
+            ok,
+            llm: llm::Defaults::default(),
+        }
     }
 }
 
@@ -61,8 +69,8 @@ pub struct Stream {
 pub enum StreamKind {
     /// Wait, then send these bytes (a complete response).
     Delayed { after: Duration, response: Vec<u8> },
-    /// Wait `delay`, send `head`, then the events `interval` apart, watching for the client
-    /// going away meanwhile.
+    /// Wait `delay`, send `head`, then the events, waiting `interval` before each paced one,
+    /// watching for the client going away meanwhile.
     Events {
         delay: Duration,
         head: Vec<u8>,
@@ -72,6 +80,8 @@ pub enum StreamKind {
         chunked: bool,
         /// Count this stream in the `sse_*` stats (the `/sse` endpoint).
         sse_stats: bool,
+        /// Close the connection after this many events, without ending the body.
+        reset_after: Option<u64>,
     },
     /// Send `head`, then `len` pattern bytes, in chunks of `chunk` when given.
     Bytes {
@@ -88,8 +98,16 @@ pub enum StreamKind {
 pub enum Events {
     /// `/sse`: `n` events `data: {"i":K,"pad":"..."}` of about `size` bytes, then `[DONE]`.
     Counter { n: u64, size: usize },
-    /// Prebuilt records (chat completion chunks), sent in order.
-    List(Vec<Vec<u8>>),
+    /// Prebuilt records (provider stream events), sent in order.
+    List(Vec<Record>),
+}
+
+/// One prebuilt record of a stream (an SSE event, an event-stream frame, a JSON array piece).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub bytes: Vec<u8>,
+    /// Wait the stream's interval before sending it (a token after the first).
+    pub pause: bool,
 }
 
 impl Events {
@@ -98,6 +116,18 @@ impl Events {
         match self {
             Events::Counter { n, .. } => n + 1,
             Events::List(list) => list.len() as u64,
+        }
+    }
+
+    /// Whether record `i` waits the interval first: every `/sse` record but the first, and the
+    /// records marked so in a list.
+    pub fn paced(&self, i: u64) -> bool {
+        match self {
+            Events::Counter { .. } => i > 0,
+            Events::List(list) => usize::try_from(i)
+                .ok()
+                .and_then(|i| list.get(i))
+                .is_some_and(|r| r.pause),
         }
     }
 
@@ -118,7 +148,7 @@ impl Events {
             }
             Events::List(list) => {
                 if let Some(e) = usize::try_from(i).ok().and_then(|i| list.get(i)) {
-                    out.extend_from_slice(e);
+                    out.extend_from_slice(&e.bytes);
                 }
             }
         }
@@ -188,7 +218,14 @@ pub fn handle(sh: &Shared, head: &Head<'_, '_>, body: &[u8], out: &mut Vec<u8>) 
             let n = http::query_num(query, "events", 10);
             let interval = Duration::from_millis(http::query_num(query, "interval_ms", 100));
             let size = usize::try_from(http::query_num(query, "size", 0)).unwrap_or(0);
-            r.events(Duration::ZERO, Events::Counter { n, size }, interval, true)
+            r.events(
+                StreamSpec {
+                    interval,
+                    sse_stats: true,
+                    ..StreamSpec::default()
+                },
+                Events::Counter { n, size },
+            )
         }
         "/hang" => Action::Stream(Stream {
             kind: StreamKind::Hang { head: Vec::new() },
@@ -210,17 +247,38 @@ pub fn handle(sh: &Shared, head: &Head<'_, '_>, body: &[u8], out: &mut Vec<u8>) 
                 keep_alive: false,
             })
         }
-        "/v1/chat/completions" => match method {
-            "POST" => chat_completions(&r, head, body, out),
+        "/mock/script" => match method {
+            "POST" => match script::add(body) {
+                Ok(n) => r.json(out, 200, &format!("{{\"rules\":{n}}}")),
+                Err(e) => r.json(out, 400, &serde_json::json!({ "error": e }).to_string()),
+            },
+            "DELETE" => {
+                script::clear();
+                r.json(out, 200, "{\"rules\":0}")
+            }
+            "GET" => r.json(out, 200, &script::to_json()),
             _ => r.method_not_allowed(out),
         },
-        "/v1/models" => r.json(out, 200, chat::MODELS),
-        _ => prefixed(&r, head, body, out),
+        "/mock/requests" => match method {
+            "GET" => r.json(out, 200, &reqlog::to_json()),
+            "DELETE" => {
+                let n = reqlog::clear();
+                r.json(out, 200, &format!("{{\"cleared\":{n}}}"))
+            }
+            _ => r.method_not_allowed(out),
+        },
+        _ => prefixed(sh, &r, head, body, out),
     }
 }
 
-/// Endpoints with a parameter in the path.
-fn prefixed(r: &Responder<'_>, head: &Head<'_, '_>, body: &[u8], out: &mut Vec<u8>) -> Action {
+/// Endpoints with a parameter in the path, then the provider endpoints.
+fn prefixed(
+    sh: &Shared,
+    r: &Responder<'_>,
+    head: &Head<'_, '_>,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) -> Action {
     let path = head.path();
     let query = head.query();
     if path.starts_with("/inspect") {
@@ -289,6 +347,9 @@ fn prefixed(r: &Responder<'_>, head: &Head<'_, '_>, body: &[u8], out: &mut Vec<u
             }
             _ => r.bad_request(out, "status must be 200..599"),
         };
+    }
+    if let Some(answer) = llm::handle(&sh.llm, head, body) {
+        return r.deliver(answer, out);
     }
     r.json(out, 404, r#"{"error":"not found"}"#)
 }
@@ -372,40 +433,6 @@ fn inspect(r: &Responder<'_>, head: &Head<'_, '_>, body: &[u8], out: &mut Vec<u8
         "\"1.0\"}"
     });
     r.json(out, 200, &doc)
-}
-
-fn chat_completions(
-    r: &Responder<'_>,
-    head: &Head<'_, '_>,
-    body: &[u8],
-    out: &mut Vec<u8>,
-) -> Action {
-    let knob = |name| {
-        Duration::from_millis(
-            head.header(name)
-                .and_then(http::parse_decimal)
-                .map_or(0, |n| n as u64),
-        )
-    };
-    // Test knobs: time to first byte, and time between stream chunks (a token rate).
-    let latency = knob("x-mock-latency-ms");
-    let interval = knob("x-mock-interval-ms");
-    match chat::reply(body) {
-        chat::Reply::Json(doc) if latency.is_zero() => r.json(out, 200, &doc),
-        chat::Reply::Json(doc) => {
-            let mut response = Vec::new();
-            r.json(&mut response, 200, &doc);
-            Action::Stream(Stream {
-                kind: StreamKind::Delayed {
-                    after: latency,
-                    response,
-                },
-                keep_alive: r.ctx.keep_alive,
-            })
-        }
-        chat::Reply::Stream(events) => r.events(latency, Events::List(events), interval, false),
-        chat::Reply::Error(status, doc) => r.json(out, status, &doc),
-    }
 }
 
 // === impl Responder ===
@@ -495,40 +522,109 @@ impl Responder<'_> {
         self.done()
     }
 
-    /// An event stream (`text/event-stream`).
-    fn events(
-        &self,
-        delay: Duration,
-        events: Events,
-        interval: Duration,
-        sse_stats: bool,
-    ) -> Action {
+    /// A streamed response (chunked for HTTP/1.1 clients, close-delimited for HTTP/1.0).
+    fn events(&self, spec: StreamSpec<'_>, events: Events) -> Action {
         let chunked = self.ctx.minor == 1;
         let framing = if chunked {
             BodyLen::Chunked
         } else {
             BodyLen::Close
         };
+        let mut extra: Vec<(&str, &[u8])> = vec![("cache-control", b"no-cache")];
+        extra.extend(spec.extra.iter().map(|(n, v)| (*n, v.as_bytes())));
         let mut head = Vec::new();
         http::write_head(
             &mut head,
-            200,
-            Some("text/event-stream"),
+            spec.status,
+            Some(spec.ctype),
             framing,
-            &[("cache-control", b"no-cache")],
+            &extra,
             &self.ctx,
         );
         Action::Stream(Stream {
             kind: StreamKind::Events {
-                delay,
+                delay: spec.delay,
                 head,
                 events,
-                interval,
+                interval: spec.interval,
                 chunked,
-                sse_stats,
+                sse_stats: spec.sse_stats,
+                reset_after: spec.reset_after,
             },
             keep_alive: self.ctx.keep_alive && chunked,
         })
+    }
+
+    /// Writes (or schedules) a provider endpoint's answer.
+    fn deliver(&self, answer: Answer, out: &mut Vec<u8>) -> Action {
+        let extra: Vec<(&str, &[u8])> = answer
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_bytes()))
+            .collect();
+        match answer.body {
+            Body::Hang => Action::Stream(Stream {
+                kind: StreamKind::Hang { head: Vec::new() },
+                keep_alive: false,
+            }),
+            Body::Close => Action::Close,
+            Body::Whole(body) => {
+                let ctype = Some(answer.ctype);
+                if answer.ttft.is_zero() {
+                    return self.respond(out, answer.status, ctype, &body, &extra);
+                }
+                let mut response = Vec::new();
+                self.respond(&mut response, answer.status, ctype, &body, &extra);
+                Action::Stream(Stream {
+                    kind: StreamKind::Delayed {
+                        after: answer.ttft,
+                        response,
+                    },
+                    keep_alive: self.ctx.keep_alive,
+                })
+            }
+            Body::Events(records) => self.events(
+                StreamSpec {
+                    status: answer.status,
+                    ctype: answer.ctype,
+                    extra: &answer.headers,
+                    delay: answer.ttft,
+                    interval: answer.interval,
+                    reset_after: answer.reset_after,
+                    sse_stats: false,
+                },
+                Events::List(records),
+            ),
+        }
+    }
+}
+
+/// How a streamed response is sent.
+struct StreamSpec<'a> {
+    status: u16,
+    ctype: &'a str,
+    /// Headers besides content-type, framing and cache-control.
+    extra: &'a [(&'static str, String)],
+    /// Before the head.
+    delay: Duration,
+    /// Before each paced record.
+    interval: Duration,
+    reset_after: Option<u64>,
+    /// Count it in the `sse_*` stats.
+    sse_stats: bool,
+}
+
+impl Default for StreamSpec<'_> {
+    fn default() -> Self {
+        StreamSpec {
+            status: 200,
+            ctype: "text/event-stream",
+            extra: &[],
+            delay: Duration::ZERO,
+            interval: Duration::ZERO,
+            reset_after: None,
+            sse_stats: false,
+        }
     }
 }
 
