@@ -8,6 +8,11 @@ need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+if ! python3 -c 'import openai, anthropic, pytest' >/dev/null 2>&1 \
+   && ! python3 -m pip --version >/dev/null 2>&1; then
+  need_apt+=(python3-pip)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -q
@@ -17,11 +22,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+# The client-compatibility suite (tests/sdk) drives the gateway with the official Python SDKs.
+if ! python3 -c 'import openai, anthropic, pytest' >/dev/null 2>&1; then
+  python3 -m pip install -q 'openai>=3,<4' 'anthropic>=2,<3' pytest \
+    || python3 -m pip install -q --break-system-packages 'openai>=3,<4' 'anthropic>=2,<3' pytest
+fi
 # The Debian prometheus package starts a server; the tests need only its promtool.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
+# The binaries were just built: the SDK suite need not build them again.
+WEIR_SDK_SKIP_BUILD=1 python3 -m pytest -q tests/sdk
 # Two test threads: the machine has two cores and the integration tests start real processes.
 cargo test --workspace -- --test-threads=2

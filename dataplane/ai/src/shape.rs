@@ -123,6 +123,12 @@ impl Shaper for OpenAiPassStream {
                 if hide && memchr::memmem::find(data, b"\"choices\":[]").is_some() {
                     return Ok(());
                 }
+            } else if memchr::memmem::find(data, b"\"choices\":[]").is_some()
+                && memchr::memmem::find(data, b"\"error\"").is_none()
+            {
+                // A chunk with no choices and no usage (Azure's `prompt_filter_results`): OpenAI
+                // never sends one, and clients read `choices[0]` of every chunk.
+                return Ok(());
             }
             let name = (event != b"message").then(|| String::from_utf8_lossy(event).into_owned());
             weir_llm_wire::sse::write_sse(out, name.as_deref(), data);

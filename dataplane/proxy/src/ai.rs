@@ -122,7 +122,9 @@ pub async fn serve(
             finish(scope, ctx, filters);
             client_keep && keep && !scope.worker.draining()
         }
-        Outcome::Failed(e) => answer_error(scope, d, ctx, filters, e, &head, Body::Read).await,
+        Outcome::Failed(e, retry_after) => {
+            answer_error_after(scope, d, ctx, filters, e, &head, Body::Read, retry_after).await
+        }
         Outcome::ClientGone => {
             ctx.status = 499;
             ctx.error = Some(ProxyError::new(
@@ -160,6 +162,21 @@ async fn answer_error(
     head: &RequestHead,
     body: Body,
 ) -> bool {
+    answer_error_after(scope, d, ctx, filters, e, head, body, None).await
+}
+
+/// [`answer_error`] with a `Retry-After` (whole seconds, rounded up).
+#[allow(clippy::too_many_arguments)]
+async fn answer_error_after(
+    scope: Scope<'_>,
+    d: &mut Downstream,
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    e: ProxyError,
+    head: &RequestHead,
+    body: Body,
+    retry_after: Option<Duration>,
+) -> bool {
     if e.side != Side::Downstream {
         tracing::warn!(request_id = %ctx.request_id, route = ?ctx.route.as_deref(), error = %e, "request failed");
     }
@@ -169,7 +186,14 @@ async fn answer_error(
             Body::Read => true,
             Body::Broken => false,
         };
-    let resp = e.to_response(&ctx.request_id, ctx.error_format);
+    let mut resp = e.to_response(&ctx.request_id, ctx.error_format);
+    if let Some(ra) = retry_after {
+        let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
+        resp.headers.append(
+            Bytes::from_static(b"retry-after"),
+            Bytes::from(secs.max(1).to_string()),
+        );
+    }
     ctx.error = Some(e);
     send_local(scope, d, ctx, filters, resp, head.is_head(), keep).await
 }
@@ -177,8 +201,8 @@ async fn answer_error(
 enum Outcome {
     /// An answer went out (possibly ended by an error event mid-stream).
     Answered { client_keep: bool },
-    /// Nothing was sent: answer with this error.
-    Failed(ProxyError),
+    /// Nothing was sent: answer with this error (and `Retry-After`, when a wait is known).
+    Failed(ProxyError, Option<Duration>),
     /// The client went away.
     ClientGone,
 }
@@ -222,6 +246,10 @@ async fn run_chain(
     let mut last: Option<ProxyError> = None;
     let mut refused: Option<ProxyError> = None;
     let mut round = 0u32;
+    // Targets that cannot take this request at all (untranslatable, unsupported).
+    let mut skip: Vec<usize> = Vec::new();
+    // The soonest a rate-limited or cooling target may be asked again, for `Retry-After`.
+    let mut retry_after: Option<Duration> = None;
     'rounds: loop {
         if round > 0 {
             // Another round over the chain: back off exponentially, with jitter.
@@ -239,7 +267,10 @@ async fn run_chain(
             monoio::time::sleep(wait).await;
         }
         let mut progressed = false;
-        for hop in chain {
+        for (h, hop) in chain.iter().enumerate() {
+            if skip.contains(&h) {
+                continue;
+            }
             let p = &svc.providers[hop.provider];
             let cursor = &svc.cursors[hop.provider];
             let mut keys_tried: Vec<usize> = Vec::new();
@@ -257,7 +288,12 @@ async fn run_chain(
                     match p.keys.pick(cursor, &keys_tried, trials) {
                         Ok(k) => Some(k),
                         Err(down) => {
-                            if keys_tried.is_empty() {
+                            if let Some(ra) = down.retry_after {
+                                retry_after = Some(retry_after.map_or(ra, |r: Duration| r.min(ra)));
+                            }
+                            // A provider's own error (its 429, its 401) says more than "no key
+                            // left", which it caused: that one is kept.
+                            if keys_tried.is_empty() && round == 0 && last.is_none() {
                                 let mut e = ProxyError::new(
                                     503,
                                     "provider_keys_unavailable",
@@ -303,6 +339,10 @@ async fn run_chain(
                     }
                     Attempt::ClientGone => return Outcome::ClientGone,
                     Attempt::Refused(e) => {
+                        // The request cannot be made to this target: not an attempt, and never
+                        // worth another round.
+                        attempts -= 1;
+                        skip.push(h);
                         tried.push(format!("{label} (not possible: {})", e.message));
                         refused.get_or_insert(e);
                         break;
@@ -335,10 +375,15 @@ async fn run_chain(
                     }
                     Attempt::Status {
                         status,
-                        retry_after,
+                        retry_after: ra,
                         error,
                     } => {
                         tried.push(format!("{label} ({status})"));
+                        if status == 429 {
+                            if let Some(ra) = ra {
+                                retry_after = Some(retry_after.map_or(ra, |r: Duration| r.min(ra)));
+                            }
+                        }
                         let k = key.unwrap_or(usize::MAX);
                         match status {
                             401 | 403 if key.is_some() => {
@@ -349,7 +394,7 @@ async fn run_chain(
                             }
                             429 => {
                                 if let Some(k) = key {
-                                    p.keys.cool_down(k, retry_after);
+                                    p.keys.cool_down(k, ra);
                                     keys_tried.push(k);
                                 }
                                 let fall = policy.on_status(429);
@@ -368,7 +413,7 @@ async fn run_chain(
                             }
                             _ => {
                                 // The provider refused the request itself: another target would too.
-                                return Outcome::Failed(error);
+                                return Outcome::Failed(error, None);
                             }
                         }
                     }
@@ -389,7 +434,8 @@ async fn run_chain(
     if e.status >= 500 || e.status == 429 {
         e.side = Side::Upstream;
     }
-    Outcome::Failed(e)
+    let retry_after = retry_after.filter(|_| matches!(e.status, 429 | 503));
+    Outcome::Failed(e, retry_after)
 }
 
 /// One call to one provider with one key.

@@ -27,7 +27,12 @@ const ANSWER_TOKENS_AFTER_THINKING: u32 = 4096;
 
 /// Refuses every key of `extra` except those in `ignored`.
 fn refuse_extra(extra: &oa::Extra, path: &str, ignored: &[&str]) -> Result<()> {
-    match extra.keys().find(|k| !ignored.contains(&k.as_str())) {
+    // A field sent as `null` asks for nothing (SDKs serialize unset optionals so): not refused.
+    match extra
+        .iter()
+        .find(|(k, v)| !v.is_null() && !ignored.contains(&k.as_str()))
+        .map(|(k, _)| k)
+    {
         Some(k) if path.is_empty() => Err(Error::untranslatable(k.as_str())),
         Some(k) => Err(Error::untranslatable(format!("{path}.{k}"))),
         None => Ok(()),

@@ -1020,7 +1020,12 @@ pub(super) fn refuse_extra(
     path: &str,
     ignored: &[&str],
 ) -> Result<()> {
-    match extra.keys().find(|k| !ignored.contains(&k.as_str())) {
+    // A field sent as `null` asks for nothing (SDKs serialize unset optionals so): not refused.
+    match extra
+        .iter()
+        .find(|(k, v)| !v.is_null() && !ignored.contains(&k.as_str()))
+        .map(|(k, _)| k)
+    {
         Some(k) if path.is_empty() => Err(Error::untranslatable(k.as_str())),
         Some(k) => Err(Error::untranslatable(format!("{path}.{k}"))),
         None => Ok(()),

@@ -48,7 +48,12 @@ pub(crate) const TOOL_ERROR_PREFIX: &str = "[tool error] ";
 
 /// Refuses every key of `extra` except those in `ignored` (hints with no effect on the answer).
 fn refuse_extra(extra: &an::Extra, path: &str, ignored: &[&str]) -> Result<()> {
-    match extra.keys().find(|k| !ignored.contains(&k.as_str())) {
+    // A field sent as `null` asks for nothing (SDKs serialize unset optionals so): not refused.
+    match extra
+        .iter()
+        .find(|(k, v)| !v.is_null() && !ignored.contains(&k.as_str()))
+        .map(|(k, _)| k)
+    {
         Some(k) if path.is_empty() => Err(Error::untranslatable(k.as_str())),
         Some(k) => Err(Error::untranslatable(format!("{path}.{k}"))),
         None => Ok(()),
