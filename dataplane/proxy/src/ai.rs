@@ -78,7 +78,11 @@ pub async fn serve(
         return send_local(scope, d, ctx, filters, resp, head.is_head(), keep).await;
     }
     let body = match read_body(scope, d, ctx, filters, &head).await {
-        Ok(b) => b,
+        Ok(ReadBody::Body(b)) => b,
+        Ok(ReadBody::Respond(resp, whole)) => {
+            let keep = whole && head.keep_alive;
+            return send_local(scope, d, ctx, filters, resp, head.is_head(), keep).await;
+        }
         Err(e) => {
             if e.status == 499 {
                 ctx.status = 499;
@@ -1121,6 +1125,14 @@ fn stream_error(protocol: Protocol, out: &mut Vec<u8>, message: &str) {
     weir_ai::shape::stream_error_event(protocol, 502, message, out);
 }
 
+/// What reading the body gave.
+enum ReadBody {
+    /// The whole body.
+    Body(Bytes),
+    /// A filter answered instead; `true` when the body was read whole (the connection may stay).
+    Respond(LocalResponse, bool),
+}
+
 /// Reads the whole request body (bounded by the route's limit), through the filters.
 async fn read_body(
     scope: Scope<'_>,
@@ -1128,7 +1140,7 @@ async fn read_body(
     ctx: &mut RequestCtx,
     filters: &mut [Box<dyn Filter>],
     head: &RequestHead,
-) -> Result<Bytes, ProxyError> {
+) -> Result<ReadBody, ProxyError> {
     let route = scope
         .route
         .ok_or_else(|| ProxyError::new(500, "internal", Side::Internal, "no route"))?;
@@ -1190,12 +1202,11 @@ async fn read_body(
             match verdict {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(Action::Respond(r))) => {
-                    return Err(ProxyError::new(
-                        r.status,
-                        "filter_refused_body",
-                        Side::Downstream,
-                        String::from_utf8_lossy(&r.body).into_owned(),
-                    ))
+                    // The rest of the body is not read: the connection closes after the answer.
+                    return Ok(ReadBody::Respond(
+                        r,
+                        scan.done && dec.payload_bytes() <= max,
+                    ));
                 }
                 _ => {}
             }
@@ -1209,9 +1220,13 @@ async fn read_body(
             }
             if scan.done {
                 for f in filters.iter_mut() {
-                    f.on_request_body(ctx, &[], true)?;
+                    // A filter that decides on the whole body (a quota reserving the prompt's
+                    // tokens) answers here, with the body read and the connection kept.
+                    if let Action::Respond(r) = f.on_request_body(ctx, &[], true)? {
+                        return Ok(ReadBody::Respond(r, true));
+                    }
                 }
-                return Ok(body.freeze());
+                return Ok(ReadBody::Body(body.freeze()));
             }
         }
         match monoio::time::timeout(route.idle_timeout, d.reader.fill(BODY_READ)).await {
