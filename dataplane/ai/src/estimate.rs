@@ -92,3 +92,68 @@ mod tests {
         assert!(prompt_tokens(body) >= 8);
     }
 }
+
+/// Output tokens of an answer the provider reported no usage for, from the client's bytes: the
+/// text of its messages (`content`, `text`, tool `arguments`, `partial_json`, `thinking` values in
+/// each SSE event or the JSON document) counted with the tokenizer. `sample` may be the first part
+/// of a longer answer of `total` bytes: the count is scaled to the whole.
+pub fn answer_tokens(sample: &[u8], total: u64) -> u64 {
+    let mut text = String::new();
+    let mut parsed = false;
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(sample) {
+        collect_answer(&v, &mut text);
+        parsed = true;
+    } else {
+        for line in sample.split(|b| *b == b'\n') {
+            if let Some(data) = line.strip_prefix(b"data: ") {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+                    collect_answer(&v, &mut text);
+                    parsed = true;
+                }
+            }
+        }
+    }
+    if !parsed || sample.is_empty() {
+        // Nothing readable: about four bytes a token.
+        return total / 4;
+    }
+    let n = count(&text);
+    if (sample.len() as u64) < total {
+        n * total / sample.len() as u64
+    } else {
+        n
+    }
+}
+
+fn collect_answer(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for (k, x) in o {
+                match (k.as_str(), x) {
+                    (
+                        "content" | "text" | "arguments" | "partial_json" | "thinking" | "refusal",
+                        serde_json::Value::String(s),
+                    ) => out.push_str(s),
+                    _ => collect_answer(x, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_answer(x, out)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod answer_tests {
+    use super::*;
+
+    #[test]
+    fn counts_answer_text_not_framing() {
+        let sse = b"data: {\"choices\":[{\"delta\":{\"content\":\"hello\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\" world\"}}]}\n\ndata: [DONE]\n\n";
+        assert_eq!(answer_tokens(sse, sse.len() as u64), 2);
+        let json = br#"{"content":[{"type":"text","text":"hello world"}]}"#;
+        assert_eq!(answer_tokens(json, json.len() as u64), 2);
+        // A sample of half the answer counts for the whole.
+        assert_eq!(answer_tokens(sse, 2 * sse.len() as u64), 4);
+    }
+}

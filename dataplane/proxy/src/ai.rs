@@ -28,6 +28,9 @@ use crate::conn::Downstream;
 use crate::forward::{finish, send_local, Scope};
 use crate::io::{reserve, BODY_READ, HEAD_BUF, STREAM_READ};
 
+/// How much of an answer is kept to estimate its tokens when the provider reports none.
+const SAMPLE: usize = 8 << 10;
+
 /// Largest provider error body read (the rest is not needed to say what went wrong).
 const MAX_ERROR_BODY: usize = 64 << 10;
 
@@ -862,6 +865,8 @@ struct ClientWriter<'f> {
     output_chars: usize,
     /// The client's body, for a prompt-token estimate when the provider reports no usage.
     prompt: Bytes,
+    /// The first bytes sent to the client, for an answer-token estimate in the same case.
+    sample: Vec<u8>,
 }
 
 impl<'f> ClientWriter<'f> {
@@ -882,6 +887,7 @@ impl<'f> ClientWriter<'f> {
             sent: 0,
             output_chars: 0,
             prompt: client.body.clone(),
+            sample: Vec::new(),
         }
     }
 
@@ -1007,6 +1013,9 @@ impl<'f> ClientWriter<'f> {
         self.out = out;
         shown.map_err(Fed::Shape)?;
         self.output_chars += self.out.len();
+        let out = std::mem::take(&mut self.out);
+        self.keep_sample(&out);
+        self.out = out;
         self.frame(&mut buf, &self.out);
         self.sent += self.out.len() as u64;
         d.write_bytes(Bytes::from(buf))
@@ -1040,6 +1049,7 @@ impl<'f> ClientWriter<'f> {
             let out = std::mem::take(&mut self.out);
             let shown = self.show_filters(ctx, &out, true);
             self.output_chars += out.len();
+            self.keep_sample(&out);
             self.frame(&mut buf, &out);
             self.sent += out.len() as u64;
             if let Err(e) = shown {
@@ -1062,6 +1072,10 @@ impl<'f> ClientWriter<'f> {
             if let Some(ai) = ctx.ai.as_mut() {
                 ai.first_token = Some(Instant::now());
             }
+            self.output_chars = self.out.len();
+            let out = std::mem::take(&mut self.out);
+            self.keep_sample(&out);
+            self.out = out;
             if !self.head_request {
                 buf.extend_from_slice(&self.out);
                 self.sent = self.out.len() as u64;
@@ -1105,16 +1119,21 @@ impl<'f> ClientWriter<'f> {
         Attempt::Done { client_keep: false }
     }
 
+    /// Keeps the start of the answer (at most [`SAMPLE`] bytes) for a token estimate.
+    fn keep_sample(&mut self, data: &[u8]) {
+        let room = SAMPLE.saturating_sub(self.sample.len());
+        self.sample.extend_from_slice(&data[..data.len().min(room)]);
+    }
+
     fn settle_usage(&self, ctx: &mut RequestCtx) {
         let usage = self.shaper.usage();
-        let chars = self.output_chars;
+        let chars = self.output_chars as u64;
         if let Some(ai) = ctx.ai.as_mut() {
             ai.usage = Some(weir_ai::token_usage(usage, || {
-                // No usage from the provider: the prompt is counted with the tokenizer, the
-                // answer roughly from the bytes sent (its framing is in them), 4 bytes a token.
+                // No usage from the provider: both sides counted with the tokenizer.
                 (
                     weir_ai::estimate::prompt_tokens(&self.prompt),
-                    (chars / 4) as u64,
+                    weir_ai::estimate::answer_tokens(&self.sample, chars),
                 )
             }));
         }
