@@ -301,9 +301,11 @@ impl LegacyInner {
             Ok(n) => {
                 // A short read drained the socket: the next read waits for the next edge rather
                 // than trying a recv that can only say EAGAIN. Data that arrives after the recv
-                // raises a new edge, so nothing is missed.
+                // raises a new edge, so nothing is missed. READ_CLOSED is kept: a FIN that came
+                // with the data raises no further edge, so clearing it would leave the next read
+                // waiting forever for an end it was already told of.
                 if OpAble::legacy_drained(data, n) {
-                    ref_mut.clear_readiness(direction.mask());
+                    ref_mut.clear_readiness(direction.mask() - Ready::READ_CLOSED);
                 }
                 Poll::Ready(CompletionMeta {
                     result: Ok(n),
