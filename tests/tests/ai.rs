@@ -182,8 +182,12 @@ both_drivers! {
 fn provider_config_errors() {
     let cases = [
         (
-            "providers: [{ name: o, type: openai, base_url: \"https://api.openai.com/v1\", keys: [{ value: sk-xyz-secret-123 }] }]",
-            "base_url",
+            "providers: [{ name: o, type: openai, base_url: \"https://127.0.0.1:1/v1\", keys: [{ value: sk-xyz-secret-123 }], tls: { ca_file: /nonexistent/weir-ca.pem } }]",
+            "providers[0].tls.ca_file",
+        ),
+        (
+            "providers: [{ name: o, type: openai, base_url: \"http://127.0.0.1:1/v1\", keys: [{ value: sk-xyz-secret-123 }], tls: {} }]",
+            "https base_url",
         ),
         ("providers: [{ name: o, type: openai, base_url: \"http://127.0.0.1:1/v1\" }]", "at least one key"),
         ("providers: [{ name: a, type: azure, base_url: \"http://127.0.0.1:1\", keys: [{ value: k }] }]", "azure"),

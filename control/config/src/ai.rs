@@ -64,6 +64,10 @@ pub struct Provider {
     /// The in-process `mock` provider: how it answers.
     #[serde(default)]
     pub mock: Option<MockOptions>,
+    /// TLS options for an `https` base URL (a private CA, a client certificate, a server-name
+    /// override); an `https` base URL without them uses the default roots.
+    #[serde(default)]
+    pub tls: Option<crate::schema::UpstreamTls>,
 }
 
 fn default_key_cooldown() -> Dur {

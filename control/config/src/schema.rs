@@ -500,6 +500,32 @@ pub struct Cluster {
     /// How often DNS names are resolved again (off the request path).
     #[serde(default = "dns_refresh")]
     pub dns_refresh: Dur,
+    /// TLS towards the endpoints (absent: plain HTTP).
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS towards upstream endpoints (a cluster's `tls`, or a provider's for an `https` base URL).
+/// `tls: {}` is TLS with the system's roots plus the bundled public ones, the endpoint's host as
+/// the server name, and no client certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// Server name sent (SNI) and verified, instead of each endpoint's host.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// PEM CA bundle trusted *instead of* the default roots (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM certificate chain presented to the upstream (mutual TLS); needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<std::path::PathBuf>,
+    /// Accept any certificate. Tests only: the data plane warns whenever it builds such a config.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 fn connect_timeout() -> Dur {

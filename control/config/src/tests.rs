@@ -158,3 +158,131 @@ fn header_filters_cannot_forge_framing() {
         "{fields:?}"
     );
 }
+
+/// A temp dir with PEM-shaped files: validation reads the PEM structure, not the certificates.
+struct PemDir(std::path::PathBuf);
+
+impl PemDir {
+    fn new(tag: &str) -> PemDir {
+        let dir = std::env::temp_dir().join(format!("weir-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let files = [
+            (
+                "ca.pem",
+                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            ),
+            (
+                "key.pem",
+                "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+            ),
+            (
+                "garbled.pem",
+                "-----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n",
+            ),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).expect("write");
+        }
+        PemDir(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for PemDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cluster_with_tls(tls: &str) -> String {
+    format!(
+        "listeners: [{{ name: l, address: \"127.0.0.1:1\" }}]\nclusters:\n  - name: c\n    endpoints: [\"api.internal:443\"]\n    tls: {tls}\n"
+    )
+}
+
+#[test]
+fn cluster_tls_is_checked() {
+    let d = PemDir::new("tls");
+    let ok = cluster_with_tls(&format!(
+        "{{ sni: api.example.com, ca_file: \"{}\", client_cert: \"{}\", client_key: \"{}\" }}",
+        d.path("ca.pem"),
+        d.path("ca.pem"),
+        d.path("key.pem")
+    ));
+    let c = parse(&ok, "t.yaml").expect("valid");
+    let tls = c.clusters[0].tls.as_ref().expect("tls");
+    assert_eq!(tls.sni.as_deref(), Some("api.example.com"));
+    assert!(!tls.insecure_skip_verify);
+    parse(&cluster_with_tls("{}"), "t.yaml").expect("tls with defaults");
+
+    let cases = [
+        (
+            format!("{{ ca_file: \"{}\" }}", d.path("missing.pem")),
+            "clusters[0].tls.ca_file",
+            "cannot read",
+        ),
+        (
+            format!("{{ ca_file: \"{}\" }}", d.path("key.pem")),
+            "clusters[0].tls.ca_file",
+            "no CERTIFICATE",
+        ),
+        (
+            format!("{{ ca_file: \"{}\" }}", d.path("garbled.pem")),
+            "clusters[0].tls.ca_file",
+            "bad PEM",
+        ),
+        (
+            format!("{{ client_cert: \"{}\" }}", d.path("ca.pem")),
+            "clusters[0].tls.client_key",
+            "needs its key",
+        ),
+        (
+            format!(
+                "{{ client_cert: \"{}\", client_key: \"{}\" }}",
+                d.path("ca.pem"),
+                d.path("ca.pem")
+            ),
+            "clusters[0].tls.client_key",
+            "no PRIVATE KEY",
+        ),
+        (
+            format!(
+                "{{ ca_file: \"{}\", insecure_skip_verify: true }}",
+                d.path("ca.pem")
+            ),
+            "clusters[0].tls.insecure_skip_verify",
+            "not both",
+        ),
+        (
+            "{ sni: \"bad name!\" }".to_string(),
+            "clusters[0].tls.sni",
+            "not a DNS name",
+        ),
+    ];
+    for (tls, field, message) in cases {
+        let p = problems(&cluster_with_tls(&tls));
+        assert_eq!(p.len(), 1, "{tls}: {p:?}");
+        assert_eq!(p[0].field, field, "{tls}: {p:?}");
+        assert!(p[0].message.contains(message), "{tls}: {p:?}");
+        assert_eq!(p[0].line, Some(5), "the line of `tls`: {p:?}");
+    }
+}
+
+#[test]
+fn providers_take_https_and_tls_options() {
+    let d = PemDir::new("provider");
+    let text = format!(
+        "listeners: [{{ name: l, address: \"127.0.0.1:1\" }}]\nproviders:\n  - {{ name: o, type: openai, keys: [{{ value: k }}], tls: {{ ca_file: \"{}\" }} }}\n  - {{ name: a, type: anthropic, keys: [{{ value: k }}] }}\n",
+        d.path("ca.pem")
+    );
+    let c = parse(&text, "t.yaml").expect("https providers are valid");
+    assert!(c.providers[0].tls.is_some());
+    let p = problems(
+        "listeners: [{ name: l, address: \"127.0.0.1:1\" }]\nproviders:\n  - { name: o, type: openai, base_url: \"http://127.0.0.1:9/v1\", keys: [{ value: k }], tls: {} }\n",
+    );
+    assert_eq!(p[0].field, "providers[0].tls", "{p:?}");
+    assert!(p[0].message.contains("https"), "{p:?}");
+}

@@ -3,6 +3,10 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::Path;
+
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::ai::*;
 use crate::error::Problem;
@@ -219,6 +223,24 @@ fn check_cluster(c: &mut Checker, f: &str, cl: &Cluster) {
                     format!("{f}.health_check.expected_statuses[{i}]"),
                     "not an HTTP status",
                 );
+            }
+        }
+    }
+    if let Some(tls) = &cl.tls {
+        check_tls(c, &format!("{f}.tls"), tls);
+        if tls.sni.is_none() {
+            for (i, e) in cl.endpoints.iter().enumerate() {
+                let host = e.address().rsplit_once(':').map_or("", |(h, _)| h);
+                let host = host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host);
+                if !host.is_empty() && ServerName::try_from(host).is_err() {
+                    c.fail(
+                        format!("{f}.endpoints[{i}]"),
+                        format!("`{host}` is not a TLS server name; set `tls.sni`"),
+                    );
+                }
             }
         }
     }
@@ -450,15 +472,31 @@ fn check_provider(c: &mut Checker, f: &str, p: &Provider) {
         None => {}
         Some(url) => match BaseUrl::parse(&url) {
             Err(e) => c.fail(format!("{f}.base_url"), e),
-            Ok(u) if u.scheme == "https" => c.fail(
-                format!("{f}.base_url"),
-                format!(
-                    "`{url}`: calling providers over TLS is not built yet (see the README's \
-                     provider table); give a plain-http base_url (a local relay or a test mock)"
-                ),
+            Ok(u) if u.scheme != "https" && p.tls.is_some() => c.fail(
+                format!("{f}.tls"),
+                format!("`tls` options are for an https base_url, and `{url}` is plain http"),
             ),
-            Ok(_) => {}
+            Ok(u) => {
+                if let Some(tls) = &p.tls {
+                    check_tls(c, &format!("{f}.tls"), tls);
+                }
+                if u.scheme == "https"
+                    && p.tls.as_ref().is_none_or(|t| t.sni.is_none())
+                    && ServerName::try_from(u.host.as_str()).is_err()
+                {
+                    c.fail(
+                        format!("{f}.base_url"),
+                        format!("`{}` is not a TLS server name; set `tls.sni`", u.host),
+                    );
+                }
+            }
         },
+    }
+    if kind == ProviderKind::Mock && p.tls.is_some() {
+        c.fail(
+            format!("{f}.tls"),
+            "the `mock` provider runs in process; it has no TLS",
+        );
     }
     if kind == ProviderKind::Mock && p.base_url.is_some() {
         c.fail(
@@ -624,5 +662,70 @@ fn check_ai_route(c: &mut Checker, f: &str, ai: &AiRoute, providers: &[Provider]
                 c.fail(format!("{f}.fallback_on[{i}]"), "a status must be 400..599");
             }
         }
+    }
+}
+
+/// A `tls` object: the server name is one, the files exist and hold what they should. The
+/// data plane reads the files again when it builds the cluster (and there checks that the key
+/// fits the certificate); here, in the control daemon too, a missing or garbled file is caught
+/// before a generation is made.
+fn check_tls(c: &mut Checker, f: &str, tls: &UpstreamTls) {
+    if let Some(sni) = &tls.sni {
+        if ServerName::try_from(sni.as_str()).is_err() {
+            c.fail(
+                format!("{f}.sni"),
+                format!("`{sni}` is not a DNS name or an IP address"),
+            );
+        }
+    }
+    if tls.insecure_skip_verify && tls.ca_file.is_some() {
+        c.fail(
+            format!("{f}.insecure_skip_verify"),
+            "give `ca_file` or `insecure_skip_verify`, not both",
+        );
+    }
+    match (&tls.client_cert, &tls.client_key) {
+        (Some(_), None) => c.fail(format!("{f}.client_key"), "`client_cert` needs its key"),
+        (None, Some(_)) => c.fail(
+            format!("{f}.client_cert"),
+            "`client_key` needs its certificate",
+        ),
+        _ => {}
+    }
+    for (field, path) in [("ca_file", &tls.ca_file), ("client_cert", &tls.client_cert)] {
+        if let Some(path) = path {
+            if let Err(e) = pem_certificates(path) {
+                c.fail(format!("{f}.{field}"), e);
+            }
+        }
+    }
+    if let Some(path) = &tls.client_key {
+        if let Err(e) = pem_key(path) {
+            c.fail(format!("{f}.client_key"), e);
+        }
+    }
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))
+}
+
+fn pem_certificates(path: &Path) -> Result<(), String> {
+    let text = read_pem(path)?;
+    let certs = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("`{}`: bad PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("`{}` holds no CERTIFICATE", path.display()));
+    }
+    Ok(())
+}
+
+fn pem_key(path: &Path) -> Result<(), String> {
+    let text = read_pem(path)?;
+    match PrivateKeyDer::from_pem_slice(&text) {
+        Ok(_) => Ok(()),
+        Err(pem::Error::NoItemsFound) => Err(format!("`{}` holds no PRIVATE KEY", path.display())),
+        Err(e) => Err(format!("`{}`: bad PEM: {e}", path.display())),
     }
 }

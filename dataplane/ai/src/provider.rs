@@ -119,9 +119,12 @@ impl SharedProvider {
         &self.config.name
     }
 
-    /// The cluster config that carries this provider's connections (None for the mock).
+    /// The cluster config that carries this provider's connections (None for the mock). The
+    /// base URL's scheme decides TLS: `https` gets the provider's `tls` options (or the defaults:
+    /// the system and bundled roots, the base URL's host as the server name).
     pub fn cluster_config(&self) -> Option<weir_config::Cluster> {
         let base = self.base.as_ref()?;
+        let tls = (base.scheme == "https").then(|| self.config.tls.clone().unwrap_or_default());
         Some(weir_config::Cluster {
             name: self.cluster.clone(),
             endpoints: vec![weir_config::Endpoint::Plain(base.authority())],
@@ -131,6 +134,7 @@ impl SharedProvider {
             health_check: None,
             outlier: None,
             dns_refresh: weir_config::Dur::secs(30),
+            tls,
         })
     }
 }
@@ -230,5 +234,36 @@ impl SharedProvider {
                 base.host_header()
             ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(yaml: &str) -> Arc<SharedProvider> {
+        let cfg: weir_config::Provider = serde_yaml_ng::from_str(yaml).expect("provider yaml");
+        SharedProvider::new(&cfg).expect("provider")
+    }
+
+    #[test]
+    fn the_scheme_decides_tls() {
+        let p = provider("{ name: o, type: openai, keys: [{ value: k }] }");
+        let c = p.cluster_config().expect("cluster");
+        assert_eq!(c.endpoints[0].address(), "api.openai.com:443");
+        assert_eq!(c.tls, Some(weir_config::UpstreamTls::default()));
+
+        let p = provider(
+            "{ name: o, type: openai, base_url: \"https://127.0.0.1:8443/v1\", keys: [{ value: k }], tls: { ca_file: /etc/weir/ca.pem, sni: relay.internal } }",
+        );
+        let tls = p.cluster_config().and_then(|c| c.tls).expect("tls");
+        assert_eq!(tls.sni.as_deref(), Some("relay.internal"));
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/weir/ca.pem"))
+        );
+
+        let p = provider("{ name: l, type: vllm }");
+        assert_eq!(p.cluster_config().and_then(|c| c.tls), None);
     }
 }

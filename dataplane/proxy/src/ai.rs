@@ -462,7 +462,7 @@ async fn attempt(
     let now = SystemTime::now();
     let key_ref = key.map(|k| &p.keys.keys()[k]);
     let bearer = match (&p.vertex, key) {
-        (Some(cache), Some(k)) => match vertex_token(cache, k, now).await {
+        (Some(cache), Some(k)) => match vertex_token(cache, k, now, p.config.tls.as_ref()).await {
             Ok(t) => Some(t),
             Err(e) => return Attempt::Connect(format!("token: {e}")),
         },
@@ -1283,22 +1283,35 @@ fn drop_unread_body(d: &mut Downstream, head: &RequestHead) -> bool {
 }
 
 /// A Vertex access token for key `k`: cached, or minted now at the token endpoint (one short
-/// HTTP/1.1 exchange on its own connection).
+/// HTTP/1.1 exchange on its own connection; over TLS for an `https` token URL, with the
+/// provider's `tls` options but the token host's own name).
 async fn vertex_token(
     cache: &weir_ai::vertex::TokenCache,
     k: usize,
     now: SystemTime,
+    tls: Option<&weir_config::UpstreamTls>,
 ) -> Result<String, String> {
     if let Some(t) = cache.cached(k, now) {
         return Ok(t);
     }
     let req = cache.request(k, now).map_err(|e| e.to_string())?;
     let fetch = async {
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&req.url.authority())
+        let authority = req.url.authority();
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(&authority)
             .map_err(|e| e.to_string())?
             .next()
             .ok_or("token endpoint has no address")?;
-        let mut s = monoio::net::TcpStream::connect_addr(addr)
+        let tls = match req.url.scheme.as_str() {
+            "https" => {
+                let opts = weir_config::UpstreamTls {
+                    sni: None,
+                    ..tls.cloned().unwrap_or_default()
+                };
+                Some(weir_upstream::connector(&opts).map_err(|e| format!("token endpoint: {e}"))?)
+            }
+            _ => None,
+        };
+        let mut s = weir_upstream::open(addr, &authority, tls.as_ref())
             .await
             .map_err(|e| format!("token endpoint: {e}"))?;
         let path = if req.url.path.is_empty() {

@@ -988,7 +988,7 @@ async fn respond(
 }
 
 /// After `101 Switching Protocols`: bytes both ways until either side closes.
-async fn tunnel(d: &mut Downstream, stream: monoio::net::TcpStream, ubuf: BytesMut) {
+async fn tunnel(d: &mut Downstream, stream: weir_upstream::MaybeTls, ubuf: BytesMut) {
     use monoio::io::AsyncWriteRent;
     // Bytes the upstream sent right after its head go first.
     if !ubuf.is_empty() && d.write_bytes(ubuf.freeze()).await.is_err() {

@@ -220,12 +220,24 @@ async fn respond(
 /// Re-admits a provider's disabled keys: each disabled key whose probe is due gets one cheap
 /// authenticated GET; a 2xx puts it back in the pool, anything else waits another interval.
 async fn run_key_probes(p: Arc<weir_ai::SharedProvider>, stop: Rc<Cell<bool>>) {
+    // An https provider is probed over TLS with its own options, built once per generation.
+    let tls = match p.cluster_config().and_then(|c| c.tls) {
+        None => None,
+        Some(t) => match weir_upstream::connector(&t) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(provider = %p.name(), error = %e, "key probes: TLS config");
+                return;
+            }
+        },
+    };
     while !stop.get() {
         for k in p.keys.due_for_probe() {
             let Some(req) = p.probe_request(k) else {
                 continue;
             };
-            let ok = monoio::time::timeout(std::time::Duration::from_secs(5), probe_key(&req))
+            let probe = probe_key(&req, tls.as_ref());
+            let ok = monoio::time::timeout(std::time::Duration::from_secs(5), probe)
                 .await
                 .unwrap_or(false);
             if ok {
@@ -238,7 +250,10 @@ async fn run_key_probes(p: Arc<weir_ai::SharedProvider>, stop: Rc<Cell<bool>>) {
     }
 }
 
-async fn probe_key(req: &weir_ai::provider::ProbeRequest) -> bool {
+async fn probe_key(
+    req: &weir_ai::provider::ProbeRequest,
+    tls: Option<&weir_upstream::Connector>,
+) -> bool {
     use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     let Some(addr) = std::net::ToSocketAddrs::to_socket_addrs(&req.authority)
         .ok()
@@ -246,7 +261,7 @@ async fn probe_key(req: &weir_ai::provider::ProbeRequest) -> bool {
     else {
         return false;
     };
-    let Ok(mut s) = TcpStream::connect_addr(addr).await else {
+    let Ok(mut s) = weir_upstream::open(addr, &req.authority, tls).await else {
         return false;
     };
     let (r, _) = s.write_all(req.head.clone().into_bytes()).await;

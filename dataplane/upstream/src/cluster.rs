@@ -9,17 +9,18 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
 use weir_config::LoadBalancing;
 use weir_metrics::{bump, EndpointStats, Registry};
 
+use weir_tls::MaybeTls;
+
 use crate::error::{Error, Result};
 use crate::lb::{HashOn, Lb};
-use crate::shared::{SharedCluster, SharedEndpoint};
+use crate::shared::{open, SharedCluster, SharedEndpoint};
 
 /// An idle pooled connection.
 struct Idle {
-    stream: TcpStream,
+    stream: MaybeTls,
     peer: SocketAddr,
     since: Instant,
 }
@@ -54,8 +55,9 @@ impl Endpoint {
 
 /// A connection to an endpoint, checked out of the pool or new.
 pub struct UpstreamConn {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The socket: plain TCP, or TLS for a cluster with `tls` (pooled as such: a reused
+    /// connection needs no new handshake).
+    pub stream: MaybeTls,
     /// Where it goes.
     pub endpoint: Rc<Endpoint>,
     /// It came from the pool (so it may have been closed by the peer meanwhile).
@@ -172,13 +174,15 @@ impl Cluster {
             .connect_addr()
             .ok_or_else(|| Error::Resolve(ep.address().to_string(), "no addresses".into()))?;
         ep.open.set(ep.open.get() + 1);
-        let res = monoio::time::timeout(self.connect_timeout, TcpStream::connect_addr(addr)).await;
+        // TCP connect and, for TLS, the handshake: both within the connect timeout.
+        let tls = self.shared.tls.as_ref();
+        let res = monoio::time::timeout(self.connect_timeout, open(addr, ep.address(), tls)).await;
         let stream = match res {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 ep.open.set(ep.open.get() - 1);
                 bump(&ep.stats.connect_failures, 1);
-                return Err(Error::Connect(ep.address().to_string(), e));
+                return Err(e);
             }
             Err(_) => {
                 ep.open.set(ep.open.get() - 1);
@@ -186,7 +190,6 @@ impl Cluster {
                 return Err(Error::ConnectTimeout(ep.address().to_string()));
             }
         };
-        let _ = stream.set_nodelay(true);
         bump(&ep.stats.connects, 1);
         ep.stats.active_add(1);
         Ok(UpstreamConn {
@@ -216,7 +219,7 @@ impl Cluster {
 
     /// Takes a connection out of the pool's accounting for good (a tunnel after an upgrade owns it
     /// from now on); the stream is the caller's to close.
-    pub fn detach(&self, conn: UpstreamConn) -> TcpStream {
+    pub fn detach(&self, conn: UpstreamConn) -> MaybeTls {
         let ep = conn.endpoint;
         ep.stats.active_add(-1);
         ep.open.set(ep.open.get() - 1);

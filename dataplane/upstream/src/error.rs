@@ -15,9 +15,17 @@ pub enum Error {
     /// TCP connect failed.
     #[error("connect to {0} failed: {1}")]
     Connect(String, std::io::Error),
-    /// TCP connect took longer than the connect timeout.
+    /// TCP connect (and the TLS handshake, for a TLS cluster) took longer than the connect
+    /// timeout.
     #[error("connect to {0} timed out")]
     ConnectTimeout(String),
+    /// The TLS handshake failed (the certificate did not verify, an alert, a reset).
+    #[error("TLS to {0}: {1}")]
+    Tls(String, weir_tls::Error),
+    /// The cluster's TLS config could not be built (a CA file that does not parse, a server
+    /// name that is not one).
+    #[error("TLS config: {0}")]
+    TlsConfig(weir_tls::Error),
 }
 
 /// Result with this crate's error.

@@ -8,11 +8,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shared::{open, SharedCluster, SharedEndpoint};
 use bytes::BytesMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
-
-use crate::shared::{SharedCluster, SharedEndpoint};
 
 /// Runs the health checks of `cluster` until `stop` is set. Returns at once if it has none.
 pub async fn run_health_checks(cluster: Arc<SharedCluster>, stop: Rc<Cell<bool>>) {
@@ -23,7 +21,7 @@ pub async fn run_health_checks(cluster: Arc<SharedCluster>, stop: Rc<Cell<bool>>
     let mut fails = vec![0u32; cluster.endpoints.len()];
     while !stop.get() {
         for (i, ep) in cluster.endpoints.iter().enumerate() {
-            let ok = probe(ep, &hc).await;
+            let ok = probe(ep, &hc, cluster.tls.as_ref()).await;
             if ok {
                 passes[i] += 1;
                 fails[i] = 0;
@@ -50,14 +48,19 @@ pub async fn run_health_checks(cluster: Arc<SharedCluster>, stop: Rc<Cell<bool>>
     }
 }
 
-/// One probe: GET the path, pass on an expected status within the timeout.
-pub async fn probe(ep: &SharedEndpoint, hc: &weir_config::HealthCheck) -> bool {
+/// One probe: GET the path (over TLS for a TLS cluster), pass on an expected status within the
+/// timeout.
+pub async fn probe(
+    ep: &SharedEndpoint,
+    hc: &weir_config::HealthCheck,
+    tls: Option<&weir_tls::Connector>,
+) -> bool {
     let Some(addr) = ep.connect_addr() else {
         return false;
     };
     let host = hc.host.as_deref().unwrap_or(&ep.address);
     let fut = async {
-        let mut s = TcpStream::connect_addr(addr).await.ok()?;
+        let mut s = open(addr, &ep.address, tls).await.ok()?;
         let req = format!(
             "GET {} HTTP/1.1\r\nhost: {host}\r\nuser-agent: weir-health-check\r\nconnection: close\r\n\r\n",
             hc.path

@@ -8,7 +8,9 @@
 //!   hash ring), and passive outlier ejection. All `Rc`/`Cell`: nothing is shared on the hot path.
 //!
 //! The request-path runner asks [`Cluster::pick`] for an endpoint, [`Cluster::acquire`] for a
-//! connection, and gives it back with [`Cluster::release`].
+//! connection, and gives it back with [`Cluster::release`]. A cluster with `tls` connects through
+//! `weir-tls` (the handshake within the connect timeout); its connections are [`MaybeTls`]
+//! streams, pooled and reused like plain ones.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -22,7 +24,8 @@ pub use cluster::{Cluster, Endpoint, UpstreamConn};
 pub use error::{Error, Result};
 pub use health::{probe, run_health_checks};
 pub use lb::{hash, HashOn};
-pub use shared::{spawn_dns_refresher, SharedCluster, SharedEndpoint};
+pub use shared::{connector, open, spawn_dns_refresher, SharedCluster, SharedEndpoint};
+pub use weir_tls::{Connector, MaybeTls};
 
 #[cfg(test)]
 mod tests;

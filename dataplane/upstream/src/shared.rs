@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use weir_tls::{Connector, MaybeTls};
+
 use crate::error::{Error, Result};
 
 /// An endpoint as all cores see it.
@@ -92,20 +94,63 @@ pub struct SharedCluster {
     pub config: weir_config::Cluster,
     /// Endpoints in config order.
     pub endpoints: Vec<Arc<SharedEndpoint>>,
+    /// The TLS client config, for a cluster with `tls` (built here, once, from its files).
+    pub tls: Option<Connector>,
 }
 
 impl SharedCluster {
-    /// Resolves every endpoint. Fails if any does not resolve.
+    /// Resolves every endpoint and builds the TLS config. Fails if an endpoint does not
+    /// resolve, or the TLS files do not load.
     pub fn new(config: &weir_config::Cluster) -> Result<Self> {
         let endpoints = config
             .endpoints
             .iter()
             .map(|e| SharedEndpoint::new(e.address(), e.weight()).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
+        let tls = match &config.tls {
+            Some(t) => {
+                let c = connector(t).map_err(Error::TlsConfig)?;
+                for e in &endpoints {
+                    c.server_name(weir_tls::host_of(&e.address))
+                        .map_err(Error::TlsConfig)?;
+                }
+                Some(c)
+            }
+            None => None,
+        };
         Ok(SharedCluster {
             config: config.clone(),
             endpoints,
+            tls,
         })
+    }
+}
+
+/// The TLS client config of a `tls` object (a cluster's, or a provider's for its key probes).
+pub fn connector(tls: &weir_config::UpstreamTls) -> weir_tls::Result<Connector> {
+    Connector::new(&weir_tls::ClientOptions {
+        sni: tls.sni.clone(),
+        ca_file: tls.ca_file.clone(),
+        client_cert: tls.client_cert.clone(),
+        client_key: tls.client_key.clone(),
+        insecure_skip_verify: tls.insecure_skip_verify,
+    })
+}
+
+/// Opens a connection to `addr` for the endpoint `address` (`host:port`): TCP, then the TLS
+/// handshake when `tls` is given (server name: the endpoint's host, or the `sni` override).
+/// The caller bounds the whole in time.
+pub async fn open(addr: SocketAddr, address: &str, tls: Option<&Connector>) -> Result<MaybeTls> {
+    let tcp = monoio::net::TcpStream::connect_addr(addr)
+        .await
+        .map_err(|e| Error::Connect(address.to_string(), e))?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(MaybeTls::Plain(tcp)),
+        Some(c) => c
+            .connect(weir_tls::host_of(address), tcp)
+            .await
+            .map_err(|e| Error::Tls(address.to_string(), e)),
     }
 }
 
