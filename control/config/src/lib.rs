@@ -13,14 +13,18 @@
 #![deny(missing_docs)]
 
 pub mod ai;
+pub mod auth;
 mod error;
+pub mod quota;
 pub mod schema;
 mod source_map;
 pub mod units;
 mod validate;
 
 pub use ai::*;
+pub use auth::{AuthFilter, Consumer};
 pub use error::{Error, Problem, Result};
+pub use quota::QuotaFilter;
 pub use schema::*;
 pub use units::{ByteSize, Dur};
 pub use validate::validate;

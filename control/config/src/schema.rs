@@ -38,6 +38,9 @@ pub struct Config {
     /// LLM providers, used by routes with an `ai` action.
     #[serde(default)]
     pub providers: Vec<crate::ai::Provider>,
+    /// Consumers: callers with credentials, permissions and quotas.
+    #[serde(default)]
+    pub consumers: Vec<crate::auth::Consumer>,
 }
 
 /// Which io driver the per-core runtimes use.
@@ -425,6 +428,10 @@ pub enum FilterConfig {
         #[serde(default)]
         deny: Vec<String>,
     },
+    /// Authenticate the caller as a consumer (key, basic, JWT, HMAC) and apply its permissions.
+    Auth(crate::auth::AuthFilter),
+    /// Limits on requests, tokens and spend.
+    Quota(crate::quota::QuotaFilter),
     /// A request body limit (413 past it), for content-length and chunked bodies alike.
     SizeLimit {
         /// Largest body.

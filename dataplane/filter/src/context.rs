@@ -89,6 +89,10 @@ pub struct RequestCtx {
     pub timings: Timings,
     /// The error that ended the request, if one did.
     pub error: Option<ProxyError>,
+    /// The consumer the request was authenticated as (by an `auth` filter).
+    pub consumer: Option<Rc<str>>,
+    /// The id of the credential it used (a virtual key's id; never the secret).
+    pub consumer_key: Option<Rc<str>>,
     /// The shape error responses take (set by routes that speak an LLM protocol).
     pub error_format: ErrorFormat,
     /// The AI layer's view of the request (None on plain proxy routes).
@@ -124,6 +128,8 @@ impl RequestCtx {
                 end: None,
             },
             error: None,
+            consumer: None,
+            consumer_key: None,
             error_format: ErrorFormat::Gateway,
             ai: None,
         }

@@ -7,6 +7,9 @@
 /// A filter config that cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
+    /// The filter is not one this crate builds (`auth` and `quota` need the runtime's shared state).
+    #[error("{0}")]
+    NotHere(&'static str),
     /// A header name is not an RFC 9110 token.
     #[error("{filter}: `{name}` is not a valid header name")]
     HeaderName {

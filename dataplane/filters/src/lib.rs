@@ -54,6 +54,11 @@ pub fn build(cfg: &FilterConfig) -> Result<Rc<dyn FilterFactory>> {
         }
         FilterConfig::Cors(cors) => Rc::new(CorsFactory::new(cors)?),
         FilterConfig::IpAcl { allow, deny } => Rc::new(IpAclFactory::new(allow, deny)?),
+        FilterConfig::Auth(_) | FilterConfig::Quota(_) => {
+            return Err(Error::NotHere(
+                "auth and quota filters are built by the runtime with the shared state they need",
+            ))
+        }
         FilterConfig::SizeLimit { max_request_bytes } => {
             Rc::new(SizeLimitFactory::new(max_request_bytes.0))
         }

@@ -31,6 +31,10 @@ pub struct Snapshot {
     pub listen: Vec<(String, std::net::SocketAddr)>,
     /// LLM providers with their key pools, by name.
     pub providers: HashMap<String, Arc<weir_ai::SharedProvider>>,
+    /// Consumers and their credentials, shared by the `auth` filters of all cores.
+    pub auth: Arc<weir_auth::SharedAuth>,
+    /// Quota pools, shared by the `quota` filters of all cores.
+    pub quota: Arc<weir_quota::SharedQuota>,
 }
 
 /// What a route does.
@@ -238,7 +242,16 @@ fn build_route(
         .filters
         .iter()
         .map(|f| {
-            weir_filters::build(f).map_err(|e| PrepareError::Filter(r.name.clone(), e.to_string()))
+            let built = match f {
+                weir_config::FilterConfig::Auth(a) => {
+                    weir_auth::factory(a, &snap.auth, core).map_err(|e| e.to_string())
+                }
+                weir_config::FilterConfig::Quota(q) => {
+                    weir_quota::factory(q, &snap.quota, core).map_err(|e| e.to_string())
+                }
+                other => weir_filters::build(other).map_err(|e| e.to_string()),
+            };
+            built.map_err(|e| PrepareError::Filter(r.name.clone(), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let retry = r.retry.as_ref().map(|rt| RetryPolicy {

@@ -140,12 +140,18 @@ fn snapshot(
         }
         providers.insert(p.name.clone(), shared);
     }
+    let auth = weir_auth::SharedAuth::new(&config, prev.map(|p| &p.auth))
+        .map_err(|e| Error::Provider(e.to_string()))?;
+    let quota = weir_quota::SharedQuota::new(&config, prev.map(|p| &p.quota))
+        .map_err(|e| Error::Provider(e.to_string()))?;
     Ok(Snapshot {
         generation,
         config,
         clusters,
         listen,
         providers,
+        auth,
+        quota,
     })
 }
 
