@@ -76,6 +76,16 @@ impl ClientRequest {
     }
 }
 
+/// The `model` of a JSON body, if it has a string one (a cheap look, for filters that run before
+/// the body is parsed in full).
+pub fn probe_model(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Model {
+        model: Option<String>,
+    }
+    serde_json::from_slice::<Model>(body).ok()?.model
+}
+
 /// Re-writes the top-level object of `body`: `model` becomes `model`, fields named in `drop` go,
 /// and `(name, json)` pairs of `set` replace or join the others. Every other field is copied as
 /// raw text, unparsed, so nothing the gateway does not know about is lost or reformatted.

@@ -40,6 +40,9 @@ pub struct AiInfo {
     pub usage: Option<TokenUsage>,
     /// Time to the first token written to the client.
     pub first_token: Option<Instant>,
+    /// The whole JSON request body, set before the filters' end-of-body phase (so an `auth`
+    /// filter can check the model and a `quota` filter can size the prompt). Shared, not copied.
+    pub request: Option<bytes::Bytes>,
 }
 
 /// Moments of a request, for durations in logs and metrics.

@@ -1238,6 +1238,11 @@ async fn read_body(
                 ));
             }
             if scan.done {
+                let body = body.freeze();
+                if let Some(ai) = ctx.ai.as_mut() {
+                    ai.requested_model = weir_ai::client::probe_model(&body).map(Rc::from);
+                    ai.request = Some(body.clone());
+                }
                 for f in filters.iter_mut() {
                     // A filter that decides on the whole body (a quota reserving the prompt's
                     // tokens) answers here, with the body read and the connection kept.
@@ -1245,7 +1250,7 @@ async fn read_body(
                         return Ok(ReadBody::Respond(r, true));
                     }
                 }
-                return Ok(ReadBody::Body(body.freeze()));
+                return Ok(ReadBody::Body(body));
             }
         }
         match monoio::time::timeout(route.idle_timeout, d.reader.fill(BODY_READ)).await {
