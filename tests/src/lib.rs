@@ -29,6 +29,9 @@
 //!   event with arrival times ([`SseStream`]).
 //! - [`both_drivers!`]: expands one test body into two tests, `NAME::epoll` and `NAME::uring`; the
 //!   io_uring one is skipped with a printed note where the kernel or a sandbox forbids io_uring.
+//! - [`TestPki`]: a test CA, a server certificate it signed (for `localhost`, `127.0.0.1` and
+//!   `upstream.test`) and an unrelated CA, as PEM files; [`MockBuilder::tls`] makes the mock serve
+//!   HTTPS with them.
 //! - Small helpers: [`closed_port`], [`wait_until`], [`metric`], [`raise_nofile_limit`],
 //!   [`pattern`], [`random_bytes`], [`run_bounded`]; for processes the test did not spawn (the
 //!   successor of a binary upgrade): [`child_pids`], [`proc_cmdline`], [`pid_running`],
@@ -44,12 +47,14 @@ mod client;
 mod control;
 mod gateway;
 mod mock;
+mod pki;
 mod util;
 
 pub use client::{Client, Head, Response, SseEvent, SseStream, IO_TIMEOUT};
 pub use control::{run_bounded, ControlDaemon};
 pub use gateway::{Gateway, GatewayBuilder, StartError};
 pub use mock::{MockBuilder, MockUpstream};
+pub use pki::{TestPki, SERVER_NAMES};
 pub use util::{
     bin_path, child_pids, closed_port, metric, pattern, pid_running, proc_cmdline,
     raise_nofile_limit, random_bytes, wait_until, Driver, ProcessGuard, TempDir,

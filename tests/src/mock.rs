@@ -2,11 +2,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::client::{Client, Response};
+use crate::pki::TestPki;
 use crate::util::{bin_path, TempDir};
 
 /// How long the mock may take to print its address (a debug build on a busy machine).
@@ -17,6 +19,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct MockBuilder {
     id: Option<String>,
     workers: Option<usize>,
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl MockBuilder {
@@ -32,6 +35,14 @@ impl MockBuilder {
         self
     }
 
+    /// `--tls-cert`/`--tls-key` with the server certificate of `pki`: the mock serves HTTPS
+    /// only. [`MockUpstream::get`] and the helpers built on it speak plain HTTP, so a TLS mock is
+    /// talked to through a gateway.
+    pub fn tls(mut self, pki: &TestPki) -> Self {
+        self.tls = Some((pki.server_cert(), pki.server_key()));
+        self
+    }
+
     /// Starts the mock and waits for its `listening ADDR` line; panics if it does not come.
     pub fn start(self) -> MockUpstream {
         let dir = TempDir::new("mock");
@@ -44,6 +55,9 @@ impl MockBuilder {
         cmd.args(["--workers", &self.workers.unwrap_or(1).to_string()]);
         if let Some(id) = &self.id {
             cmd.args(["--id", id]);
+        }
+        if let Some((cert, key)) = &self.tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
         }
         let mut child = cmd
             .stdin(Stdio::null())
@@ -100,6 +114,11 @@ impl MockUpstream {
     /// Starts a mock without an id.
     pub fn start() -> MockUpstream {
         MockBuilder::default().start()
+    }
+
+    /// Starts a mock serving HTTPS with the server certificate of `pki` (see [`MockBuilder::tls`]).
+    pub fn start_tls(pki: &TestPki) -> MockUpstream {
+        MockBuilder::default().tls(pki).start()
     }
 
     /// A builder for a mock answering with `x-mock-id: NAME`: `MockUpstream::id("a").start()`.

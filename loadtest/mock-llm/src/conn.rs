@@ -8,8 +8,9 @@ use crate::http::{self, BodyLen, ChunkedDecoder, Framing, RespCtx};
 use crate::routes::{self, Action, Events, Shared, Stream, StreamKind};
 use crate::state::{OpenConnection, STATS};
 use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, Splitable};
-use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, Splitable,
+};
 use monoio::net::TcpStream;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -27,10 +28,20 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Serves one accepted connection until either side closes it.
 pub async fn serve(stream: TcpStream, sh: &'static Shared) {
-    let _open = OpenConnection::new();
     // Small responses go out at once, as from any server with tcp_nodelay.
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
+    serve_halves(rd, wr, sh).await;
+}
+
+/// Serves a connection given as its halves: a TCP socket's, or the inner end of a TLS
+/// connection's relay (`tls.rs`).
+pub async fn serve_halves<R, W>(rd: R, wr: W, sh: &'static Shared)
+where
+    R: AsyncReadRent + CancelableAsyncReadRent,
+    W: AsyncWriteRent,
+{
+    let _open = OpenConnection::new();
     let mut conn = Conn {
         sh,
         rd,
@@ -47,10 +58,10 @@ pub async fn serve(stream: TcpStream, sh: &'static Shared) {
     let _ = conn.run().await;
 }
 
-struct Conn {
+struct Conn<R, W> {
     sh: &'static Shared,
-    rd: TcpOwnedReadHalf,
-    wr: TcpOwnedWriteHalf,
+    rd: R,
+    wr: W,
     /// Bytes read; `rbuf[pos..]` is not consumed yet.
     rbuf: Vec<u8>,
     pos: usize,
@@ -76,7 +87,11 @@ enum Step {
     Stream(Stream),
 }
 
-impl Conn {
+impl<R, W> Conn<R, W>
+where
+    R: AsyncReadRent + CancelableAsyncReadRent,
+    W: AsyncWriteRent,
+{
     async fn run(&mut self) -> io::Result<()> {
         loop {
             loop {
@@ -379,7 +394,7 @@ enum Outcome {
 const ECANCELED: i32 = 125;
 
 /// Writes `wbuf` out and clears it, keeping its allocation unless it grew large.
-async fn write_out(wr: &mut TcpOwnedWriteHalf, wbuf: &mut Vec<u8>) -> io::Result<()> {
+async fn write_out<W: AsyncWriteRent>(wr: &mut W, wbuf: &mut Vec<u8>) -> io::Result<()> {
     if wbuf.is_empty() {
         return Ok(());
     }
@@ -412,13 +427,13 @@ fn refuse(out: &mut Vec<u8>, status: u16, sh: &Shared) -> Step {
     Step::Close
 }
 
-enum Either<A, B> {
+pub enum Either<A, B> {
     Left(A),
     Right(B),
 }
 
 /// Polls both futures until one is ready; `a` is polled first. `b` is dropped if `a` wins.
-async fn race<A: Future, B: Future>(mut a: Pin<&mut A>, b: B) -> Either<A::Output, B::Output> {
+pub async fn race<A: Future, B: Future>(mut a: Pin<&mut A>, b: B) -> Either<A::Output, B::Output> {
     let mut b = pin!(b);
     poll_fn(|cx| {
         if let Poll::Ready(x) = a.as_mut().poll(cx) {

@@ -10,7 +10,8 @@
 //! (`/mock/requests`). `loadtest/mock-llm/README.md` lists every endpoint.
 //!
 //! It runs like the gateway: one monoio thread per `--workers`, each with its own `SO_REUSEPORT`
-//! listener, on the io_uring or the epoll driver (`--driver`). Once every worker listens it
+//! listener, on the io_uring or the epoll driver (`--driver`). With `--tls-cert`/`--tls-key` it
+//! serves HTTPS instead ([`tls`]), the peer of the gateway's TLS towards upstreams. Once every worker listens it
 //! prints one line, `listening ADDR`, so a test that passed port 0 can read the port it got.
 //!
 //! Layout: [`http`] (request parsing, chunked decoding, response heads), [`routes`] (the
@@ -27,6 +28,7 @@ mod reqlog;
 mod routes;
 mod script;
 mod state;
+mod tls;
 
 use anyhow::{anyhow, Context as _};
 use clap::{Parser, ValueEnum};
@@ -35,6 +37,7 @@ use monoio::{FusionDriver, IoUringDriver, LegacyDriver, RuntimeBuilder};
 use routes::Shared;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -66,6 +69,12 @@ struct Args {
     /// Provider endpoints: delay between streamed tokens, in milliseconds.
     #[arg(long, default_value_t = 0)]
     token_interval_ms: u64,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,16 +96,20 @@ fn main() -> anyhow::Result<()> {
         token_interval: Duration::from_millis(args.token_interval_ms),
     };
     let shared: &'static Shared = Box::leak(Box::new(shared));
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
 
     let (tx, rx) = mpsc::channel::<anyhow::Result<SocketAddr>>();
     let mut addr = args.listen;
     let mut threads = Vec::with_capacity(args.workers);
     for i in 0..args.workers {
         let tx = tx.clone();
-        let (driver, backlog) = (args.driver, args.backlog);
+        let (driver, backlog, tls) = (args.driver, args.backlog, tls.clone());
         let thread = std::thread::Builder::new()
             .name(format!("mock-worker-{i}"))
-            .spawn(move || worker(addr, driver, backlog, shared, tx))
+            .spawn(move || worker(addr, driver, backlog, tls, shared, tx))
             .context("spawning a worker thread")?;
         threads.push(thread);
         // With port 0 the first worker picks the port and the others join it.
@@ -130,10 +143,11 @@ fn worker(
     addr: SocketAddr,
     driver: Driver,
     backlog: i32,
+    tls: Option<monoio_rustls::TlsAcceptor>,
     shared: &'static Shared,
     ready: mpsc::Sender<anyhow::Result<SocketAddr>>,
 ) {
-    let serve = accept_loop(addr, backlog, shared, ready.clone());
+    let serve = accept_loop(addr, backlog, tls, shared, ready.clone());
     let built = match driver {
         Driver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
             .enable_timer()
@@ -158,6 +172,7 @@ fn worker(
 async fn accept_loop(
     addr: SocketAddr,
     backlog: i32,
+    tls: Option<monoio_rustls::TlsAcceptor>,
     shared: &'static Shared,
     ready: mpsc::Sender<anyhow::Result<SocketAddr>>,
 ) {
@@ -178,9 +193,14 @@ async fn accept_loop(
     drop(ready);
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                monoio::spawn(conn::serve(stream, shared));
-            }
+            Ok((stream, _)) => match &tls {
+                None => {
+                    monoio::spawn(conn::serve(stream, shared));
+                }
+                Some(acceptor) => {
+                    monoio::spawn(tls::serve(stream, acceptor.clone(), shared));
+                }
+            },
             Err(e) => {
                 // Out of descriptors and the like: say so, back off a little, keep serving.
                 eprintln!("weir-mock-llm: accept: {e}");

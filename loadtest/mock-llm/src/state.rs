@@ -15,6 +15,7 @@ pub struct Stats {
     pub sse_started: AtomicU64,
     pub sse_completed: AtomicU64,
     pub sse_aborted: AtomicU64,
+    pub tls_handshakes: AtomicU64,
 }
 
 pub static STATS: Stats = Stats {
@@ -24,20 +25,40 @@ pub static STATS: Stats = Stats {
     sse_started: AtomicU64::new(0),
     sse_completed: AtomicU64::new(0),
     sse_aborted: AtomicU64::new(0),
+    tls_handshakes: AtomicU64::new(0),
 };
+
+/// The server names TLS clients sent (SNI), oldest first; `""` for a handshake without one.
+/// Only the last [`SNI_KEPT`] are kept.
+static TLS_SNI: Mutex<Vec<String>> = Mutex::new(Vec::new());
+const SNI_KEPT: usize = 64;
+
+/// Counts a TLS handshake and notes the name it asked for.
+pub fn tls_hello(sni: Option<&str>) {
+    STATS.tls_handshakes.fetch_add(1, Relaxed);
+    let mut seen = TLS_SNI.lock().unwrap_or_else(PoisonError::into_inner);
+    if seen.len() == SNI_KEPT {
+        seen.remove(0);
+    }
+    seen.push(sni.unwrap_or_default().to_owned());
+}
 
 impl Stats {
     /// The `/stats` JSON document.
     pub fn to_json(&self) -> String {
+        let sni = serde_json::to_string(&*TLS_SNI.lock().unwrap_or_else(PoisonError::into_inner))
+            .unwrap_or_else(|_| "[]".into());
         format!(
             "{{\"requests\":{},\"connections_accepted\":{},\"connections_open\":{},\
-             \"sse_started\":{},\"sse_completed\":{},\"sse_aborted\":{}}}",
+             \"sse_started\":{},\"sse_completed\":{},\"sse_aborted\":{},\
+             \"tls_handshakes\":{},\"tls_sni\":{sni}}}",
             self.requests.load(Relaxed),
             self.connections_accepted.load(Relaxed),
             self.connections_open.load(Relaxed),
             self.sse_started.load(Relaxed),
             self.sse_completed.load(Relaxed),
             self.sse_aborted.load(Relaxed),
+            self.tls_handshakes.load(Relaxed),
         )
     }
 }
