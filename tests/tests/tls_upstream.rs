@@ -154,13 +154,23 @@ both_drivers! {
 /// An `https` OpenAI provider behind a private CA, and a plain route to the same mock for its
 /// scripts and request log.
 fn ai_gateway(d: Driver, pki: &TestPki, mock: &MockUpstream, keys: &str) -> Gateway {
+    ai_gateway_with_ca(d, pki, &pki.ca(), mock, keys)
+}
+
+fn ai_gateway_with_ca(
+    d: Driver,
+    pki: &TestPki,
+    provider_ca: &std::path::Path,
+    mock: &MockUpstream,
+    keys: &str,
+) -> Gateway {
     Gateway::new()
         .driver(d)
         .top_yaml(&format!(
             "providers:\n  - {{ name: tlsai, type: openai, base_url: \"https://{}/v1\", keys: [{keys}], \
              key_probe_interval: 200ms, tls: {{ ca_file: \"{}\" }} }}",
             mock.endpoint(),
-            pki.ca().display()
+            provider_ca.display()
         ))
         .cluster_yaml(&format!(
             "{{ name: mock, endpoints: [\"{}\"], tls: {{ ca_file: \"{}\" }} }}",
@@ -225,5 +235,21 @@ both_drivers! {
             })
             .then_some(())
         });
+    }
+}
+
+both_drivers! {
+    /// An https provider whose certificate does not verify: 502 `provider_unreachable`, the
+    /// reason in the message (in the OpenAI error format).
+    fn https_provider_with_wrong_ca_is_502(d) {
+        let pki = TestPki::new();
+        let mock = MockUpstream::start_tls(&pki);
+        let gw = ai_gateway_with_ca(d, &pki, &pki.other_ca(), &mock, "{ value: sk-test }");
+        let mut c = gw.connect();
+        let r = post(&mut c, "/v1/chat/completions", r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#);
+        assert_eq!(r.status(), 502, "{}", r.text());
+        let v = r.json();
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("certificate verification failed"), "{msg}");
     }
 }
