@@ -91,7 +91,8 @@ fn load(path: &Option<PathBuf>) -> Result<Config, weir_config::Error> {
 /// What the main thread reacts to.
 enum Event {
     Signal(i32),
-    Apply(link::Apply),
+    // Boxed: a config is large, the other events are a word.
+    Apply(Box<link::Apply>),
     FileChanged,
     Handover(UnixStream),
     HandedOver,
@@ -157,7 +158,7 @@ fn main() -> anyhow::Result<()> {
                 .name("weir-link-fwd".into())
                 .spawn(move || {
                     for a in apply_rx {
-                        if tx.send(Event::Apply(a)).is_err() {
+                        if tx.send(Event::Apply(Box::new(a))).is_err() {
                             return;
                         }
                     }
