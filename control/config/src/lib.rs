@@ -22,7 +22,7 @@ pub mod units;
 mod validate;
 
 pub use ai::*;
-pub use auth::{AuthFilter, Consumer};
+pub use auth::{AuthFilter, Consumer, ConsumerKey};
 pub use error::{Error, Problem, Result};
 pub use quota::QuotaFilter;
 pub use schema::*;
