@@ -147,16 +147,16 @@ impl Permissions {
 pub struct AuthFilter {
     /// API keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<KeyAuth>,
+    pub key: Option<Box<KeyAuth>>,
     /// Basic auth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
     /// JSON Web Tokens in `Authorization: Bearer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwt: Option<JwtAuth>,
+    pub jwt: Option<Box<JwtAuth>>,
     /// HMAC request signatures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hmac: Option<HmacAuth>,
+    pub hmac: Option<Box<HmacAuth>>,
     /// Only these consumers may use the route (names; empty: every consumer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<String>,
@@ -473,7 +473,10 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                 );
             }
             if !key_ids.insert(k.id.as_str()) {
-                fail(format!("{kf}.id"), format!("key id `{}` is used twice", k.id));
+                fail(
+                    format!("{kf}.id"),
+                    format!("key id `{}` is used twice", k.id),
+                );
             }
             let hex_ok = k.sha256.len() == 64
                 && k.sha256
@@ -559,10 +562,7 @@ pub(crate) fn validate(config: &Config) -> Vec<Problem> {
                 );
             }
             if h.secret.as_ref().is_some_and(|s| s.len() < 16) {
-                fail(
-                    format!("{hf}.secret"),
-                    "at least 16 bytes of secret".into(),
-                );
+                fail(format!("{hf}.secret"), "at least 16 bytes of secret".into());
             }
         }
         for (j, r) in c.allow.routes.iter().enumerate() {
@@ -697,10 +697,7 @@ fn check_filter(
             if !JWT_ALGORITHMS.contains(&alg.as_str()) && alg != "HS512" {
                 fail(
                     format!("{f}.jwt.algorithms[{i}]"),
-                    format!(
-                        "`{alg}` is not one of {}, HS512",
-                        JWT_ALGORITHMS.join(", ")
-                    ),
+                    format!("`{alg}` is not one of {}, HS512", JWT_ALGORITHMS.join(", ")),
                 );
             }
         }
@@ -723,10 +720,7 @@ fn check_filter(
             fail(format!("{f}.hmac.clock_skew"), "between 1s and 1h".into());
         }
         if h.replay_cache_size == 0 {
-            fail(
-                format!("{f}.hmac.replay_cache_size"),
-                "at least 1".into(),
-            );
+            fail(format!("{f}.hmac.replay_cache_size"), "at least 1".into());
         }
         for (i, name) in h.required_headers.iter().enumerate() {
             if name != "@request-target" && !header_ok(name) {
@@ -752,7 +746,12 @@ mod tests {
             Some(1_795_255_908)
         );
         assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
-        for bad in ["", "2026-11-21", "2026-13-01T00:00:00Z", "2026-11-21T10:11:48"] {
+        for bad in [
+            "",
+            "2026-11-21",
+            "2026-13-01T00:00:00Z",
+            "2026-11-21T10:11:48",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }
