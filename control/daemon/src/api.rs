@@ -80,6 +80,7 @@ fn route(shared: &Shared, req: &Request) -> Result<Response, ApiError> {
             "POST" => rollback(shared, req, n),
             _ => not_allowed("POST"),
         },
+        ["v1", "consumers", rest @ ..] => consumers::route(shared, req, rest),
         ["v1", "planes"] => match m {
             "GET" => Ok(planes(shared)),
             _ => not_allowed("GET"),
@@ -251,7 +252,9 @@ fn validate(req: &Request) -> Response {
 fn put_config(shared: &Shared, req: &Request) -> Result<Response, ApiError> {
     let opts = ChangeOpts::of(req)?;
     let config = parse_config(body_text(req)?, body_format(req))?;
-    let commit = shared.commit(Source::Api, opts.comment.clone(), None, |_| Ok(config))?;
+    let commit = shared.commit(Source::Api, opts.comment.clone(), None, |cur| {
+        checked(consumers::carry_managed_keys(config, cur))
+    })?;
     Ok(change_response(shared, commit, &opts))
 }
 
@@ -341,8 +344,10 @@ fn rollback(shared: &Shared, req: &Request, n: &str) -> Result<Response, ApiErro
         None => format!("rollback to {n}"),
     };
     // Checked again: a stored config passed the rules of its day, maybe not today's.
-    let config = checked((*target.config).clone())?;
-    let commit = shared.commit(Source::Rollback, Some(comment), None, |_| Ok(config))?;
+    let config = (*target.config).clone();
+    let commit = shared.commit(Source::Rollback, Some(comment), None, |cur| {
+        checked(consumers::carry_managed_keys(config, cur))
+    })?;
     Ok(change_response(shared, commit, &opts))
 }
 
@@ -515,7 +520,7 @@ fn strip_location(msg: &str) -> &str {
 }
 
 /// Validates a whole config made by a patch; problems name the object they are in.
-fn checked(config: Config) -> Result<Config, ApiError> {
+pub(crate) fn checked(config: Config) -> Result<Config, ApiError> {
     match weir_config::validate(&config) {
         Ok(()) => Ok(config),
         Err(problems) => Err(ApiError::invalid(
@@ -617,6 +622,8 @@ fn find_listener_mut<'a>(
         .find(|l| l.name == name)
         .ok_or_else(|| ApiError::not_found(format!("no listener named `{name}`")))
 }
+
+pub mod consumers;
 
 #[cfg(test)]
 mod tests;

@@ -92,7 +92,11 @@ impl Watcher {
                 return;
             }
         };
-        match shared.commit(Source::File, None, Some(hash), |_| Ok(config)) {
+        // Keys made through the API are API state: an edit of the file keeps them.
+        let keep = |cur: &weir_config::Config| {
+            crate::api::checked(crate::api::consumers::carry_managed_keys(config, cur))
+        };
+        match shared.commit(Source::File, None, Some(hash), keep) {
             Ok(Commit::New(n)) => tracing::info!(generation = n, "applied {file}"),
             Ok(Commit::Unchanged(n)) => {
                 tracing::info!(generation = n, "{file} matches the running generation")
