@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod keys;
 mod render;
 
 use std::io::Write;
@@ -103,6 +104,19 @@ enum Command {
     },
     /// The data planes: the generation each runs and its last ACK/NACK.
     Planes,
+    /// Virtual keys of consumers: create (the secret is printed once), list, rotate, expire,
+    /// revoke.
+    Key {
+        #[command(subcommand)]
+        cmd: keys::KeyCmd,
+    },
+    /// Consumers: list, get, put, delete.
+    Consumer {
+        #[command(subcommand)]
+        cmd: keys::ConsumerCmd,
+    },
+    /// Print the Argon2id hash of a password read on stdin (for a consumer's `basic_auth`).
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -238,6 +252,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             let v = client.call("GET", "/v1/planes", None, b"")?.json()?;
             emit(json, &v, render::planes)
         }
+        Command::Key { cmd } => keys::run_key(&cli.socket, json, cmd),
+        Command::Consumer { cmd } => keys::run_consumer(&cli.socket, json, cmd),
+        Command::HashPassword => keys::hash_password(),
     }
 }
 
