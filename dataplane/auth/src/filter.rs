@@ -893,6 +893,10 @@ impl Filter for AuthFilter {
             return Ok(Action::Respond(self.refuse(ctx, d)));
         }
         let c = self.c.clone();
+        if let (Found::Query(i), Some(k)) = (&found, &c.key) {
+            // The access log shows the target: never with the key in it.
+            ctx.target = strip_query(&ctx.target, k.query[*i].as_bytes());
+        }
         if c.hide {
             match found {
                 Found::Header(h) => {
