@@ -32,6 +32,9 @@
 //! - [`TestPki`]: a test CA, a server certificate it signed (for `localhost`, `127.0.0.1` and
 //!   `upstream.test`) and an unrelated CA, as PEM files; [`MockBuilder::tls`] makes the mock serve
 //!   HTTPS with them.
+//! - [`RedisServer`]: a real `redis-server` on a Unix socket in a temp dir, for the cluster-mode
+//!   quota tests ([`RedisServer::kill`] and [`RedisServer::restart`] for outages,
+//!   [`RedisServer::calls`] to count the commands it ran).
 //! - Small helpers: [`closed_port`], [`wait_until`], [`metric`], [`raise_nofile_limit`],
 //!   [`pattern`], [`random_bytes`], [`run_bounded`]; for processes the test did not spawn (the
 //!   successor of a binary upgrade): [`child_pids`], [`proc_cmdline`], [`pid_running`],
@@ -48,6 +51,7 @@ mod control;
 mod gateway;
 mod mock;
 mod pki;
+mod redis;
 mod util;
 
 pub use client::{Client, Head, Response, SseEvent, SseStream, IO_TIMEOUT};
@@ -55,6 +59,7 @@ pub use control::{run_bounded, ControlDaemon};
 pub use gateway::{Gateway, GatewayBuilder, StartError};
 pub use mock::{MockBuilder, MockUpstream};
 pub use pki::{TestPki, SERVER_NAMES};
+pub use redis::RedisServer;
 pub use util::{
     bin_path, child_pids, closed_port, metric, pattern, pid_running, proc_cmdline,
     raise_nofile_limit, random_bytes, wait_until, Driver, ProcessGuard, TempDir,

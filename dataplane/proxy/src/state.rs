@@ -247,7 +247,7 @@ fn build_route(
                     weir_auth::factory(a, &snap.auth, core).map_err(|e| e.to_string())
                 }
                 weir_config::FilterConfig::Quota(q) => {
-                    weir_quota::factory(q, &snap.quota, core).map_err(|e| e.to_string())
+                    weir_quota::factory(q, &snap.quota, core, r).map_err(|e| e.to_string())
                 }
                 other => weir_filters::build(other).map_err(|e| e.to_string()),
             };

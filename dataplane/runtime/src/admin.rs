@@ -156,6 +156,21 @@ async fn admin_conn(
             return;
         };
         let get = matches!(&head.method[..], b"GET" | b"HEAD");
+        if let Some((status, body)) = weir_quota::admin::serve(&head.method, &head.target) {
+            let body = if head.is_head() {
+                Bytes::new()
+            } else {
+                Bytes::from(body)
+            };
+            if respond(&mut s, status, "application/json", body, !head.keep_alive)
+                .await
+                .is_err()
+                || !head.keep_alive
+            {
+                return;
+            }
+            continue;
+        }
         let (status, ctype, body) = match (get, head.path()) {
             (true, b"/healthz/live") => (200, "text/plain", Bytes::from_static(b"live\n")),
             (true, b"/healthz/ready") => {
@@ -167,11 +182,15 @@ async fn admin_conn(
                     (503, "text/plain", Bytes::from_static(b"starting\n"))
                 }
             }
-            (true, b"/metrics") => (
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                Bytes::from(registry.render()),
-            ),
+            (true, b"/metrics") => {
+                let mut text = registry.render();
+                weir_quota::admin::metrics(&mut text);
+                (
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    Bytes::from(text),
+                )
+            }
             (false, _) => (
                 405,
                 "text/plain",

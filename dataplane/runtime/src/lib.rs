@@ -350,6 +350,7 @@ impl Gateway {
             dns.lock().unwrap_or_else(PoisonError::into_inner).clone()
         })
         .map_err(Error::Spawn)?;
+        weir_quota::admin::publish(&snap.quota);
         gw.health.ready.store(true, Relaxed);
         Ok(gw)
     }
@@ -433,6 +434,7 @@ impl Gateway {
         let _ = self.admin_tx.send(AdminCommand::Providers(
             next.providers.values().cloned().collect(),
         ));
+        weir_quota::admin::publish(&next.quota);
         *cur = next;
         Ok(cur.generation)
     }
