@@ -9,6 +9,7 @@ command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if ! python3 -c 'import openai, anthropic, pytest' >/dev/null 2>&1 \
    && ! python3 -m pip --version >/dev/null 2>&1; then
   need_apt+=(python3-pip)
@@ -29,6 +30,8 @@ if ! python3 -c 'import openai, anthropic, pytest' >/dev/null 2>&1; then
 fi
 # The Debian prometheus package starts a server; the tests need only its promtool.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
+# Likewise redis-server: the quota tests start their own on a Unix socket.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
