@@ -426,6 +426,56 @@ both_drivers! {
     }
 }
 
+both_drivers! {
+    /// Limits keyed by the consumer the `auth` filter found: one consumer's tokens run out, the
+    /// other's do not, and the admin API answers per consumer.
+    fn consumers_have_their_own_token_quota(d) {
+        use sha2::Digest;
+        let hex = |k: &str| -> String {
+            sha2::Sha256::digest(k.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        };
+        let (alice, bob) = ("wk-quota-alice-0123456789abcdef", "wk-quota-bob-fedcba9876543210");
+        let m = MockUpstream::start();
+        let gw = Gateway::new()
+            .driver(d)
+            .workers(2)
+            .access_log(false)
+            .top_yaml(&format!(
+                "providers: [{{ name: o, type: openai, base_url: \"http://{}/v1\", keys: [{{ value: sk-test }}] }}]\n\
+                 consumers:\n  - {{ name: alice, keys: [{{ id: a1, sha256: \"{}\" }}] }}\n  - {{ name: bob, keys: [{{ id: b1, sha256: \"{}\" }}] }}",
+                m.addr(), hex(alice), hex(bob)
+            ))
+            .route("{ name: llm, ai: { models: [{ model: \"*\", targets: [{ provider: o }] }] }, \
+                    filters: [{ type: auth }, { type: quota, limits: [{ name: per-consumer, key: [consumer], tokens: 400, per: 87600h }] }] }")
+            .start();
+        let body = r#"{"model":"gpt-x","max_tokens":10,"messages":[{"role":"user","content":"hello there"}]}"#;
+        let mut c = gw.connect();
+        let mut used = 0;
+        let mut answered = 0;
+        loop {
+            let r = c.request(&chat_raw(body, &format!("Authorization: Bearer {alice}\r\n")));
+            if r.status() == 429 {
+                assert!(r.json()["error"]["message"].as_str().unwrap().contains("for consumer=alice"));
+                break;
+            }
+            assert_eq!(r.status(), 200, "{}", r.text());
+            let (p, o) = usage(&r);
+            used += p + o;
+            answered += 1;
+            assert!(answered < 100);
+        }
+        assert!(used <= 400 && used + reserved(body, 10) > 400, "{used}");
+        let r = c.request(&chat_raw(body, &format!("Authorization: Bearer {bob}\r\n")));
+        assert_eq!(r.status(), 200, "{}", r.text());
+        let q = gw.admin_get("/quota?consumer=alice").json();
+        let keys = q["limits"][0]["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{q}");
+        assert_eq!(keys[0]["key"], "consumer=alice");
+        assert_eq!(keys[0]["spent"], used);
+        assert_eq!(keys[0]["requests"], answered);
+    }
+}
+
 #[test]
 fn config_errors_name_the_field() {
     let Err(err) = Gateway::new()
