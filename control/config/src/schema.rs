@@ -23,6 +23,9 @@ pub struct Config {
     /// The JSON access log on stdout.
     #[serde(default)]
     pub access_log: AccessLog,
+    /// Metrics: bounds on label values.
+    #[serde(default)]
+    pub metrics: Metrics,
     /// Protocol limits applied to every listener (routes may lower the body limit).
     #[serde(default)]
     pub limits: Limits,
@@ -70,6 +73,31 @@ impl Default for Admin {
             address: Some("127.0.0.1:9901".into()),
         }
     }
+}
+
+/// Metrics on the admin listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// Distinct consumers with their own label on LLM series; later ones are counted as `other`.
+    #[serde(default = "hundred")]
+    pub max_consumers: usize,
+    /// Distinct models with their own label on LLM series; later ones are counted as `other`.
+    #[serde(default = "hundred")]
+    pub max_models: usize,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            max_consumers: 100,
+            max_models: 100,
+        }
+    }
+}
+
+fn hundred() -> usize {
+    100
 }
 
 /// The access log.

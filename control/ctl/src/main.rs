@@ -9,6 +9,7 @@
 mod client;
 mod keys;
 mod render;
+mod top;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -117,6 +118,19 @@ enum Command {
     },
     /// Print the Argon2id hash of a password read on stdin (for a consumer's `basic_auth`).
     HashPassword,
+    /// Live LLM requests, tokens and spend per consumer and model, read from a data plane's
+    /// admin listener (not from the daemon's socket).
+    Top {
+        /// The data plane's admin listener.
+        #[arg(long, env = "WEIR_ADMIN", default_value = "127.0.0.1:9901")]
+        admin: String,
+        /// Print one table and exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -166,6 +180,19 @@ fn source_name(cmd: &Command) -> String {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    if let Command::Top {
+        admin,
+        once,
+        interval,
+    } = &cli.command
+    {
+        if !interval.is_finite() || *interval < 0.1 {
+            return Err(Failure::Other(format!(
+                "--interval {interval}: give at least 0.1 seconds"
+            )));
+        }
+        return top::run(admin, *once, Duration::from_secs_f64(*interval));
+    }
     let wait = match &cli.command {
         Command::Apply { wait, .. } | Command::Rollback { wait, .. } => *wait,
         _ => 0.0,
@@ -255,6 +282,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Key { cmd } => keys::run_key(&cli.socket, json, cmd),
         Command::Consumer { cmd } => keys::run_consumer(&cli.socket, json, cmd),
         Command::HashPassword => keys::hash_password(),
+        Command::Top { .. } => Ok(()),
     }
 }
 

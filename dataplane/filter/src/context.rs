@@ -30,6 +30,8 @@ pub struct AiInfo {
     pub requested_model: Option<Rc<str>>,
     /// The provider that answered (or was last tried).
     pub provider: Option<Rc<str>>,
+    /// Its `gen_ai.provider.name` (OpenTelemetry), for metrics; empty until a provider is tried.
+    pub provider_name: &'static str,
     /// The model name sent to that provider.
     pub model: Option<Rc<str>>,
     /// The answer was streamed.
@@ -40,6 +42,8 @@ pub struct AiInfo {
     pub usage: Option<TokenUsage>,
     /// Time to the first token written to the client.
     pub first_token: Option<Instant>,
+    /// Streams: the gaps between the chunks written to the client (inter-token latency).
+    pub chunks: weir_metrics::ai::ChunkGaps,
     /// The whole JSON request body, set before the filters' end-of-body phase (so an `auth`
     /// filter can check the model and a `quota` filter can size the prompt). Shared, not copied.
     pub request: Option<bytes::Bytes>,
@@ -96,6 +100,10 @@ pub struct RequestCtx {
     pub consumer: Option<Rc<str>>,
     /// The id of the credential it used (a virtual key's id; never the secret).
     pub consumer_key: Option<Rc<str>>,
+    /// Set by a quota filter that refused the request: the kind of limit (`requests`, `tokens`,
+    /// `budget`, ...; a fixed set, since it becomes a label of
+    /// `weir_gen_ai_quota_rejections_total`). Counted and logged when the request ends.
+    pub quota_rejected: Option<&'static str>,
     /// The shape error responses take (set by routes that speak an LLM protocol).
     pub error_format: ErrorFormat,
     /// The AI layer's view of the request (None on plain proxy routes).
@@ -133,6 +141,7 @@ impl RequestCtx {
             error: None,
             consumer: None,
             consumer_key: None,
+            quota_rejected: None,
             error_format: ErrorFormat::Gateway,
             ai: None,
         }

@@ -5,9 +5,12 @@
 //! another writer) and read by the admin listener's scrape. The [`Registry`] hands them out when a
 //! core builds its state from a config generation; asking again for the same labels on the same core
 //! returns the same object, so counters survive a reload and stay monotonic.
-//! [`Registry::render`] writes the Prometheus text exposition format.
+//! [`Registry::render`] writes the Prometheus text exposition format. The series of LLM calls
+//! (tokens, time to first token, errors per route, provider, model and consumer) are in [`ai`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod ai;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -160,6 +163,7 @@ struct Inner {
 #[derive(Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    ai: Arc<ai::AiShared>,
 }
 
 impl Registry {
@@ -189,6 +193,16 @@ impl Registry {
             .entry((core, cluster.into(), endpoint.into()))
             .or_default()
             .clone()
+    }
+
+    /// The AI series of all cores (limits, rendering, `weirctl top`'s JSON).
+    pub fn ai(&self) -> &Arc<ai::AiShared> {
+        &self.ai
+    }
+
+    /// The AI series recorder of a core.
+    pub fn ai_recorder(&self, core: usize) -> ai::AiRecorder {
+        ai::AiRecorder::new(core, self.ai.clone())
     }
 
     /// The connection stats of a core.
@@ -408,6 +422,8 @@ impl Registry {
         let _ = writeln!(out, "# HELP weir_downstream_connections_accepted_total Client connections accepted.\n# TYPE weir_downstream_connections_accepted_total counter\nweir_downstream_connections_accepted_total {accepted}");
         let _ = writeln!(out, "# HELP weir_downstream_protocol_errors_total Requests refused as malformed or over a limit.\n# TYPE weir_downstream_protocol_errors_total counter\nweir_downstream_protocol_errors_total {proto}");
         let _ = writeln!(out, "# HELP weir_workers Worker threads (cores) serving traffic.\n# TYPE weir_workers gauge\nweir_workers {}", inner.cores.len());
+        drop(inner);
+        self.ai.render(&mut out);
         out
     }
 }

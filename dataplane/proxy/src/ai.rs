@@ -329,6 +329,7 @@ async fn run_chain(
                 }
                 if let Some(ai) = ctx.ai.as_mut() {
                     ai.provider = Some(p.name().into());
+                    ai.provider_name = weir_metrics::ai::provider_name(p.config.kind.as_str());
                     ai.model = Some(hop.model.as_str().into());
                     ai.tried.push(format!("{}/{}", p.name(), hop.model).into());
                 }
@@ -1018,6 +1019,9 @@ impl<'f> ClientWriter<'f> {
         self.out = out;
         self.frame(&mut buf, &self.out);
         self.sent += self.out.len() as u64;
+        if let Some(ai) = ctx.ai.as_mut() {
+            ai.chunks.note(Instant::now());
+        }
         d.write_bytes(Bytes::from(buf))
             .await
             .map_err(|_| Fed::ClientGone)

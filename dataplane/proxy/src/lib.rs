@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod ai;
+mod ai_metrics;
 mod conn;
 mod forward;
 mod io;

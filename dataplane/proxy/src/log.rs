@@ -62,6 +62,10 @@ pub fn write_line(buf: &mut Vec<u8>, ctx: &RequestCtx) {
         Some(e) => push_str(buf, e.kind.as_bytes()),
         None => buf.extend_from_slice(b"null"),
     }
+    buf.extend_from_slice(b",\"consumer\":");
+    push_opt(buf, ctx.consumer.as_deref());
+    buf.extend_from_slice(b",\"quota_rejected\":");
+    push_opt(buf, ctx.quota_rejected);
     if let Some(ai) = &ctx.ai {
         write_ai(buf, ctx, ai);
     }
@@ -180,5 +184,15 @@ mod tests {
         assert_eq!(v["target"], "/a\nb");
         assert_eq!(v["status"], 200);
         assert!(v["route"].is_null());
+        assert!(v["consumer"].is_null() && v["quota_rejected"].is_null());
+        ctx.consumer = Some("team-a".into());
+        ctx.quota_rejected = Some("tokens");
+        buf.clear();
+        write_line(&mut buf, &ctx);
+        let v: serde_json::Value = serde_json::from_slice(&buf).expect("valid JSON");
+        assert_eq!(
+            (v["consumer"].as_str(), v["quota_rejected"].as_str()),
+            (Some("team-a"), Some("tokens"))
+        );
     }
 }

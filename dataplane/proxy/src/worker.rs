@@ -26,6 +26,8 @@ pub struct Worker {
     pub stats: Arc<CoreStats>,
     /// Where per-core stats come from.
     pub registry: Arc<Registry>,
+    /// This core's series of LLM requests (kept across generations).
+    pub ai_stats: weir_metrics::ai::AiRecorder,
     drain: Signal,
     /// Requests in flight on this core.
     pub in_flight: Cell<usize>,
@@ -42,6 +44,7 @@ impl Worker {
             state: RefCell::new(Rc::new(state)),
             prepared: RefCell::new(None),
             stats: registry.core(index),
+            ai_stats: registry.ai_recorder(index),
             registry,
             drain: Signal::default(),
             in_flight: Cell::new(0),

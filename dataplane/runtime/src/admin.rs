@@ -1,8 +1,9 @@
 //! The admin thread: its own small runtime (epoll; nothing here is hot) that serves the admin
-//! listener (`/healthz/live`, `/healthz/ready`, `/metrics`) and runs the active health checks, so
-//! neither takes time from a worker.
+//! listener (`/healthz/live`, `/healthz/ready`, `/metrics`, `/v1/ai/stats`) and runs the active
+//! health checks, so neither takes time from a worker.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -41,10 +42,12 @@ pub fn run(
     rx: flume::Receiver<AdminCommand>,
 ) {
     let res = crate::driver::block_on(weir_config::Driver::Epoll, move |_| async move {
+        // The providers of the current generation, for the key-pool gauges of `/metrics`.
+        let providers: Providers = Rc::default();
         if let Some(l) = listener {
             match TcpListener::from_std(l) {
                 Ok(l) => {
-                    monoio::spawn(serve_admin(l, registry, health));
+                    monoio::spawn(serve_admin(l, registry, health, providers.clone()));
                 }
                 Err(e) => tracing::error!(error = %e, "admin listener"),
             }
@@ -75,6 +78,7 @@ pub fn run(
                     }
                 }
                 AdminCommand::Providers(list) => {
+                    *providers.borrow_mut() = list.clone();
                     probes.retain(|(p, stop)| {
                         let keep = list.iter().any(|n| Arc::ptr_eq(n, p));
                         if !keep {
@@ -105,11 +109,24 @@ pub fn run(
     }
 }
 
-async fn serve_admin(l: TcpListener, registry: Arc<Registry>, health: Arc<Health>) {
+type Providers = Rc<RefCell<Vec<Arc<weir_ai::SharedProvider>>>>;
+
+async fn serve_admin(
+    l: TcpListener,
+    registry: Arc<Registry>,
+    health: Arc<Health>,
+    providers: Providers,
+) {
     loop {
         match l.accept().await {
             Ok((s, peer)) => {
-                monoio::spawn(admin_conn(s, peer, registry.clone(), health.clone()));
+                monoio::spawn(admin_conn(
+                    s,
+                    peer,
+                    registry.clone(),
+                    health.clone(),
+                    providers.clone(),
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "admin accept failed");
@@ -124,6 +141,7 @@ async fn admin_conn(
     _peer: SocketAddr,
     registry: Arc<Registry>,
     health: Arc<Health>,
+    providers: Providers,
 ) {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
@@ -184,6 +202,7 @@ async fn admin_conn(
             }
             (true, b"/metrics") => {
                 let mut text = registry.render();
+                key_pools(&mut text, &providers.borrow());
                 weir_quota::admin::metrics(&mut text);
                 (
                     200,
@@ -191,6 +210,11 @@ async fn admin_conn(
                     Bytes::from(text),
                 )
             }
+            (true, b"/v1/ai/stats") => (
+                200,
+                "application/json",
+                Bytes::from(registry.ai().stats_json()),
+            ),
             (false, _) => (
                 405,
                 "text/plain",
@@ -199,7 +223,9 @@ async fn admin_conn(
             _ => (
                 404,
                 "text/plain",
-                Bytes::from_static(b"not found: try /healthz/live, /healthz/ready, /metrics\n"),
+                Bytes::from_static(
+                    b"not found: try /healthz/live, /healthz/ready, /metrics, /v1/ai/stats\n",
+                ),
             ),
         };
         let body = if head.is_head() { Bytes::new() } else { body };
@@ -234,6 +260,47 @@ async fn respond(
     out.extend_from_slice(&body);
     let (r, _) = s.write_all(out).await;
     r.map(|_| ())
+}
+
+/// `weir_gen_ai_provider_key_state`: one-hot per provider key (by its id, never its secret).
+fn key_pools(out: &mut String, providers: &[Arc<weir_ai::SharedProvider>]) {
+    use weir_ai::keys::KeyHealth;
+    out.push_str(
+        "# HELP weir_gen_ai_provider_key_state Health of each provider key: 1 for its state (active, cooling after a 429, disabled after a 401/403).\n\
+         # TYPE weir_gen_ai_provider_key_state gauge\n",
+    );
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let mut providers: Vec<_> = providers.iter().filter(|p| !p.keys.is_empty()).collect();
+    providers.sort_by(|a, b| a.name().cmp(b.name()));
+    for p in providers {
+        let keys = p.keys.keys();
+        for (i, k) in keys.iter().enumerate() {
+            // Ids are meant to be unique; a repeated one gets its index so series stay distinct.
+            let id = if keys[..i].iter().any(|o| o.id == k.id) {
+                format!("{}#{i}", k.id)
+            } else {
+                k.id.clone()
+            };
+            let health = p.keys.health(i);
+            for (state, h) in [
+                ("active", KeyHealth::Active),
+                ("cooling", KeyHealth::Cooling),
+                ("disabled", KeyHealth::Disabled),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "weir_gen_ai_provider_key_state{{provider=\"{}\",key=\"{}\",state=\"{state}\"}} {}",
+                    esc(p.name()),
+                    esc(&id),
+                    u8::from(health == h)
+                );
+            }
+        }
+    }
 }
 
 /// Re-admits a provider's disabled keys: each disabled key whose probe is due gets one cheap

@@ -232,6 +232,9 @@ impl Gateway {
     ) -> Result<Gateway> {
         let config = Arc::new(config);
         let registry = Arc::new(Registry::default());
+        registry
+            .ai()
+            .set_limits(config.metrics.max_consumers, config.metrics.max_models);
         let n = match opts.workers.unwrap_or(config.workers) {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -434,6 +437,10 @@ impl Gateway {
         let _ = self.admin_tx.send(AdminCommand::Providers(
             next.providers.values().cloned().collect(),
         ));
+        self.registry.ai().set_limits(
+            next.config.metrics.max_consumers,
+            next.config.metrics.max_models,
+        );
         weir_quota::admin::publish(&next.quota);
         *cur = next;
         Ok(cur.generation)
