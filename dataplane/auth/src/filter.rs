@@ -108,11 +108,15 @@ struct JwtConf {
     consumer_claim: String,
     allow_unknown: bool,
     claim_headers: Vec<(String, Bytes)>,
-    cache: RefCell<HashMap<Box<str>, CachedToken>>,
+    /// Verified tokens by a hash of their tail (the signature's last bytes: random for every
+    /// signed token, cheap to hash); the whole token is compared on a hit.
+    cache: RefCell<HashMap<u64, CachedToken>>,
+    seed: std::collections::hash_map::RandomState,
 }
 
 #[derive(Clone)]
 struct CachedToken {
+    token: Box<str>,
     consumer: Option<u32>,
     name: Rc<str>,
     key_id: Rc<str>,
@@ -226,6 +230,7 @@ impl AuthFactory {
                         .map(|(c, h)| (c.clone(), Bytes::from(h.to_ascii_lowercase())))
                         .collect(),
                     cache: RefCell::new(HashMap::new()),
+                    seed: std::collections::hash_map::RandomState::new(),
                 })
             }
         };
@@ -569,8 +574,10 @@ impl AuthFilter {
         };
         let token = std::str::from_utf8(token)
             .map_err(|_| deny(401, "invalid_token", "the token is not text"))?;
-        if let Some(hit) = j.cache.borrow().get(token) {
-            if hit.until.is_none_or(|u| now <= u) {
+        let tail = &token.as_bytes()[token.len().saturating_sub(32)..];
+        let slot = std::hash::BuildHasher::hash_one(&j.seed, tail);
+        if let Some(hit) = j.cache.borrow().get(&slot) {
+            if &*hit.token == token && hit.until.is_none_or(|u| now <= u) {
                 return Ok(Identity {
                     consumer: hit.consumer,
                     name: hit.name.clone(),
@@ -646,6 +653,7 @@ impl AuthFilter {
             .collect();
         let key_id: Rc<str> = Rc::from(verified.kid.as_deref().unwrap_or("jwt"));
         let entry = CachedToken {
+            token: token.into(),
             consumer,
             name: name.clone(),
             key_id: key_id.clone(),
@@ -659,7 +667,7 @@ impl AuthFilter {
                 cache.clear();
             }
         }
-        cache.insert(token.into(), entry);
+        cache.insert(slot, entry);
         Ok(Identity {
             consumer,
             name,
