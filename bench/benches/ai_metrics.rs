@@ -8,7 +8,9 @@
 //! stores. `json` is a non-streamed answer with usage; `stream` adds time to first token, stream
 //! time, time per output token and the merge of 100 chunk gaps; `error` adds the error counter;
 //! `new_consumer_folded` is a consumer past the `max_consumers` cap (counted as `other`, found in
-//! the per-core map after its first request).
+//! the per-core map after its first request); `priced` adds the cost estimate the proxy makes
+//! first (a lookup in the route's price table, shipped prices under its own, and the
+//! multiplication); `chunk_note` is the note taken per chunk written to a streaming client.
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -16,7 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use weir_filter::TokenUsage;
 use weir_metrics::ai::{AiRecorder, AiSample, AiShared, ChunkGaps, Tokens};
+use weir_proxy::RoutePrices;
+use weir_quota::prices::Prices;
 
 fn names(prefix: &str, n: usize) -> Vec<Rc<str>> {
     (0..n).map(|i| Rc::from(format!("{prefix}-{i}"))).collect()
@@ -47,6 +52,7 @@ fn sample<'a>(
             estimated: false,
         }),
         error: None,
+        cost_nano: None,
         retries: 0,
         fallback: false,
     }
@@ -98,6 +104,24 @@ fn bench_record(c: &mut Criterion) {
     let past = sample(&routes[2], &providers[1], &models[5], &folded);
     g.bench_function("new_consumer_folded", |b| {
         b.iter(|| rec.record(black_box(&past)))
+    });
+    let prices = RoutePrices::new(Prices::new(&Default::default()));
+    let model: Rc<str> = Rc::from("gpt-4o-mini-2024-07-18");
+    let usage = TokenUsage {
+        input: 1_234,
+        output: 100,
+        cached_input: 1_024,
+        ..Default::default()
+    };
+    let priced = sample(&routes[2], &providers[1], &models[5], &consumers[37]);
+    g.bench_function("priced", |b| {
+        b.iter(|| {
+            let cost = prices.cost(black_box(&model), &usage);
+            rec.record(black_box(&AiSample {
+                cost_nano: cost,
+                ..priced
+            }))
+        })
     });
     g.bench_function("chunk_note", |b| {
         let mut gaps = ChunkGaps::default();

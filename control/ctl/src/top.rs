@@ -84,7 +84,8 @@ fn table(rows: &[Row], rates: Option<(f64, &ByKey)>) -> String {
             format!("{:.1}", f(r).saturating_sub(before) as f64 / secs)
         }
     };
-    let spend = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("${c:.4}"));
+    // Single calls cost fractions of a cent: six decimals.
+    let spend = |c: Option<f64>| c.map_or("-".to_string(), |c| format!("{c:.6}"));
     let mut total = Row {
         consumer: "TOTAL".into(),
         ..Row::default()

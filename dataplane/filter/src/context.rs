@@ -40,6 +40,9 @@ pub struct AiInfo {
     pub tried: Vec<Rc<str>>,
     /// Tokens, once the answer ended.
     pub usage: Option<TokenUsage>,
+    /// Estimated cost of those tokens in nano-units (1e-9) of the price table's currency, set
+    /// when the request ends from the route's prices (None: the model has no price).
+    pub cost_nano: Option<u64>,
     /// Time to the first token written to the client.
     pub first_token: Option<Instant>,
     /// Streams: the gaps between the chunks written to the client (inter-token latency).

@@ -152,6 +152,9 @@ pub struct AiSample<'a> {
     pub tokens: Option<Tokens>,
     /// The kind of the error that ended the request.
     pub error: Option<&'static str>,
+    /// Estimated cost from the route's price table, in nano-units (1e-9) of its currency;
+    /// `None` when the model has no price (or no tokens are known).
+    pub cost_nano: Option<u64>,
     /// Attempts after the first.
     pub retries: u32,
     /// Answered (or last tried) by another target than the first one tried.
@@ -223,6 +226,10 @@ pub struct AiConsumerStats {
     pub reasoning: AtomicU64,
     /// Requests whose tokens were estimated.
     pub estimated: AtomicU64,
+    /// Estimated cost, nano-units of the price table's currency.
+    pub cost_nano: AtomicU64,
+    /// Requests with a cost (their model has a price).
+    pub priced: AtomicU64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -546,6 +553,23 @@ impl AiShared {
         }
         header(
             out,
+            "weir_gen_ai_estimated_cost_total",
+            "counter",
+            "Estimated cost of the tokens, from the route's quota prices or the shipped price table (USD per million tokens unless overridden); unpriced models add nothing.",
+        );
+        for ((l, c), v) in &consumers {
+            labels.clear();
+            l.write(&mut labels);
+            let n: u64 = v.iter().map(|m| m.cost_nano.load(Relaxed)).sum();
+            let _ = writeln!(
+                out,
+                "weir_gen_ai_estimated_cost_total{{{labels},consumer=\"{}\"}} {}",
+                esc(c),
+                n as f64 / 1e9
+            );
+        }
+        header(
+            out,
             "weir_gen_ai_errors_total",
             "counter",
             "LLM requests that ended in an error, by error_type (the error's kind).",
@@ -588,6 +612,8 @@ impl AiShared {
             output: u64,
             cached_input: u64,
             reasoning: u64,
+            cost_nano: u64,
+            priced: u64,
         }
         let s = lock(&self.series);
         let mut rows: BTreeMap<(&str, &str), Row> = BTreeMap::new();
@@ -598,6 +624,8 @@ impl AiShared {
             r.output += st.output.load(Relaxed);
             r.cached_input += st.cached_input.load(Relaxed);
             r.reasoning += st.reasoning.load(Relaxed);
+            r.cost_nano += st.cost_nano.load(Relaxed);
+            r.priced += st.priced.load(Relaxed);
         }
         for ((l, c, _, _), n) in &s.errors {
             rows.entry((c, &l.model)).or_default().errors += n.load(Relaxed);
@@ -609,7 +637,7 @@ impl AiShared {
             }
             let _ = write!(
                 out,
-                "{{\"consumer\":\"{}\",\"model\":\"{}\",\"requests\":{},\"errors\":{},\"input_tokens\":{},\"output_tokens\":{},\"cached_tokens\":{},\"reasoning_tokens\":{},\"cost\":null}}",
+                "{{\"consumer\":\"{}\",\"model\":\"{}\",\"requests\":{},\"errors\":{},\"input_tokens\":{},\"output_tokens\":{},\"cached_tokens\":{},\"reasoning_tokens\":{},\"cost\":{}}}",
                 json_esc(c),
                 json_esc(m),
                 r.requests,
@@ -617,7 +645,12 @@ impl AiShared {
                 r.input,
                 r.output,
                 r.cached_input,
-                r.reasoning
+                r.reasoning,
+                if r.priced > 0 {
+                    (r.cost_nano as f64 / 1e9).to_string()
+                } else {
+                    "null".to_string()
+                }
             );
         }
         out.push_str("]}");
@@ -823,6 +856,10 @@ impl AiRecorder {
         }
         if s.fallback {
             bump(&ms.fallbacks, 1);
+        }
+        if let Some(n) = s.cost_nano {
+            bump(&cs.cost_nano, n);
+            bump(&cs.priced, 1);
         }
         if let Some(kind) = s.error {
             self.error(&m, &c, kind);

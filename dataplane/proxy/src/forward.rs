@@ -251,7 +251,8 @@ pub(crate) fn finish(scope: Scope<'_>, ctx: &mut RequestCtx, filters: &mut [Box<
     {
         stats.upstream_latency.observe(first.duration_since(sent));
     }
-    crate::ai_metrics::record(&worker.ai_stats, ctx, now);
+    let prices = route.and_then(|r| r.prices.as_deref());
+    crate::ai_metrics::record(&worker.ai_stats, ctx, now, prices);
     if state.access_log {
         worker.log_line(|buf| log::write_line(buf, ctx));
     }

@@ -23,6 +23,7 @@ mod retry;
 mod state;
 mod worker;
 
+pub use ai_metrics::RoutePrices;
 pub use conn::{spawn, wait_idle};
 pub use retry::RetryBudget;
 pub use state::{CoreState, ListenerState, PrepareError, RouteAction, RouteState, Snapshot};

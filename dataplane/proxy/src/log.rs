@@ -113,6 +113,11 @@ fn write_ai(buf: &mut Vec<u8>, ctx: &RequestCtx, ai: &weir_filter::AiInfo) {
         }
         None => buf.extend_from_slice(b",\"input_tokens\":null,\"output_tokens\":null"),
     }
+    buf.extend_from_slice(b",\"cost\":");
+    match ai.cost_nano {
+        Some(n) => push_f64(buf, n as f64 / 1e9, 9),
+        None => buf.extend_from_slice(b"null"),
+    }
     buf.extend_from_slice(b",\"ttft_ms\":");
     match ai.first_token {
         Some(t) => push_f64(

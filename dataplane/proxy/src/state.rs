@@ -89,6 +89,9 @@ pub struct RouteState {
     pub stats: Arc<RouteStats>,
     /// Cluster name, for logs (empty when not proxying).
     pub cluster_name: Rc<str>,
+    /// `ai` routes: the prices that estimate a request's cost (its first quota filter's
+    /// `prices` over the shipped table).
+    pub prices: Option<Rc<crate::RoutePrices>>,
 }
 
 /// A listener's routes on one core.
@@ -272,6 +275,15 @@ fn build_route(
         budget: RetryBudget::new(rt.budget_percent, rt.min_retries_per_second),
     });
     let cluster_name: Rc<str> = r.cluster.as_deref().unwrap_or("").into();
+    let prices = r.ai.as_ref().map(|_| {
+        let own = r.filters.iter().find_map(|f| match f {
+            weir_config::FilterConfig::Quota(q) => Some(&q.prices),
+            _ => None,
+        });
+        Rc::new(crate::RoutePrices::new(weir_quota::prices::Prices::new(
+            own.unwrap_or(&Default::default()),
+        )))
+    });
     let total = r.timeouts.total.get();
     Ok(RouteState {
         name: r.name.as_str().into(),
@@ -285,5 +297,6 @@ fn build_route(
         max_body: r.max_body_bytes.unwrap_or(cfg.limits.max_body_bytes).0,
         stats: registry.route(core, listener, &r.name, &cluster_name),
         cluster_name,
+        prices,
     })
 }

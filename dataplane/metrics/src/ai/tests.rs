@@ -39,6 +39,7 @@ fn sample<'a>(
             estimated: false,
         }),
         error: None,
+        cost_nano: None,
         retries: 0,
         fallback: false,
     }
@@ -66,6 +67,7 @@ fn sums_cores_and_counts_streams() {
         stream: Some(Duration::from_millis(25)),
         chunks: Some((&gaps, Duration::from_millis(20))),
         error: Some("provider_reset"),
+        cost_nano: Some(2_500_000),
         retries: 2,
         fallback: true,
         ..s
@@ -169,9 +171,17 @@ fn sums_cores_and_counts_streams() {
         ),
         Some(1.0)
     );
+    assert_eq!(
+        value(
+            &text,
+            "weir_gen_ai_estimated_cost_total",
+            &with("consumer=\"alice\"")
+        ),
+        Some(0.0025)
+    );
     let json = shared.stats_json();
     assert!(
-        json.contains("{\"consumer\":\"alice\",\"model\":\"gpt\",\"requests\":3,\"errors\":1,\"input_tokens\":30,\"output_tokens\":15"),
+        json.contains("{\"consumer\":\"alice\",\"model\":\"gpt\",\"requests\":3,\"errors\":1,\"input_tokens\":30,\"output_tokens\":15,\"cached_tokens\":6,\"reasoning_tokens\":3,\"cost\":0.0025}"),
         "{json}"
     );
 }
