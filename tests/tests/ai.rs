@@ -239,3 +239,30 @@ both_drivers! {
         assert_eq!((r.status(), r.header("x-served-by")), (404, Some("weir")));
     }
 }
+
+both_drivers! {
+    /// `GET /v1/models` lists what the consumer may use; its allow-list holds on the call too.
+    fn models_listed_per_consumer(d) {
+        let gw = Gateway::new()
+            .driver(d)
+            .top_yaml(
+                "providers: [{ name: m, type: mock, models: [gpt-4o, gpt-4o-mini, claude-x] }]\nconsumers: [{ name: team-a, keys: [{ id: k1, sha256: c07feeffa6d691a93486fe65d1d809717ca35e00823cc27a8a62cc766fed8c41 }], allow: { models: [\"gpt-*\"] } }]",
+            )
+            .route(
+                "{ name: llm, filters: [{ type: auth }],                  ai: { models: [{ model: \"*\", targets: [{ provider: m }] }] } }",
+            )
+            .start();
+        let raw = b"GET /v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer sk-team-a-0123456789\r\n\r\n";
+        let r = gw.request(raw);
+        assert_eq!(r.status(), 200);
+        let ids: Vec<String> = r.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, ["gpt-4o", "gpt-4o-mini"]);
+        // No key: 401 in OpenAI's shape.
+        assert_eq!(gw.get("/v1/models").status(), 401);
+    }
+}

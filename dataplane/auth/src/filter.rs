@@ -1001,6 +1001,26 @@ impl Filter for AuthFilter {
         }
         Ok(Action::Continue)
     }
+
+    /// `GET /v1/models` lists only the models this consumer may use.
+    fn on_local_response(&mut self, ctx: &RequestCtx, resp: &mut LocalResponse) {
+        let (Some(i), Some(ai)) = (self.consumer, ctx.ai.as_ref()) else {
+            return;
+        };
+        let c = &self.c.tables.store.consumers[i as usize];
+        if ai.api != "models" || resp.status != 200 || c.models.is_empty() {
+            return;
+        }
+        let Ok(mut list) = serde_json::from_slice::<serde_json::Value>(&resp.body) else {
+            return;
+        };
+        if let Some(data) = list.get_mut("data").and_then(|d| d.as_array_mut()) {
+            data.retain(|m| m["id"].as_str().is_some_and(|id| c.model_allowed(id)));
+        }
+        if let Ok(body) = serde_json::to_vec(&list) {
+            resp.body = Bytes::from(body);
+        }
+    }
 }
 
 impl AuthFilter {

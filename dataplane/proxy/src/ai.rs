@@ -107,11 +107,14 @@ pub async fn serve(
         ai.requested_model = Some(client.model.as_str().into());
         ai.stream = client.stream;
     }
-    let sticky = head
-        .headers
-        .get("authorization")
-        .or_else(|| head.headers.get("x-api-key"))
-        .map(|v| v.to_vec())
+    // Sticky splits follow the consumer's key once an `auth` filter found it (it removes the
+    // credential header), else the credential the client sent, else its address.
+    let sticky = ctx
+        .consumer_key
+        .as_ref()
+        .map(|k| k.as_bytes().to_vec())
+        .or_else(|| head.headers.get("authorization").map(|v| v.to_vec()))
+        .or_else(|| head.headers.get("x-api-key").map(|v| v.to_vec()))
         .unwrap_or_else(|| d.peer_ip.as_bytes().to_vec());
     let Some(chain) = svc.router.plan(&model, &head.headers, Some(&sticky)) else {
         let e = ProxyError::new(
