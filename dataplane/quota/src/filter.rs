@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -128,7 +129,31 @@ pub(crate) struct Core {
     default_max_tokens: u64,
     headers: bool,
     key_buf: RefCell<String>,
+    /// The wall clock at a moment of the monotonic one, re-read once a second: a request's time
+    /// is then its start (`RequestCtx::timings`) moved onto the wall clock, without a clock read.
+    clock: Cell<(Instant, u64)>,
 }
+
+impl Core {
+    /// The wall-clock time (ms since the epoch) at which `ctx`'s request started.
+    fn now_ms(&self, ctx: &RequestCtx) -> u64 {
+        let (at, ms) = self.clock.get();
+        let start = ctx.timings.start;
+        match start.checked_duration_since(at) {
+            Some(d) if d < CLOCK_REFRESH => ms + d.as_millis() as u64,
+            Some(_) => {
+                let now = (Instant::now(), now_ms());
+                self.clock.set(now);
+                now.1
+                    .saturating_sub(now.0.saturating_duration_since(start).as_millis() as u64)
+            }
+            None => ms.saturating_sub(at.duration_since(start).as_millis() as u64),
+        }
+    }
+}
+
+/// How long the wall clock is extrapolated from the monotonic one before it is read again.
+const CLOCK_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Makes the per-request filters of one `quota` filter on one core.
 #[derive(Debug)]
@@ -202,6 +227,7 @@ impl QuotaFactory {
                 default_max_tokens: filter.default_max_tokens,
                 headers: filter.headers,
                 key_buf: RefCell::new(String::with_capacity(64)),
+                clock: Cell::new((Instant::now(), now_ms())),
             }),
         })
     }
@@ -253,12 +279,44 @@ struct Estimate {
     price: Option<ModelPrice>,
 }
 
-/// `max_tokens` and its newer names, read from the top level of the body.
-#[derive(serde::Deserialize)]
-struct MaxTokens {
-    max_tokens: Option<u64>,
-    max_completion_tokens: Option<u64>,
-    max_output_tokens: Option<u64>,
+/// The output tokens a request asks for at most: `max_completion_tokens`, else `max_tokens`
+/// (OpenAI chat, Anthropic), else `max_output_tokens` (Responses API).
+///
+/// A search for the field name followed by a number, not a JSON parse: it costs tens of
+/// nanoseconds instead of a pass over the whole body. A name inside a string value cannot match
+/// (its quotes are escaped there); one nested in an object (a tool's schema) is skipped unless it
+/// has a number, which no schema has. What is read only sizes the reservation: the real use is
+/// settled anyway.
+fn max_tokens(body: &[u8]) -> Option<u64> {
+    static FINDERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+        std::sync::LazyLock::new(|| {
+            [
+                &b"\"max_completion_tokens\""[..],
+                b"\"max_tokens\"",
+                b"\"max_output_tokens\"",
+            ]
+            .map(memchr::memmem::Finder::new)
+        });
+    FINDERS.iter().find_map(|f| {
+        let n = f.needle().len();
+        f.find_iter(body)
+            .find_map(|at| number_after(&body[at + n..]))
+    })
+}
+
+/// The unsigned integer after `:` (and whitespace) at the start of `rest`.
+fn number_after(rest: &[u8]) -> Option<u64> {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let mut i = rest.iter().position(|b| !ws(b))?;
+    if rest[i] != b':' {
+        return None;
+    }
+    i += 1 + rest[i + 1..].iter().position(|b| !ws(b))?;
+    let digits = rest[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    std::str::from_utf8(&rest[i..i + digits]).ok()?.parse().ok()
 }
 
 impl QuotaReq {
@@ -283,14 +341,7 @@ impl QuotaReq {
                 let output = if api == "embeddings" {
                     0
                 } else {
-                    serde_json::from_slice::<MaxTokens>(body)
-                        .ok()
-                        .and_then(|m| {
-                            m.max_completion_tokens
-                                .or(m.max_tokens)
-                                .or(m.max_output_tokens)
-                        })
-                        .unwrap_or(core.default_max_tokens)
+                    max_tokens(body).unwrap_or(core.default_max_tokens)
                 };
                 (input, output)
             }
@@ -342,7 +393,7 @@ impl QuotaReq {
     /// Checks every limit that applies now; the first that cannot take the request answers.
     fn check(&mut self, ctx: &mut RequestCtx, with_body: bool) -> Action {
         let core = self.core.clone();
-        let now = now_ms();
+        let now = core.now_ms(ctx);
         self.checked_at = now;
         let mut est: Option<Estimate> = None;
         let mut buf = core.key_buf.borrow_mut();

@@ -8,14 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use weir_config::quota::Window;
 
 /// The current time in milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `[start, end)` in seconds since the epoch of the window holding `secs`.
-pub(crate) fn bounds(w: Window, secs: u64) -> (u64, u64) {
+pub fn bounds(w: Window, secs: u64) -> (u64, u64) {
     match w.seconds() {
         Some(len) => {
             let start = secs - secs % len;
@@ -58,7 +58,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// A duration as OpenAI writes it in `x-ratelimit-reset-*`: `250ms`, `12s`, `6m0s`, `1h2m3s`.
-pub(crate) fn go_duration(ms: u64, out: &mut Vec<u8>) {
+pub fn go_duration(ms: u64, out: &mut Vec<u8>) {
     let mut b = itoa::Buffer::new();
     if ms < 1000 {
         out.extend_from_slice(b.format(ms).as_bytes());

@@ -391,3 +391,22 @@ fn key_values_are_escaped() {
     escape("a,b=c%d", &mut s);
     assert_eq!(s, "a%2Cb%3Dc%25d");
 }
+
+#[test]
+fn max_tokens_is_found_without_a_parse() {
+    assert_eq!(max_tokens(br#"{"model":"m","max_tokens": 64}"#), Some(64));
+    assert_eq!(
+        max_tokens(br#"{"max_tokens":5,"max_completion_tokens" :	7}"#),
+        Some(7),
+        "the newer name wins"
+    );
+    assert_eq!(max_tokens(br#"{"max_output_tokens":9}"#), Some(9));
+    // In a string value the quotes are escaped; in a tool's schema there is no number.
+    assert_eq!(
+        max_tokens(br#"{"messages":[{"content":"say \"max_tokens\": 3"}],"tools":[{"parameters":{"properties":{"max_tokens":{"type":"integer"}}}}],"max_tokens":12}"#),
+        Some(12)
+    );
+    assert_eq!(max_tokens(br#"{"max_tokens":null}"#), None);
+    assert_eq!(max_tokens(br#"{"max_tokens":-1}"#), None);
+    assert_eq!(max_tokens(br#"{"max_tokens""#), None);
+}
