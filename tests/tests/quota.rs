@@ -473,6 +473,29 @@ both_drivers! {
         assert_eq!(keys[0]["key"], "consumer=alice");
         assert_eq!(keys[0]["spent"], used);
         assert_eq!(keys[0]["requests"], answered);
+
+        // The same through weirctl, and a top-up that lets alice go on.
+        let weirctl = |args: &[&str]| {
+            let out = run_bounded(
+                std::process::Command::new(bin_path("weirctl"))
+                    .args(["quota", "--admin", &gw.admin_addr().to_string()])
+                    .args(args),
+                Duration::from_secs(20),
+            );
+            assert!(out.status.success(), "weirctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let table = weirctl(&["show", "--consumer", "alice"]);
+        assert!(table.contains("per-consumer (400/315360000s)") && table.contains("consumer=alice"), "{table}");
+        assert!(!table.contains("consumer=bob"), "{table}");
+        let v: serde_json::Value = serde_json::from_str(&weirctl(&["-o", "json", "show", "--limit", "per-consumer"])).unwrap();
+        assert_eq!(v["limits"][0]["keys"].as_array().map(Vec::len), Some(2));
+        weirctl(&["topup", "per-consumer", "100", "--key", "consumer=alice"]);
+        let r = c.request(&chat_raw(body, &format!("Authorization: Bearer {alice}\r\n")));
+        assert_eq!(r.status(), 200, "{}", r.text());
+        weirctl(&["reset", "per-consumer"]);
+        let v: serde_json::Value = serde_json::from_str(&weirctl(&["-o", "json", "show", "--consumer", "alice"])).unwrap();
+        assert_eq!(v["limits"][0]["keys"][0]["spent"], 0);
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod client;
 mod keys;
+mod quota;
 mod render;
 mod top;
 
@@ -118,6 +119,15 @@ enum Command {
     },
     /// Print the Argon2id hash of a password read on stdin (for a consumer's `basic_auth`).
     HashPassword,
+    /// Quotas of a data plane (its admin listener, not the daemon's socket): remaining quota and
+    /// spend per key, reset, top-up.
+    Quota {
+        /// The data plane's admin listener.
+        #[arg(long, env = "WEIR_ADMIN", default_value = "127.0.0.1:9901")]
+        admin: String,
+        #[command(subcommand)]
+        cmd: quota::QuotaCmd,
+    },
     /// Live LLM requests, tokens and spend per consumer and model, read from a data plane's
     /// admin listener (not from the daemon's socket).
     Top {
@@ -192,6 +202,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             )));
         }
         return top::run(admin, *once, Duration::from_secs_f64(*interval));
+    }
+    if let Command::Quota { admin, cmd } = &cli.command {
+        return quota::run(admin, cli.output == Output::Json, cmd);
     }
     let wait = match &cli.command {
         Command::Apply { wait, .. } | Command::Rollback { wait, .. } => *wait,
@@ -282,7 +295,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Key { cmd } => keys::run_key(&cli.socket, json, cmd),
         Command::Consumer { cmd } => keys::run_consumer(&cli.socket, json, cmd),
         Command::HashPassword => keys::hash_password(),
-        Command::Top { .. } => Ok(()),
+        Command::Top { .. } | Command::Quota { .. } => Ok(()),
     }
 }
 
