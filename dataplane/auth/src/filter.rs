@@ -12,8 +12,9 @@
 //! | `Authorization: Bearer X` otherwise, a key header, a key query parameter | API key |
 //!
 //! Per-core state, never shared between cores: the verified-JWT cache (per filter), good
-//! basic-auth credentials and the per-user failure counts (per generation), and the HMAC replay
-//! cache (per core, kept across generations: a reload must not re-open a replay window).
+//! basic-auth credentials and the per-user failure counts (per generation). Shared by the process:
+//! the HMAC replay cache (sharded, kept across generations: a reload must not re-open a replay
+//! window, and a replay must be caught on whichever core it lands).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -63,9 +64,18 @@ struct CoreTables {
 thread_local! {
     /// One table set per core, replaced when the store changes.
     static TABLES: RefCell<Option<Rc<CoreTables>>> = const { RefCell::new(None) };
-    /// HMAC signatures seen on this core (first 32 bytes) → Unix second they stop mattering.
-    static REPLAY: RefCell<HashMap<Digest, i64>> = RefCell::new(HashMap::new());
 }
+
+/// Shards of the HMAC replay cache.
+const REPLAY_SHARDS: usize = 16;
+
+/// HMAC signatures seen by this process (first 32 bytes) → Unix second they stop mattering.
+/// Process-wide, so a replay is caught whichever core it lands on (the kernel spreads new
+/// connections over the cores); sharded by the signature's first byte so cores rarely meet on a
+/// lock, which is taken only on HMAC-signed requests, after the HMAC itself was verified. Static,
+/// so a reload never re-opens a replay window.
+static REPLAY: std::sync::LazyLock<[std::sync::Mutex<HashMap<Digest, i64>>; REPLAY_SHARDS]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(|_| std::sync::Mutex::new(HashMap::new())));
 
 fn tables(store: &Arc<Store>) -> Rc<CoreTables> {
     TABLES.with(|t| {
@@ -754,14 +764,18 @@ impl AuthFilter {
         let mut id = [0u8; 32];
         let n = sig.signature.len().min(32);
         id[..n].copy_from_slice(&sig.signature[..n]);
-        REPLAY.with(|r| {
-            let mut r = r.borrow_mut();
+        {
+            let shard = &REPLAY[usize::from(id[0]) % REPLAY_SHARDS];
+            let mut r = shard
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if r.get(&id).is_some_and(|until| *until >= now) {
                 return Err(bad("the request was replayed"));
             }
-            if r.len() >= h.cache_size {
+            let cap = h.cache_size.div_ceil(REPLAY_SHARDS).max(1);
+            if r.len() >= cap {
                 r.retain(|_, until| *until >= now);
-                if r.len() >= h.cache_size {
+                if r.len() >= cap {
                     return Err(deny(
                         503,
                         "replay_cache_full",
@@ -770,8 +784,7 @@ impl AuthFilter {
                 }
             }
             r.insert(id, date + h.skew);
-            Ok(())
-        })?;
+        }
         Ok(Identity {
             consumer: Some(key.consumer),
             name: t.names[key.consumer as usize].clone(),

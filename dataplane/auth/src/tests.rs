@@ -624,3 +624,34 @@ fn disabled_consumers_and_reused_store() {
     let b = SharedAuth::new(&cfg, Some(&a)).unwrap();
     assert!(Arc::ptr_eq(a.store(), b.store()));
 }
+
+/// The replay cache is the process's: a replay that lands on another core (thread) is refused.
+#[test]
+fn hmac_replay_is_caught_on_another_core() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let raw = signed(
+        "GET",
+        "/other-core",
+        &http_date(now),
+        "alice-hmac",
+        HMAC_SECRET,
+        None,
+    );
+    let on_a_core = |raw: String| {
+        std::thread::spawn(move || {
+            let f = build("{ type: auth, hmac: { clock_skew: 60s } }");
+            run(&*f, &raw).0.map(|_| ()).map_err(|e| e.status)
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(on_a_core(raw.clone()), Ok(()), "first use passes");
+    assert_eq!(
+        on_a_core(raw),
+        Err(401),
+        "the same signature on another core is a replay"
+    );
+}
