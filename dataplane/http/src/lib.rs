@@ -1,7 +1,8 @@
 //! `weir-http`: Weir's strict HTTP/1.1 codec, on `httparse`.
 //!
 //! - [`parse_request`] / [`parse_response`] read a head from the front of a `BytesMut` without
-//!   copying: the head is split off and its fields become `Bytes` slices of it ([`Headers`]).
+//!   copying: the head is split off and its fields are kept as spans of it ([`Headers`]), written
+//!   back verbatim unless a filter asks for them as `Bytes` or changes them.
 //!   Framing is decided here once ([`BodyKind`]), hop-by-hop fields are stripped, and everything a
 //!   request smuggler relies on is refused: CL together with TE, duplicate CL, a TE other than a lone
 //!   `chunked`, bare CR/LF, obs-fold, missing or duplicate Host.
@@ -22,9 +23,10 @@ pub use body::{write_chunk_header, BodyDecoder, Scan};
 pub use error::{Error, Result};
 pub use head::{
     parse_request, parse_response, push_header, reason_phrase, write_request_head,
-    write_response_head, BodyKind, HeadLimits, RequestHead, ResponseHead, Version,
+    write_request_head_except, write_response_head, BodyKind, HeadLimits, RequestHead,
+    ResponseHead, Version,
 };
-pub use headers::{has_token, Header, Headers, HOP_BY_HOP};
+pub use headers::{has_token, Fields, Header, Headers, HOP_BY_HOP};
 
 #[cfg(test)]
 mod tests;

@@ -1,11 +1,14 @@
 //! A downstream connection: read a request head, hand it to the request path, repeat while the
 //! connection is kept alive (pipelined requests are served in order from the same buffer).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use weir_filter::{ProxyError, RequestCtx};
@@ -13,9 +16,9 @@ use weir_http::RequestHead;
 use weir_metrics::bump;
 
 use crate::forward;
-use crate::io::{ClientReader, HEAD_BUF};
+use crate::io::{after, ClientReader, Timer, HEAD_BUF};
 use crate::state::{CoreState, ListenerState};
-use crate::worker::Worker;
+use crate::worker::{SignalWait, Worker};
 
 /// The client side of a connection.
 pub struct Downstream {
@@ -31,6 +34,10 @@ pub struct Downstream {
     pub out: Vec<u8>,
     /// Scratch buffer for heads written upstream.
     pub up_out: Vec<u8>,
+    /// The connection's one timer: every wait on this connection sets its deadline ([`within`]).
+    pub timer: Timer,
+    /// The core's drain signal, watched while the connection waits for its next request.
+    drain: SignalWait,
 }
 
 impl Downstream {
@@ -40,19 +47,33 @@ impl Downstream {
         r.map(|_| ())
     }
 
+    /// Writes what `self.out` holds, then `more`: one future for both (the request path awaits
+    /// every write at one point).
+    pub async fn write_out_then(&mut self, more: BytesMut) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.write_out().await?;
+        }
+        if !more.is_empty() {
+            self.write_bytes(more.freeze()).await?;
+        }
+        Ok(())
+    }
+
     /// Writes `self.out` and keeps its allocation for the next head.
     pub async fn write_out(&mut self) -> std::io::Result<()> {
         let out = std::mem::take(&mut self.out);
-        let (r, mut out) = self.writer.write_all(out).await;
+        let (r, mut out) = crate::io::write_whole(&mut self.writer, out).await;
         out.clear();
         self.out = out;
-        r.map(|_| ())
+        r
     }
 }
 
 /// How long an idle keep-alive connection may still bring a request once draining started.
 const DRAIN_GRACE: Duration = Duration::from_secs(1);
 
+// Not boxed: a head is read once per request, and a box would cost an allocation each time.
+#[allow(clippy::large_enum_variant)]
 enum HeadRead {
     Head(RequestHead),
     Closed,
@@ -79,13 +100,17 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
         peer_ip: peer.ip().to_canonical().to_string().into_boxed_str(),
         out: Vec::with_capacity(512),
         up_out: Vec::with_capacity(512),
+        timer: Timer::default(),
+        drain: worker.drained(),
     };
+    // When the connection went idle: its keep-alive timeout counts from here.
+    let mut idle_since = Instant::now();
     loop {
         let state = worker.state();
         let Some(lst) = find_listener(&state, &listener) else {
             break;
         };
-        match read_head(&worker, &state, lst, &mut d).await {
+        match read_head(&worker, &state, lst, &mut d, idle_since).await {
             HeadRead::Closed => break,
             HeadRead::Refused(e) => {
                 bump(&worker.stats.protocol_errors, 1);
@@ -133,6 +158,8 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
                 if !keep {
                     break;
                 }
+                // Its request ended last on this core (`finish` noted when): no clock reading.
+                idle_since = worker.last_end.get();
             }
         }
     }
@@ -145,11 +172,18 @@ fn find_listener<'a>(state: &'a CoreState, name: &str) -> Option<&'a ListenerSta
     state.listeners.iter().find(|l| &*l.name == name)
 }
 
+/// What ended a wait for bytes of a request head.
+enum Wait {
+    Read(std::io::Result<usize>),
+    Deadline,
+}
+
 async fn read_head(
     worker: &Worker,
     state: &CoreState,
     lst: &ListenerState,
     d: &mut Downstream,
+    idle_since: Instant,
 ) -> HeadRead {
     let mut started: Option<Instant> = None;
     loop {
@@ -162,36 +196,42 @@ async fn read_head(
             started.get_or_insert_with(Instant::now);
         }
         let idle = started.is_none();
-        let wait = match started {
-            None => lst.idle_timeout,
-            Some(t) => match lst.header_timeout.checked_sub(t.elapsed()) {
-                Some(left) if !left.is_zero() => left,
-                _ => return timeout_408(),
-            },
+        let mut deadline = match started {
+            None => after(idle_since, lst.idle_timeout),
+            Some(t) => after(t, lst.header_timeout),
         };
-        let got = if idle {
-            // The read stays pinned here while the drain signal is watched, so when draining
-            // starts it is not dropped (which could lose bytes under io_uring) but given a grace
-            // period: a request that arrives then is still read and answered, with
-            // `connection: close`; a connection that stays idle through it is closed.
-            let fill = d.reader.fill(HEAD_BUF);
-            let mut fill = std::pin::pin!(fill);
-            if worker.draining() {
-                monoio::time::timeout(wait.min(DRAIN_GRACE), &mut fill).await
-            } else {
-                monoio::select! {
-                    r = monoio::time::timeout(wait, &mut fill) => r,
-                    _ = worker.drained() => monoio::time::timeout(DRAIN_GRACE, &mut fill).await,
-                }
+        let Downstream {
+            reader,
+            timer,
+            drain,
+            ..
+        } = d;
+        // The read stays pinned here while the drain signal is watched, so when draining starts it
+        // is not dropped (which could lose bytes under io_uring) but given a grace period: a
+        // request that arrives then is still read and answered, with `connection: close`; a
+        // connection that stays idle through it is closed.
+        let mut draining = idle && worker.draining();
+        if draining {
+            deadline = deadline.min(after(Instant::now(), DRAIN_GRACE));
+        }
+        timer.aim(deadline);
+        let mut fill = std::pin::pin!(reader.fill(HEAD_BUF));
+        let got = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = fill.as_mut().poll(cx) {
+                return Poll::Ready(Wait::Read(r));
             }
-        } else {
-            monoio::time::timeout(wait, d.reader.fill(HEAD_BUF)).await
-        };
+            if idle && !draining && Pin::new(&mut *drain).poll(cx).is_ready() {
+                draining = true;
+                timer.aim(deadline.min(after(Instant::now(), DRAIN_GRACE)));
+            }
+            timer.poll_expired(cx).map(|()| Wait::Deadline)
+        })
+        .await;
         match got {
-            Ok(Ok(0)) | Ok(Err(_)) => return HeadRead::Closed,
-            Ok(Ok(_)) => {}
-            Err(_) if idle => return HeadRead::Closed,
-            Err(_) => return timeout_408(),
+            Wait::Read(Ok(0)) | Wait::Read(Err(_)) => return HeadRead::Closed,
+            Wait::Read(Ok(_)) => {}
+            Wait::Deadline if idle => return HeadRead::Closed,
+            Wait::Deadline => return timeout_408(),
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The request path of one request: route, filters, upstream attempts, response streaming, log.
 //! See `PHASES.md` beside this file for the phase chart.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -12,24 +15,39 @@ use weir_http::{BodyDecoder, BodyKind, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, HashOn, UpstreamConn};
 
 use crate::conn::Downstream;
-use crate::io::{reserve, BODY_READ, HEAD_BUF, STREAM_READ};
+use crate::io::{
+    after, read_upstream, reserve, within, write_upstream, BODY_READ, HEAD_BUF, STREAM_READ,
+};
 use crate::log;
 use crate::state::{CoreState, ListenerState, RouteAction, RouteState};
 use crate::worker::Worker;
 
 /// A fresh request id: 128 random bits in hex.
 pub fn new_request_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let v = fastrand::u128(..);
     let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = HEX[((v >> (124 - i * 4)) & 15) as usize];
+    for (i, chunk) in out.chunks_exact_mut(8).enumerate() {
+        let word = (v >> (96 - 32 * i)) as u32;
+        chunk.copy_from_slice(&hex8(word).to_be_bytes());
     }
     std::str::from_utf8(&out).unwrap_or_default().to_owned()
 }
 
+/// The 8 lower-case hex digits of `x`, most significant first (as the bytes of a big-endian
+/// word), computed on the whole word at once.
+fn hex8(x: u32) -> u64 {
+    // One nibble per byte...
+    let x = u64::from(x);
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    let x = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+    // ...then '0'..'9' for 0..9 and 'a'..'f' for 10..15 (a byte is 1 where its nibble is > 9).
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    x + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10)
+}
+
 fn request_id(head: &RequestHead) -> String {
-    match head.headers.get("x-request-id") {
+    match head.headers.value("x-request-id") {
         Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) => {
             String::from_utf8_lossy(v).into_owned()
         }
@@ -37,24 +55,442 @@ fn request_id(head: &RequestHead) -> String {
     }
 }
 
-/// Handles one request; returns whether the client connection may be kept alive.
-pub async fn handle(
-    worker: &Worker,
-    state: &CoreState,
-    lst: &ListenerState,
-    d: &mut Downstream,
+/// Handles one request; returns whether the client connection may be kept alive. A proxied
+/// request's attempts, retries and response are written out here.
+///
+/// One flat future on purpose, the largest on the request path and boxed once per request by the
+/// connection. Its size is what the box and the copy into it cost, so it is kept down:
+/// - the exchange is written out here rather than awaited as futures of its own, because a future
+///   is copied (whole) into its parent each time it nests;
+/// - only small I/O futures are awaited in place; the answers made by the gateway, a request
+///   body's upload, a new upstream connection and a tunnel are boxed;
+/// - no large value lives across two awaits: the compiler gives such a value room of its own in
+///   the future (even after it was moved out) instead of sharing it with the others, so each
+///   answer is awaited at one point, and the attempt's outcome is matched as a temporary;
+/// - not an `async fn`: one of those keeps a by-value argument twice in its state (the argument
+///   and the local it is moved to); an `async move` block uses the captured head in place.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn handle<'a>(
+    worker: &'a Worker,
+    state: &'a CoreState,
+    lst: &'a ListenerState,
+    d: &'a mut Downstream,
     mut head: RequestHead,
-) -> bool {
-    let base = Scope {
-        worker,
-        state,
-        lst,
-        route: None,
-    };
-    let mut ctx = RequestCtx::new(request_id(&head), d.peer, lst.name.clone(), worker.index);
-    ctx.method = head.method.clone();
-    ctx.target = head.target.clone();
-    let Some(ri) = lst.table.find(&head) else {
+) -> impl Future<Output = bool> + 'a {
+    async move {
+        let mut ctx = RequestCtx::new(request_id(&head), d.peer, lst.name.clone(), worker.index);
+        ctx.method = head.method.clone();
+        ctx.target = head.target.clone();
+        let route = lst.table.find(&head).map(|ri| &lst.routes[ri]);
+        let mut filters: Vec<Box<dyn Filter>> = match route {
+            Some(r) => {
+                ctx.route = Some(r.name.clone());
+                r.filters.iter().map(|f| f.create()).collect()
+            }
+            None => Vec::new(),
+        };
+        let scope = Scope {
+            worker,
+            state,
+            lst,
+            route,
+        };
+        // (Matched as a temporary and consumed whole: see above.)
+        let (route, cluster) = match route_action(scope, d, &mut ctx, &mut filters, &mut head) {
+            Next::Proxy(route, cluster) => (route, cluster),
+            other => return other.answer(scope, d, &mut ctx, &mut filters, head).await,
+        };
+
+        // === a proxied request ===
+        ctx.cluster = Some(cluster.name.clone());
+        if let Some(rw) = &route.rewrite {
+            rw.apply(&mut head);
+        }
+        let upgrade = head.upgrade.is_some();
+        // The connection's scratch buffer for upstream heads: no allocation per request.
+        let mut up_head = std::mem::take(&mut d.up_out);
+        write_upstream_head(&mut up_head, &head, &d.peer_ip, &ctx);
+        let key = hash_key(cluster.hash_on(), &head, d);
+        let deadline = route.total_timeout.map(|t| ctx.timings.start + t);
+        if let Some(r) = &route.retry {
+            r.budget.on_request();
+        }
+        let mut attempts = Attempts::new(route);
+        // One clock reading serves every step up to the first await that can suspend (a pooled
+        // connection is taken without one), so the first attempt uses the request's start; a
+        // retry reads the clock again.
+        let mut now = ctx.timings.start;
+        let mut first = true;
+        let keep = loop {
+            if !std::mem::take(&mut first) {
+                now = Instant::now();
+            }
+            let ep = match cluster.pick_at(now, key.as_deref(), attempts.tried.as_slice()) {
+                Ok((idx, ep)) => {
+                    attempts.tried.push(idx);
+                    ep
+                }
+                Err(e) => {
+                    let pe =
+                        ProxyError::new(503, "no_healthy_upstream", Side::Upstream, e.to_string());
+                    break fail(scope, d, &mut ctx, &mut filters, pe, &head).await;
+                }
+            };
+            ctx.endpoint = None;
+
+            // --- the attempt: connect (or reuse), send the head and body, read the response head
+            let mut ubuf = worker.take_buf();
+            // The attempt's value and the step made of it live only inside this block, and the
+            // step is consumed whole: neither keeps room in this future past this point.
+            #[allow(clippy::blocks_in_conditions)] // on purpose: see above
+            let mut b = match {
+                let attempt: Result<(UpstreamConn, ResponseHead), AttemptError> = 'attempt: {
+                    // A pooled connection without a wait; a new one (a connect, a TLS handshake) boxed.
+                    let mut conn = match cluster.pooled(now, &ep) {
+                        Some(c) => c,
+                        None => match Box::pin(cluster.acquire_at(now, &ep)).await {
+                            Ok(c) => c,
+                            Err(e) => break 'attempt Err(connect_error(cluster, &ep, e)),
+                        },
+                    };
+                    ctx.endpoint = Some(conn.peer);
+                    cluster.begin(&ep);
+                    let reused = conn.reused;
+                    // A pooled connection came without a wait: `now` is still current.
+                    ctx.timings.upstream_sent = Some(if reused { now } else { Instant::now() });
+                    let (r, buf) =
+                        write_upstream(&mut conn.stream, std::mem::take(&mut up_head)).await;
+                    up_head = buf;
+                    if r.is_err() {
+                        undo(cluster, now, conn, !reused);
+                        break 'attempt Err(AttemptError::Reset {
+                            reused,
+                            body_sent: false,
+                        });
+                    }
+                    let body_sent = head.body != BodyKind::Empty;
+                    if body_sent {
+                        if attempts.body_consumed {
+                            // The body went to an earlier attempt and was not kept: this attempt
+                            // cannot be made.
+                            undo(cluster, now, conn, false);
+                            break 'attempt Err(AttemptError::Fatal(ProxyError::new(
+                                502,
+                                "upstream_reset",
+                                Side::Upstream,
+                                "upstream failed after the request body was sent",
+                            )));
+                        }
+                        attempts.body_consumed = true;
+                        let sent = Box::pin(send_body(
+                            route,
+                            d,
+                            &mut conn,
+                            &mut ctx,
+                            &mut filters,
+                            &head,
+                        ))
+                        .await;
+                        if let Err(e) = sent {
+                            undo(cluster, now, conn, false);
+                            break 'attempt Err(e);
+                        }
+                    }
+                    // The first-byte timeout counts from the end of the request (the head's write,
+                    // or the body's).
+                    let sent = match (body_sent, ctx.timings.upstream_sent) {
+                        (false, Some(t)) => t,
+                        _ => Instant::now(),
+                    };
+                    let first_byte = until(deadline, sent, route.first_byte_timeout);
+                    let resp = loop {
+                        reserve(&mut ubuf, HEAD_BUF);
+                        let len = ubuf.len();
+                        let cap = ubuf.capacity();
+                        let read = read_upstream(&mut conn.stream, ubuf.slice_mut(len..cap));
+                        let Some((r, slice)) = within!(&mut d.timer, first_byte, read) else {
+                            // The buffer went with the cancelled read.
+                            ubuf = BytesMut::new();
+                            undo(cluster, now, conn, true);
+                            break 'attempt Err(AttemptError::Timeout { body_sent });
+                        };
+                        ubuf = slice.into_inner();
+                        if !matches!(r, Ok(n) if n > 0) {
+                            undo(cluster, now, conn, !reused);
+                            break 'attempt Err(AttemptError::Reset { reused, body_sent });
+                        }
+                        if ctx.timings.upstream_first_byte.is_none() {
+                            ctx.timings.upstream_first_byte = Some(Instant::now());
+                        }
+                        match weir_http::parse_response(
+                            &mut ubuf,
+                            state.max_response_head,
+                            head.is_head(),
+                        ) {
+                            Ok(Some(resp))
+                                if (100..200).contains(&resp.status) && resp.status != 101 => {}
+                            Ok(Some(resp)) => break resp,
+                            Ok(None) => {}
+                            Err(e) => {
+                                undo(cluster, now, conn, true);
+                                break 'attempt Err(AttemptError::Fatal(ProxyError::from_codec(
+                                    &e,
+                                )));
+                            }
+                        }
+                    };
+                    Ok((conn, resp))
+                };
+
+                // --- what comes of it: a retry, an answer made here, a tunnel, or the response body
+                // (the attempt matched as a temporary, the step consumed whole: see above)
+                match attempt {
+                    Err(err) => match attempts.after_error(err, route, &head, &mut ctx) {
+                        AfterError::Again => continue,
+                        AfterError::ClientGone => {
+                            finish(scope, &mut ctx, &mut filters);
+                            break false;
+                        }
+                        AfterError::Fail(pe) => Step::Fail(pe),
+                    },
+                    Ok((conn, mut resp)) => {
+                        if attempts.retry_status(route, &head, resp.status, &mut ctx) {
+                            cluster.end(&conn.endpoint, true);
+                            cluster.release_at(now, conn, false);
+                            continue;
+                        }
+                        let failed = resp.status >= 500;
+                        if let Some(refused) = response_filters(&mut ctx, &mut filters, &mut resp) {
+                            cluster.end(&conn.endpoint, failed);
+                            cluster.release_at(now, conn, false);
+                            Step::Refused(refused)
+                        } else {
+                            let switching = upgrade && resp.status == 101;
+                            let framing = write_response_head(
+                                worker, d, &mut ctx, &head, &mut resp, switching,
+                            );
+                            if switching {
+                                cluster.end(&conn.endpoint, false);
+                                Step::Tunnel(cluster.detach(conn), ubuf)
+                            } else {
+                                Step::Body(Body {
+                                    dec: BodyDecoder::new(resp.body),
+                                    upstream_keep: resp.keep_alive,
+                                    framing,
+                                    failed,
+                                    conn,
+                                    ubuf,
+                                })
+                            }
+                        }
+                    }
+                }
+            } {
+                Step::Body(b) => b,
+                other => break other.answer(scope, d, &mut ctx, &mut filters, &head).await,
+            };
+
+            // --- the response body, as it comes; small bodies that came with the head go out in
+            // the same write
+            let mut head_pending = true;
+            let mut reads = 0u32;
+            let mut bulk = false;
+            let outcome: Result<bool, ProxyError> = loop {
+                if !b.ubuf.is_empty() || b.dec.is_done() {
+                    let (scan, piece) = match take_piece(
+                        &mut ctx,
+                        &mut filters,
+                        &mut b.dec,
+                        &mut b.ubuf,
+                        b.framing.dechunk,
+                    ) {
+                        Ok(x) => x,
+                        Err(e) => break Err(e),
+                    };
+                    // (One await for every write here: see above.)
+                    let small = std::mem::take(&mut head_pending) && piece.len() <= 64 << 10;
+                    if small {
+                        d.out.extend_from_slice(&piece);
+                    }
+                    let wrote = if small {
+                        d.write_out().await
+                    } else {
+                        d.write_out_then(piece).await
+                    };
+                    if wrote.is_err() {
+                        break Err(ProxyError::new(
+                            499,
+                            "client_closed",
+                            Side::Downstream,
+                            "client closed the connection",
+                        ));
+                    }
+                    if scan.done {
+                        // Bytes past the end of the response: the upstream broke framing; do not
+                        // reuse.
+                        break Ok(b.ubuf.is_empty());
+                    }
+                }
+                // Need more from the upstream. From the second read on, watch the client: a client
+                // that hangs up mid-stream cancels the upstream request at once.
+                reads += 1;
+                if reads > 1 && !d.reader.is_watching() && d.reader.buf().is_empty() {
+                    d.reader.watch();
+                }
+                // Small reads while the upstream trickles (an SSE stream holds little memory while
+                // it waits), large ones once a read fills its buffer (bulk bodies take few
+                // syscalls).
+                reserve(&mut b.ubuf, if bulk { BODY_READ } else { STREAM_READ });
+                let len = b.ubuf.len();
+                let cap = b.ubuf.capacity();
+                let wait = until(deadline, Instant::now(), route.idle_timeout);
+                let Downstream { reader, timer, .. } = &mut *d;
+                timer.aim(wait);
+                let read = read_upstream(&mut b.conn.stream, b.ubuf.slice_mut(len..cap));
+                let mut read = std::pin::pin!(read);
+                // One await for all: the upstream's read, the deadline, and the client's read (a
+                // hang-up, or pipelined bytes, kept for later).
+                let got = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                        return Poll::Ready(Some(Some(r)));
+                    }
+                    if timer.poll_expired(cx).is_ready() {
+                        return Poll::Ready(Some(None));
+                    }
+                    if reader.is_watching() {
+                        if let Poll::Ready(w) = reader.poll_settle(cx) {
+                            if !matches!(w, Ok(n) if n > 0) {
+                                return Poll::Ready(None);
+                            }
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await;
+                let Some(Some((r, slice))) = got else {
+                    // The buffer went with the cancelled read.
+                    b.ubuf = BytesMut::new();
+                    break Err(match got {
+                        None => ProxyError::new(
+                            499,
+                            "client_closed",
+                            Side::Downstream,
+                            "client closed the connection mid-response",
+                        ),
+                        _ => ProxyError::new(
+                            504,
+                            "upstream_idle_timeout",
+                            Side::Upstream,
+                            "the upstream stopped sending",
+                        ),
+                    });
+                };
+                b.ubuf = slice.into_inner();
+                match r {
+                    Ok(0) if b.dec.kind() == BodyKind::UntilClose => {
+                        // The end of a close-delimited body.
+                        break Ok(false);
+                    }
+                    Ok(0) | Err(_) => {
+                        break Err(ProxyError::new(
+                            502,
+                            "upstream_reset",
+                            Side::Upstream,
+                            "upstream closed mid-response",
+                        ))
+                    }
+                    Ok(n) => bulk = n == cap - len,
+                }
+            };
+            let (client_keep, upstream_reusable) = match outcome {
+                Ok(reusable) => {
+                    for f in filters.iter_mut() {
+                        let _ = f.on_response_body(&mut ctx, &[], true);
+                    }
+                    finish(scope, &mut ctx, &mut filters);
+                    (!b.framing.close, reusable && b.upstream_keep)
+                }
+                Err(e) if head_pending && e.side == Side::Upstream => {
+                    // Nothing reached the client yet: a clean error response is still possible.
+                    (
+                        fail(scope, d, &mut ctx, &mut filters, e, &head).await,
+                        false,
+                    )
+                }
+                Err(e) => {
+                    if e.side == Side::Downstream {
+                        ctx.status = 499;
+                    } else {
+                        tracing::warn!(request_id = %ctx.request_id, error = %e, "response aborted mid-stream");
+                    }
+                    ctx.error = Some(e);
+                    finish(scope, &mut ctx, &mut filters);
+                    (false, false)
+                }
+            };
+            cluster.end(&b.conn.endpoint, b.failed);
+            // The connection went idle when the response ended.
+            let idle_since = ctx.timings.end.unwrap_or(now);
+            cluster.release_at(idle_since, b.conn, upstream_reusable);
+            worker.put_buf(b.ubuf);
+            break client_keep && head.keep_alive;
+        };
+        up_head.clear();
+        d.up_out = up_head;
+        keep
+    }
+}
+
+/// What a request turns into once routed and past its request-head filters.
+// Not boxed: made once per request, and matched as a temporary.
+#[allow(clippy::large_enum_variant)]
+enum Next<'r> {
+    /// Proxy it on this route to this cluster.
+    Proxy(&'r RouteState, &'r Rc<Cluster>),
+    /// An AI route.
+    Ai(&'r Rc<weir_ai::AiService>),
+    /// An answer made here (no route, a filter's, a direct response or redirect), and whether the
+    /// connection may be kept.
+    Local(LocalResponse, bool),
+    /// An error answer.
+    Fail(ProxyError),
+}
+
+impl Next<'_> {
+    /// The future of everything but a proxied request.
+    fn answer<'a>(
+        self,
+        scope: Scope<'a>,
+        d: &'a mut Downstream,
+        ctx: &'a mut RequestCtx,
+        filters: &'a mut Vec<Box<dyn Filter>>,
+        head: RequestHead,
+    ) -> Answer<'a>
+    where
+        Self: 'a,
+    {
+        match self {
+            // Boxed: the AI path's future is large, and a plain request should not carry (and
+            // copy) its state.
+            Next::Ai(svc) => Box::pin(crate::ai::serve(scope, d, ctx, filters, head, svc)),
+            Next::Local(resp, keep) => {
+                send_local(scope, d, ctx, filters, resp, head.is_head(), keep)
+            }
+            Next::Fail(e) => fail(scope, d, ctx, filters, e, &head),
+            Next::Proxy(..) => Box::pin(std::future::ready(false)),
+        }
+    }
+}
+
+/// Routes the request through its request-head filters and the route's action.
+fn route_action<'r>(
+    scope: Scope<'r>,
+    d: &mut Downstream,
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    head: &mut RequestHead,
+) -> Next<'r> {
+    let Some(route) = scope.route else {
         let e = ProxyError::new(
             404,
             "no_route",
@@ -63,26 +499,15 @@ pub async fn handle(
         );
         ctx.error = Some(e.clone());
         let resp = e.to_response(&ctx.request_id, ctx.error_format);
-        let keep = head.keep_alive && !drop_body(d, &head);
-        return send_local(base, d, &mut ctx, &mut [], resp, head.is_head(), keep).await;
+        return Next::Local(resp, head.keep_alive && !drop_body(d, head));
     };
-    let route = &lst.routes[ri];
-    let scope = Scope {
-        route: Some(route),
-        ..base
-    };
-    ctx.route = Some(route.name.clone());
-    let mut filters: Vec<Box<dyn Filter>> = route.filters.iter().map(|f| f.create()).collect();
-    for i in 0..filters.len() {
-        let verdict = filters[i].on_request_headers(&mut ctx, &mut head);
-        match verdict {
+    for f in filters.iter_mut() {
+        match f.on_request_headers(ctx, head) {
             Ok(Action::Continue) => {}
             Ok(Action::Respond(resp)) => {
-                let keep = head.keep_alive && !drop_body(d, &head);
-                return send_local(scope, d, &mut ctx, &mut filters, resp, head.is_head(), keep)
-                    .await;
+                return Next::Local(resp, head.keep_alive && !drop_body(d, head))
             }
-            Err(e) => return fail(scope, d, &mut ctx, &mut filters, e, &head).await,
+            Err(e) => return Next::Fail(e),
         }
     }
     if let BodyKind::Length(n) = head.body {
@@ -97,58 +522,199 @@ pub async fn handle(
                 ),
             );
             ctx.error = Some(e.clone());
-            let resp = e.to_response(&ctx.request_id, ctx.error_format);
-            return send_local(
-                scope,
-                d,
-                &mut ctx,
-                &mut filters,
-                resp,
-                head.is_head(),
-                false,
-            )
-            .await;
+            return Next::Local(e.to_response(&ctx.request_id, ctx.error_format), false);
         }
     }
     match &route.action {
         RouteAction::Direct(resp) => {
-            let keep = head.keep_alive && !drop_body(d, &head);
-            send_local(
-                scope,
-                d,
-                &mut ctx,
-                &mut filters,
-                resp.clone(),
-                head.is_head(),
-                keep,
-            )
-            .await
+            Next::Local(resp.clone(), head.keep_alive && !drop_body(d, head))
         }
         RouteAction::Redirect(rd) => {
-            let location = weir_route::redirect_location(rd, &head, "http");
+            let location = weir_route::redirect_location(rd, head, "http");
             let mut resp = LocalResponse::empty(rd.status);
             resp.headers
                 .append(Bytes::from_static(b"location"), Bytes::from(location));
-            let keep = head.keep_alive && !drop_body(d, &head);
-            send_local(scope, d, &mut ctx, &mut filters, resp, head.is_head(), keep).await
+            Next::Local(resp, head.keep_alive && !drop_body(d, head))
         }
-        RouteAction::Ai(svc) => crate::ai::serve(scope, d, &mut ctx, &mut filters, head, svc).await,
-        RouteAction::Proxy(cluster) => {
-            ctx.cluster = Some(cluster.name.clone());
-            proxy(
-                worker,
-                state,
-                lst,
-                route,
-                cluster,
-                d,
-                &mut ctx,
-                &mut filters,
-                head,
-            )
-            .await
+        RouteAction::Ai(svc) => Next::Ai(svc),
+        RouteAction::Proxy(cluster) => Next::Proxy(route, cluster),
+    }
+}
+
+/// The retry state of one exchange.
+struct Attempts {
+    /// Endpoints tried by earlier attempts (retries are few: no allocation).
+    tried: Tried,
+    retries_left: u32,
+    fresh_retry_used: bool,
+    /// The request body went to an attempt (and cannot be sent again).
+    body_consumed: bool,
+}
+
+/// What to do after a failed attempt.
+enum AfterError {
+    /// Try again.
+    Again,
+    /// The client went away (the context says so): log and close.
+    ClientGone,
+    /// Answer with this error.
+    Fail(ProxyError),
+}
+
+impl Attempts {
+    fn new(route: &RouteState) -> Self {
+        Attempts {
+            tried: Tried::default(),
+            retries_left: route.retry.as_ref().map_or(0, |r| r.attempts),
+            fresh_retry_used: false,
+            body_consumed: false,
         }
     }
+
+    /// Takes a retry when the policy has one left and the budget allows it.
+    fn take_retry(&mut self, route: &RouteState, ctx: &mut RequestCtx) -> bool {
+        let Some(p) = &route.retry else { return false };
+        if self.retries_left > 0 && p.budget.try_retry() {
+            self.retries_left -= 1;
+            ctx.retries += 1;
+            weir_metrics::bump(&route.stats.retries, 1);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the request can be sent again (and was not consumed by an attempt).
+    fn resendable(&self, head: &RequestHead) -> bool {
+        (head.is_idempotent() || head.body == BodyKind::Empty) && !self.body_consumed
+    }
+
+    fn after_error(
+        &mut self,
+        err: AttemptError,
+        route: &RouteState,
+        head: &RequestHead,
+        ctx: &mut RequestCtx,
+    ) -> AfterError {
+        let idempotent_ok = self.resendable(head);
+        let policy = route.retry.as_ref();
+        let (pe, retry) = match err {
+            AttemptError::ClientGone => {
+                ctx.status = 499;
+                ctx.error = Some(ProxyError::new(
+                    499,
+                    "client_closed",
+                    Side::Downstream,
+                    "client closed the connection",
+                ));
+                return AfterError::ClientGone;
+            }
+            AttemptError::Connect(pe) => {
+                let r = policy.is_some_and(|p| p.connect_failure);
+                (pe, r)
+            }
+            AttemptError::Reset { reused, body_sent } => {
+                // A pooled connection the upstream had closed: one free retry on a new one.
+                if reused && !body_sent && idempotent_ok && !self.fresh_retry_used {
+                    self.fresh_retry_used = true;
+                    self.tried.pop();
+                    return AfterError::Again;
+                }
+                let pe = ProxyError::new(
+                    502,
+                    "upstream_reset",
+                    Side::Upstream,
+                    "upstream closed the connection before a response",
+                );
+                (
+                    pe,
+                    policy.is_some_and(|p| p.reset) && idempotent_ok && !body_sent,
+                )
+            }
+            AttemptError::Timeout { body_sent } => {
+                let pe = ProxyError::new(
+                    504,
+                    "upstream_timeout",
+                    Side::Upstream,
+                    format!("no response within {:?}", route.first_byte_timeout),
+                );
+                (
+                    pe,
+                    policy.is_some_and(|p| p.timeout) && idempotent_ok && !body_sent,
+                )
+            }
+            AttemptError::Fatal(pe) => (pe, false),
+        };
+        if retry && self.take_retry(route, ctx) {
+            return AfterError::Again;
+        }
+        AfterError::Fail(pe)
+    }
+
+    /// Retry on a status, when the policy asks and the request can be sent again.
+    fn retry_status(
+        &mut self,
+        route: &RouteState,
+        head: &RequestHead,
+        status: u16,
+        ctx: &mut RequestCtx,
+    ) -> bool {
+        route
+            .retry
+            .as_ref()
+            .is_some_and(|p| p.statuses.contains(&status))
+            && self.resendable(head)
+            && self.take_retry(route, ctx)
+    }
+}
+
+/// An attempt's response, from its head on.
+enum Step {
+    /// The response body follows (its head is written into the connection's buffer).
+    Body(Body),
+    /// Answer with this error instead.
+    Fail(ProxyError),
+    /// A filter refused the response: answer with this instead.
+    Refused(Result<LocalResponse, ProxyError>),
+    /// `101 Switching Protocols` (its head in the connection's buffer): tunnel from now on, with
+    /// these bytes from the upstream.
+    Tunnel(weir_upstream::MaybeTls, BytesMut),
+}
+
+impl Step {
+    /// The future of everything but a body: whether the client connection may be kept.
+    fn answer<'a>(
+        self,
+        scope: Scope<'a>,
+        d: &'a mut Downstream,
+        ctx: &'a mut RequestCtx,
+        filters: &'a mut [Box<dyn Filter>],
+        head: &'a RequestHead,
+    ) -> Answer<'a> {
+        match self {
+            Step::Fail(pe) => fail(scope, d, ctx, filters, pe, head),
+            Step::Refused(refused) => {
+                let answer = answer_refused(scope, d, ctx, filters, head, refused);
+                Box::pin(async move { answer.await && head.keep_alive })
+            }
+            Step::Tunnel(stream, ubuf) => Box::pin(async move {
+                tunnel(d, stream, ubuf).await;
+                finish(scope, ctx, filters);
+                false
+            }),
+            Step::Body(_) => Box::pin(std::future::ready(false)),
+        }
+    }
+}
+
+/// A response whose body is on its way.
+struct Body {
+    dec: BodyDecoder,
+    upstream_keep: bool,
+    framing: Framing,
+    failed: bool,
+    conn: UpstreamConn,
+    ubuf: BytesMut,
 }
 
 /// Where a request is being served: what answering it locally and logging it need.
@@ -177,25 +743,50 @@ fn drop_body(d: &mut Downstream, head: &RequestHead) -> bool {
     }
 }
 
+/// The future of an answer made by the gateway. Boxed: answers are off the hot path, and keeping
+/// their state out of the request path's own futures keeps those small (a future is copied each
+/// time it nests in another).
+pub type Answer<'a> = Pin<Box<dyn Future<Output = bool> + 'a>>;
+
 /// Ends a request with an error response.
-pub(crate) async fn fail(
-    scope: Scope<'_>,
-    d: &mut Downstream,
-    ctx: &mut RequestCtx,
-    filters: &mut [Box<dyn Filter>],
+pub(crate) fn fail<'a>(
+    scope: Scope<'a>,
+    d: &'a mut Downstream,
+    ctx: &'a mut RequestCtx,
+    filters: &'a mut [Box<dyn Filter>],
     e: ProxyError,
     head: &RequestHead,
-) -> bool {
+) -> Answer<'a> {
     if e.side != Side::Downstream {
         tracing::warn!(request_id = %ctx.request_id, route = ?ctx.route.as_deref(), error = %e, "request failed");
     }
     let resp = e.to_response(&ctx.request_id, ctx.error_format);
     ctx.error = Some(e);
-    send_local(scope, d, ctx, filters, resp, head.is_head(), false).await
+    send_local(scope, d, ctx, filters, resp, head.is_head(), false)
 }
 
 /// Sends a response made by the gateway, then logs. Returns whether the connection stays open.
-pub async fn send_local(
+pub fn send_local<'a>(
+    scope: Scope<'a>,
+    d: &'a mut Downstream,
+    ctx: &'a mut RequestCtx,
+    filters: &'a mut [Box<dyn Filter>],
+    resp: LocalResponse,
+    head_request: bool,
+    keep_alive: bool,
+) -> Answer<'a> {
+    Box::pin(send_local_now(
+        scope,
+        d,
+        ctx,
+        filters,
+        resp,
+        head_request,
+        keep_alive,
+    ))
+}
+
+async fn send_local_now(
     scope: Scope<'_>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
@@ -240,6 +831,7 @@ pub(crate) fn finish(scope: Scope<'_>, ctx: &mut RequestCtx, filters: &mut [Box<
     } = scope;
     let now = Instant::now();
     ctx.timings.end = Some(now);
+    worker.last_end.set(now);
     for f in filters.iter_mut() {
         f.on_log(ctx);
     }
@@ -272,181 +864,136 @@ enum AttemptError {
     ClientGone,
 }
 
-/// Proxies one request: attempts, retries, response.
-#[allow(clippy::too_many_arguments)]
-async fn proxy(
+/// An attempt's connection goes back unused (closed).
+fn undo(cluster: &Cluster, now: Instant, conn: UpstreamConn, failed: bool) {
+    cluster.end(&conn.endpoint, failed);
+    cluster.release_at(now, conn, false);
+}
+
+/// A connection to the endpoint could not be had.
+fn connect_error(
+    cluster: &Cluster,
+    ep: &weir_upstream::Endpoint,
+    e: weir_upstream::Error,
+) -> AttemptError {
+    cluster.outcome(ep, true);
+    let (status, kind) = match &e {
+        weir_upstream::Error::ConnectTimeout(_) => (504, "upstream_connect_timeout"),
+        weir_upstream::Error::Overflow(_) => (503, "upstream_overflow"),
+        _ => (502, "upstream_connect_failed"),
+    };
+    AttemptError::Connect(ProxyError::new(status, kind, Side::Upstream, e.to_string()).retryable())
+}
+
+/// The response-head phase of the filters: `Some` when one refused the response (with what to
+/// answer instead, or the error).
+fn response_filters(
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    resp: &mut ResponseHead,
+) -> Option<Result<LocalResponse, ProxyError>> {
+    for f in filters.iter_mut() {
+        match f.on_response_headers(ctx, resp) {
+            Ok(Action::Continue) => {}
+            Ok(Action::Respond(r)) => return Some(Ok(r)),
+            Err(e) => return Some(Err(e)),
+        }
+    }
+    None
+}
+
+/// Answers in place of a response a filter refused.
+fn answer_refused<'a>(
+    scope: Scope<'a>,
+    d: &'a mut Downstream,
+    ctx: &'a mut RequestCtx,
+    filters: &'a mut [Box<dyn Filter>],
+    head: &RequestHead,
+    refused: Result<LocalResponse, ProxyError>,
+) -> Answer<'a> {
+    match refused {
+        Ok(r) => send_local(scope, d, ctx, filters, r, head.is_head(), false),
+        Err(e) => fail(scope, d, ctx, filters, e, head),
+    }
+}
+
+/// How the response head written downstream frames the body.
+struct Framing {
+    /// An HTTP/1.0 client gets a chunked body de-chunked.
+    dechunk: bool,
+    /// The client connection closes after this response.
+    close: bool,
+}
+
+/// Writes the response head for the client into `d.out`.
+fn write_response_head(
     worker: &Worker,
-    state: &CoreState,
-    lst: &ListenerState,
-    route: &RouteState,
-    cluster: &Rc<Cluster>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
-    filters: &mut Vec<Box<dyn Filter>>,
-    mut head: RequestHead,
-) -> bool {
-    let scope = Scope {
-        worker,
-        state,
-        lst,
-        route: Some(route),
-    };
-    if let Some(rw) = &route.rewrite {
-        rw.apply(&mut head);
+    head: &RequestHead,
+    resp: &mut ResponseHead,
+    switching: bool,
+) -> Framing {
+    if switching {
+        resp.headers.append(
+            Bytes::from_static(b"connection"),
+            Bytes::from_static(b"upgrade"),
+        );
     }
-    let upgrade = head.upgrade.clone();
-    // The connection's scratch buffer for upstream heads: no allocation per request.
-    let mut up_head = std::mem::take(&mut d.up_out);
-    write_upstream_head(&mut up_head, &mut head, &d.peer_ip, ctx);
-    let key = hash_key(cluster.hash_on(), &head, d);
-    let deadline = route.total_timeout.map(|t| ctx.timings.start + t);
-    if let Some(r) = &route.retry {
-        r.budget.on_request();
-    }
+    // A body delimited by the upstream closing can only be delimited the same way downstream.
+    // An HTTP/1.0 client cannot read chunked framing: its body is de-chunked and ends with the
+    // connection (the only re-encoding on this path, and only for such clients).
+    let dechunk = head.version == Version::Http10 && resp.body == BodyKind::Chunked;
+    let close =
+        !head.keep_alive || resp.body == BodyKind::UntilClose || dechunk || worker.draining();
+    ctx.status = resp.status;
+    d.out.clear();
+    weir_http::write_response_head(
+        &mut d.out,
+        resp.status,
+        &resp.reason,
+        &resp.headers,
+        // HEAD and 304 carry no body: no framing unless the upstream's Content-Length was kept.
+        if dechunk || head.is_head() || resp.status == 304 {
+            BodyKind::UntilClose
+        } else {
+            resp.body
+        },
+        close && !switching,
+    );
+    push_request_id(&mut d.out, &ctx.request_id);
+    Framing { dechunk, close }
+}
 
-    // Endpoints tried by earlier attempts (retries are few: no allocation).
-    let mut tried = Tried::default();
-    let mut retries_left = route.retry.as_ref().map_or(0, |r| r.attempts);
-    let mut fresh_retry_used = false;
-    let mut body_consumed = false;
-    let keep = loop {
-        let (idx, ep) = match cluster.pick(key.as_deref(), tried.as_slice()) {
-            Ok(p) => p,
-            Err(e) => {
-                let pe = ProxyError::new(503, "no_healthy_upstream", Side::Upstream, e.to_string());
-                break fail(scope, d, ctx, filters, pe, &head).await;
+/// Takes the next piece of the response body out of `ubuf` (what the decoder says is framed body,
+/// de-chunked for an HTTP/1.0 client), showing its payload to the filters.
+fn take_piece(
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    dec: &mut BodyDecoder,
+    ubuf: &mut BytesMut,
+    dechunk: bool,
+) -> Result<(weir_http::Scan, BytesMut), ProxyError> {
+    let mut filter_err = None;
+    let mut payload = dechunk.then(BytesMut::new);
+    let scan = dec
+        .scan(ubuf, |r| {
+            if let Some(p) = payload.as_mut() {
+                p.extend_from_slice(&ubuf[r.clone()]);
             }
-        };
-        tried.push(idx);
-        ctx.endpoint = None;
-        let attempt = attempt(
-            state,
-            route,
-            cluster,
-            &ep,
-            d,
-            ctx,
-            filters,
-            &head,
-            &mut up_head,
-            deadline,
-            &mut body_consumed,
-        )
-        .await;
-        let (mut conn, resp, ubuf) = match attempt {
-            Ok(x) => x,
-            Err(err) => {
-                let idempotent_ok =
-                    (head.is_idempotent() || head.body == BodyKind::Empty) && !body_consumed;
-                let policy = route.retry.as_ref();
-                let (pe, retry) = match err {
-                    AttemptError::ClientGone => {
-                        ctx.status = 499;
-                        ctx.error = Some(ProxyError::new(
-                            499,
-                            "client_closed",
-                            Side::Downstream,
-                            "client closed the connection",
-                        ));
-                        finish(scope, ctx, filters);
-                        break false;
-                    }
-                    AttemptError::Connect(pe) => {
-                        let r = policy.is_some_and(|p| p.connect_failure);
-                        (pe, r)
-                    }
-                    AttemptError::Reset { reused, body_sent } => {
-                        // A pooled connection the upstream had closed: one free retry on a new one.
-                        if reused && !body_sent && idempotent_ok && !fresh_retry_used {
-                            fresh_retry_used = true;
-                            tried.pop();
-                            continue;
-                        }
-                        let pe = ProxyError::new(
-                            502,
-                            "upstream_reset",
-                            Side::Upstream,
-                            "upstream closed the connection before a response",
-                        );
-                        (
-                            pe,
-                            policy.is_some_and(|p| p.reset) && idempotent_ok && !body_sent,
-                        )
-                    }
-                    AttemptError::Timeout { body_sent } => {
-                        let pe = ProxyError::new(
-                            504,
-                            "upstream_timeout",
-                            Side::Upstream,
-                            format!("no response within {:?}", route.first_byte_timeout),
-                        );
-                        (
-                            pe,
-                            policy.is_some_and(|p| p.timeout) && idempotent_ok && !body_sent,
-                        )
-                    }
-                    AttemptError::Fatal(pe) => (pe, false),
-                };
-                if retry && retries_left > 0 && policy.is_some_and(|p| p.budget.try_retry()) {
-                    retries_left -= 1;
-                    ctx.retries += 1;
-                    weir_metrics::bump(&route.stats.retries, 1);
-                    continue;
+            for f in filters.iter_mut() {
+                if let Err(e) = f.on_response_body(ctx, &ubuf[r.clone()], false) {
+                    filter_err.get_or_insert(e);
                 }
-                break fail(scope, d, ctx, filters, pe, &head).await;
             }
-        };
-        // Retry on a status, when the policy asks and the request can be sent again.
-        if let Some(p) = &route.retry {
-            let can = (head.is_idempotent() || head.body == BodyKind::Empty) && !body_consumed;
-            if can && retries_left > 0 && p.statuses.contains(&resp.status) && p.budget.try_retry()
-            {
-                retries_left -= 1;
-                ctx.retries += 1;
-                weir_metrics::bump(&route.stats.retries, 1);
-                cluster.end(&conn.endpoint, true);
-                cluster.release(conn, false);
-                continue;
-            }
-        }
-        let failed = resp.status >= 500;
-        match respond(
-            worker,
-            state,
-            lst,
-            route,
-            d,
-            ctx,
-            filters,
-            &head,
-            &mut conn,
-            resp,
-            ubuf,
-            deadline,
-            upgrade.is_some(),
-        )
-        .await
-        {
-            Responded::Done {
-                client_keep,
-                upstream_reusable,
-            } => {
-                cluster.end(&conn.endpoint, failed);
-                cluster.release(conn, upstream_reusable);
-                break client_keep && head.keep_alive;
-            }
-            Responded::Upgraded(ubuf) => {
-                cluster.end(&conn.endpoint, false);
-                let stream = cluster.detach(conn);
-                tunnel(d, stream, ubuf).await;
-                finish(scope, ctx, filters);
-                break false;
-            }
-        }
-    };
-    up_head.clear();
-    d.up_out = up_head;
-    keep
+        })
+        .map_err(|e| ProxyError::new(502, "upstream_bad_body", Side::Upstream, e.to_string()))?;
+    if let Some(e) = filter_err {
+        return Err(e);
+    }
+    ctx.response_bytes = dec.payload_bytes();
+    let framed = ubuf.split_to(scan.consumed);
+    Ok((scan, payload.unwrap_or(framed)))
 }
 
 /// The endpoints an exchange tried, inline: a request makes at most 1 + 10 attempts.
@@ -471,17 +1018,6 @@ impl Tried {
     }
 }
 
-/// How a response ended.
-enum Responded {
-    /// Sent (or failed); whether each side's connection may be reused.
-    Done {
-        client_keep: bool,
-        upstream_reusable: bool,
-    },
-    /// `101 Switching Protocols` went out: tunnel from now on, with these bytes from the upstream.
-    Upgraded(BytesMut),
-}
-
 /// Adds `x-request-id` to a response head already written into `out` (before its final CRLF).
 fn push_request_id(out: &mut Vec<u8>, id: &str) {
     out.truncate(out.len() - 2);
@@ -490,40 +1026,61 @@ fn push_request_id(out: &mut Vec<u8>, id: &str) {
     out.extend_from_slice(b"\r\n\r\n");
 }
 
+/// The fields Weir writes itself on the way upstream (from what the client sent, where they
+/// append to it): `X-Forwarded-For` (1), `Via` (2), `X-Forwarded-Proto` and `X-Request-Id` (3).
+fn forwarding_field(name: &[u8]) -> u8 {
+    let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        15 if is(b"x-forwarded-for") => 1,
+        3 if is(b"via") => 2,
+        12 if is(b"x-request-id") => 3,
+        17 if is(b"x-forwarded-proto") => 3,
+        _ => 0,
+    }
+}
+
 /// Writes the head sent upstream: the client's end-to-end fields, then the forwarding fields
 /// (`X-Forwarded-For` appended to, `X-Forwarded-Proto`, `Via` appended to, `X-Request-Id`) and the
 /// upgrade fields, written straight into the buffer rather than stored as fields.
-fn write_upstream_head(out: &mut Vec<u8>, head: &mut RequestHead, peer_ip: &str, ctx: &RequestCtx) {
-    let mut xff = None;
-    let mut via = None;
-    head.headers.retain(|h| {
-        let n = &h.name[..];
-        if n.eq_ignore_ascii_case(b"x-forwarded-for") {
-            xff = Some(h.value.clone());
-            false
-        } else if n.eq_ignore_ascii_case(b"via") {
-            via = Some(h.value.clone());
-            false
-        } else {
-            !(n.eq_ignore_ascii_case(b"x-forwarded-proto")
-                || n.eq_ignore_ascii_case(b"x-request-id"))
+fn write_upstream_head(out: &mut Vec<u8>, head: &RequestHead, peer_ip: &str, ctx: &RequestCtx) {
+    // Every earlier value of a list field, in order, then ours.
+    fn append_to(out: &mut Vec<u8>, head: &RequestHead, field: u8, ours: &[u8]) {
+        for (n, v) in head.headers.fields() {
+            if forwarding_field(n) == field {
+                out.extend_from_slice(v);
+                out.extend_from_slice(b", ");
+            }
         }
-    });
+        out.extend_from_slice(ours);
+    }
+    let mut seen = [false; 4];
     out.clear();
-    weir_http::write_request_head(out, &head.method, &head.target, &head.headers, head.body);
+    weir_http::write_request_head_except(
+        out,
+        &head.method,
+        &head.target,
+        &head.headers,
+        head.body,
+        |n| {
+            let f = forwarding_field(n);
+            seen[f as usize] = true;
+            f != 0
+        },
+    );
     out.truncate(out.len() - 2);
     out.extend_from_slice(b"x-forwarded-for: ");
-    if let Some(prev) = xff {
-        out.extend_from_slice(&prev);
-        out.extend_from_slice(b", ");
+    if seen[1] {
+        append_to(out, head, 1, peer_ip.as_bytes());
+    } else {
+        out.extend_from_slice(peer_ip.as_bytes());
     }
-    out.extend_from_slice(peer_ip.as_bytes());
     out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nvia: ");
-    if let Some(prev) = via {
-        out.extend_from_slice(&prev);
-        out.extend_from_slice(b", ");
+    if seen[2] {
+        append_to(out, head, 2, b"1.1 weir");
+    } else {
+        out.extend_from_slice(b"1.1 weir");
     }
-    out.extend_from_slice(b"1.1 weir\r\nx-request-id: ");
+    out.extend_from_slice(b"\r\nx-request-id: ");
     out.extend_from_slice(ctx.request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
     if let Some(proto) = &head.upgrade {
@@ -536,7 +1093,7 @@ fn write_upstream_head(out: &mut Vec<u8>, head: &mut RequestHead, peer_ip: &str,
 
 fn hash_key(on: Option<&HashOn>, head: &RequestHead, d: &Downstream) -> Option<Vec<u8>> {
     match on? {
-        HashOn::Header(h) => head.headers.get(h).map(|v| v.to_vec()),
+        HashOn::Header(h) => head.headers.value(h).map(<[u8]>::to_vec),
         HashOn::SourceIp => Some(d.peer.ip().to_string().into_bytes()),
         HashOn::Cookie(name) => head.headers.get_all("cookie").find_map(|v| {
             v.split(|b| *b == b';').find_map(|kv| {
@@ -548,135 +1105,30 @@ fn hash_key(on: Option<&HashOn>, head: &RequestHead, d: &Downstream) -> Option<V
     }
 }
 
-fn remaining(deadline: Option<Instant>, d: Duration) -> Duration {
-    match deadline {
-        Some(t) => d.min(t.saturating_duration_since(Instant::now())),
-        None => d,
-    }
+/// `from + d`, or the request's total deadline if that comes first.
+fn until(deadline: Option<Instant>, from: Instant, d: Duration) -> Instant {
+    let t = after(from, d);
+    deadline.map_or(t, |dl| t.min(dl))
 }
 
-/// One attempt: connect (or reuse), send the head and body, read the response head.
-#[allow(clippy::too_many_arguments)]
-async fn attempt(
-    state: &CoreState,
-    route: &RouteState,
-    cluster: &Cluster,
-    ep: &Rc<weir_upstream::Endpoint>,
-    d: &mut Downstream,
-    ctx: &mut RequestCtx,
-    filters: &mut [Box<dyn Filter>],
-    head: &RequestHead,
-    up_head: &mut Vec<u8>,
-    deadline: Option<Instant>,
-    body_consumed: &mut bool,
-) -> Result<(UpstreamConn, ResponseHead, BytesMut), AttemptError> {
-    let mut conn = cluster.acquire(ep).await.map_err(|e| {
-        cluster.outcome(ep, true);
-        let (status, kind) = match &e {
-            weir_upstream::Error::ConnectTimeout(_) => (504, "upstream_connect_timeout"),
-            weir_upstream::Error::Overflow(_) => (503, "upstream_overflow"),
-            _ => (502, "upstream_connect_failed"),
-        };
-        AttemptError::Connect(
-            ProxyError::new(status, kind, Side::Upstream, e.to_string()).retryable(),
-        )
-    })?;
-    ctx.endpoint = Some(conn.peer);
-    cluster.begin(ep);
-    let reused = conn.reused;
-    let undo = |cluster: &Cluster, conn: UpstreamConn, failed: bool| {
-        cluster.end(&conn.endpoint, failed);
-        cluster.release(conn, false);
-    };
-    ctx.timings.upstream_sent = Some(Instant::now());
-    let (r, buf) = conn.stream.write_all(std::mem::take(up_head)).await;
-    *up_head = buf;
-    if r.is_err() {
-        undo(cluster, conn, !reused);
-        return Err(AttemptError::Reset {
-            reused,
-            body_sent: false,
-        });
-    }
-    let mut body_sent = false;
-    if head.body != BodyKind::Empty {
-        if *body_consumed {
-            // The body went to an earlier attempt and was not kept: this attempt cannot be made.
-            undo(cluster, conn, false);
-            return Err(AttemptError::Fatal(ProxyError::new(
-                502,
-                "upstream_reset",
-                Side::Upstream,
-                "upstream failed after the request body was sent",
-            )));
-        }
-        *body_consumed = true;
-        body_sent = true;
-        if head.expect_continue && d.reader.buf().is_empty() {
-            d.out.clear();
-            d.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            if d.write_out().await.is_err() {
-                undo(cluster, conn, false);
-                return Err(AttemptError::ClientGone);
-            }
-        }
-        if let Err(e) = send_body(route, d, &mut conn, ctx, filters, head.body).await {
-            undo(cluster, conn, false);
-            return Err(e);
-        }
-    }
-    let mut ubuf = BytesMut::with_capacity(HEAD_BUF);
-    let first_byte = remaining(deadline, route.first_byte_timeout);
-    let slot = &mut ubuf;
-    let read_head = async {
-        loop {
-            let mut buf = std::mem::take(slot);
-            reserve(&mut buf, HEAD_BUF);
-            let len = buf.len();
-            let cap = buf.capacity();
-            let (r, slice) = conn.stream.read(buf.slice_mut(len..cap)).await;
-            *slot = slice.into_inner();
-            match r {
-                Ok(0) | Err(_) => return Err(AttemptError::Reset { reused, body_sent }),
-                Ok(_) => {}
-            }
-            if ctx.timings.upstream_first_byte.is_none() {
-                ctx.timings.upstream_first_byte = Some(Instant::now());
-            }
-            match weir_http::parse_response(slot, state.max_response_head, head.is_head()) {
-                Ok(Some(resp)) if (100..200).contains(&resp.status) && resp.status != 101 => {
-                    continue
-                }
-                Ok(Some(resp)) => return Ok(resp),
-                Ok(None) => continue,
-                Err(e) => return Err(AttemptError::Fatal(ProxyError::from_codec(&e))),
-            }
-        }
-    };
-    match monoio::time::timeout(first_byte, read_head).await {
-        Ok(Ok(resp)) => Ok((conn, resp, ubuf)),
-        Ok(Err(e)) => {
-            let failed = !matches!(e, AttemptError::Reset { reused: true, .. });
-            undo(cluster, conn, failed);
-            Err(e)
-        }
-        Err(_) => {
-            undo(cluster, conn, true);
-            Err(AttemptError::Timeout { body_sent })
-        }
-    }
-}
-
-/// Streams the request body from the client to the upstream as it arrives.
+/// Streams the request body from the client to the upstream as it arrives (after `100 Continue`
+/// when the client waits for it).
 async fn send_body(
     route: &RouteState,
     d: &mut Downstream,
     conn: &mut UpstreamConn,
     ctx: &mut RequestCtx,
     filters: &mut [Box<dyn Filter>],
-    kind: BodyKind,
+    head: &RequestHead,
 ) -> Result<(), AttemptError> {
-    let mut dec = BodyDecoder::new(kind);
+    if head.expect_continue && d.reader.buf().is_empty() {
+        d.out.clear();
+        d.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if d.write_out().await.is_err() {
+            return Err(AttemptError::ClientGone);
+        }
+    }
+    let mut dec = BodyDecoder::new(head.body);
     loop {
         if !d.reader.buf().is_empty() {
             let mut verdict: Option<Result<Action, ProxyError>> = None;
@@ -738,10 +1190,11 @@ async fn send_body(
                 return Ok(());
             }
         }
-        match monoio::time::timeout(route.idle_timeout, d.reader.fill(BODY_READ)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            Ok(_) => return Err(AttemptError::ClientGone),
-            Err(_) => {
+        let idle = after(Instant::now(), route.idle_timeout);
+        match within!(&mut d.timer, idle, d.reader.fill(BODY_READ)) {
+            Some(Ok(n)) if n > 0 => {}
+            Some(_) => return Err(AttemptError::ClientGone),
+            None => {
                 return Err(AttemptError::Fatal(ProxyError::new(
                     408,
                     "request_body_timeout",
@@ -753,245 +1206,13 @@ async fn send_body(
     }
 }
 
-/// Sends the response head and streams the body. Returns (client keep-alive, upstream reusable).
-#[allow(clippy::too_many_arguments)]
-async fn respond(
-    worker: &Worker,
-    state: &CoreState,
-    lst: &ListenerState,
-    route: &RouteState,
-    d: &mut Downstream,
-    ctx: &mut RequestCtx,
-    filters: &mut [Box<dyn Filter>],
-    head: &RequestHead,
-    conn: &mut UpstreamConn,
-    mut resp: ResponseHead,
-    mut ubuf: BytesMut,
-    deadline: Option<Instant>,
-    upgrade: bool,
-) -> Responded {
-    let scope = Scope {
-        worker,
-        state,
-        lst,
-        route: Some(route),
-    };
-    let done = |client_keep, upstream_reusable| Responded::Done {
-        client_keep,
-        upstream_reusable,
-    };
-    for i in 0..filters.len() {
-        let verdict = filters[i].on_response_headers(ctx, &mut resp);
-        match verdict {
-            Ok(Action::Continue) => {}
-            Ok(Action::Respond(r)) => {
-                let keep = send_local(scope, d, ctx, filters, r, head.is_head(), false).await;
-                return done(keep, false);
-            }
-            Err(e) => {
-                let keep = fail(scope, d, ctx, filters, e, head).await;
-                return done(keep, false);
-            }
-        }
-    }
-    let switching = upgrade && resp.status == 101;
-    if switching {
-        resp.headers.append(
-            Bytes::from_static(b"connection"),
-            Bytes::from_static(b"upgrade"),
-        );
-    }
-    // A body delimited by the upstream closing can only be delimited the same way downstream.
-    // An HTTP/1.0 client cannot read chunked framing: its body is de-chunked and ends with the
-    // connection (the only re-encoding on this path, and only for such clients).
-    let dechunk = head.version == Version::Http10 && resp.body == BodyKind::Chunked;
-    let close =
-        !head.keep_alive || resp.body == BodyKind::UntilClose || dechunk || worker.draining();
-    ctx.status = resp.status;
-    d.out.clear();
-    weir_http::write_response_head(
-        &mut d.out,
-        resp.status,
-        &resp.reason,
-        &resp.headers,
-        // HEAD and 304 carry no body: no framing unless the upstream's Content-Length was kept.
-        if dechunk || head.is_head() || resp.status == 304 {
-            BodyKind::UntilClose
-        } else {
-            resp.body
-        },
-        close && !switching,
-    );
-    push_request_id(&mut d.out, &ctx.request_id);
-    let mut dec = BodyDecoder::new(resp.body);
-    let upstream_keep = resp.keep_alive;
-    drop(resp);
-
-    if switching {
-        if d.write_out().await.is_err() {
-            finish(scope, ctx, filters);
-            return done(false, false);
-        }
-        return Responded::Upgraded(ubuf);
-    }
-
-    // Small bodies that came with the head go out in the same write.
-    let mut head_pending = true;
-    let mut reads = 0u32;
-    let mut bulk = false;
-    let outcome: Result<bool, ProxyError> = loop {
-        if !ubuf.is_empty() || dec.is_done() {
-            let mut filter_err = None;
-            let mut payload = dechunk.then(BytesMut::new);
-            let scan = match dec.scan(&ubuf, |r| {
-                if let Some(p) = payload.as_mut() {
-                    p.extend_from_slice(&ubuf[r.clone()]);
-                }
-                for f in filters.iter_mut() {
-                    if let Err(e) = f.on_response_body(ctx, &ubuf[r.clone()], false) {
-                        filter_err.get_or_insert(e);
-                    }
-                }
-            }) {
-                Ok(s) => s,
-                Err(e) => {
-                    break Err(ProxyError::new(
-                        502,
-                        "upstream_bad_body",
-                        Side::Upstream,
-                        e.to_string(),
-                    ))
-                }
-            };
-            if let Some(e) = filter_err {
-                break Err(e);
-            }
-            ctx.response_bytes = dec.payload_bytes();
-            let framed = ubuf.split_to(scan.consumed);
-            let piece = payload.unwrap_or(framed);
-            let wrote = if head_pending {
-                head_pending = false;
-                if piece.len() <= 64 << 10 {
-                    d.out.extend_from_slice(&piece);
-                    d.write_out().await
-                } else {
-                    match d.write_out().await {
-                        Ok(()) => d.write_bytes(piece.freeze()).await,
-                        Err(e) => Err(e),
-                    }
-                }
-            } else if piece.is_empty() {
-                Ok(())
-            } else {
-                d.write_bytes(piece.freeze()).await
-            };
-            if wrote.is_err() {
-                break Err(ProxyError::new(
-                    499,
-                    "client_closed",
-                    Side::Downstream,
-                    "client closed the connection",
-                ));
-            }
-            if scan.done {
-                // Bytes past the end of the response: the upstream broke framing; do not reuse.
-                break Ok(ubuf.is_empty());
-            }
-        }
-        // Need more from the upstream. From the second read on, watch the client: a client that
-        // hangs up mid-stream cancels the upstream request at once.
-        reads += 1;
-        if reads > 1 && !d.reader.is_watching() && d.reader.buf().is_empty() {
-            d.reader.watch();
-        }
-        // Small reads while the upstream trickles (an SSE stream holds little memory while it
-        // waits), large ones once a read fills its buffer (bulk bodies take few syscalls).
-        reserve(&mut ubuf, if bulk { BODY_READ } else { STREAM_READ });
-        let len = ubuf.len();
-        let cap = ubuf.capacity();
-        let wait = remaining(deadline, route.idle_timeout);
-        let read = monoio::time::timeout(wait, conn.stream.read(ubuf.slice_mut(len..cap)));
-        let mut read = std::pin::pin!(read);
-        let got = loop {
-            if d.reader.is_watching() {
-                monoio::select! {
-                    r = &mut read => break Some(r),
-                    w = d.reader.settle() => {
-                        if !matches!(w, Ok(n) if n > 0) {
-                            break None;
-                        }
-                    }
-                }
-            } else {
-                break Some((&mut read).await);
-            }
-        };
-        match got {
-            None => {
-                break Err(ProxyError::new(
-                    499,
-                    "client_closed",
-                    Side::Downstream,
-                    "client closed the connection mid-response",
-                ))
-            }
-            Some(Err(_)) => {
-                break Err(ProxyError::new(
-                    504,
-                    "upstream_idle_timeout",
-                    Side::Upstream,
-                    "the upstream stopped sending",
-                ))
-            }
-            Some(Ok((r, slice))) => {
-                ubuf = slice.into_inner();
-                match r {
-                    Ok(0) if dec.kind() == BodyKind::UntilClose => {
-                        // The end of a close-delimited body.
-                        break Ok(false);
-                    }
-                    Ok(0) | Err(_) => {
-                        break Err(ProxyError::new(
-                            502,
-                            "upstream_reset",
-                            Side::Upstream,
-                            "upstream closed mid-response",
-                        ))
-                    }
-                    Ok(n) => bulk = n == cap - len,
-                }
-            }
-        }
-    };
-    match outcome {
-        Ok(reusable) => {
-            for f in filters.iter_mut() {
-                let _ = f.on_response_body(ctx, &[], true);
-            }
-            finish(scope, ctx, filters);
-            done(!close, reusable && upstream_keep)
-        }
-        Err(e) => {
-            if head_pending && e.side == Side::Upstream {
-                // Nothing reached the client yet: a clean error response is still possible.
-                let keep = fail(scope, d, ctx, filters, e, head).await;
-                return done(keep, false);
-            }
-            if e.side == Side::Downstream {
-                ctx.status = 499;
-            } else {
-                tracing::warn!(request_id = %ctx.request_id, error = %e, "response aborted mid-stream");
-            }
-            ctx.error = Some(e);
-            finish(scope, ctx, filters);
-            done(false, false)
-        }
-    }
-}
-
 /// After `101 Switching Protocols`: bytes both ways until either side closes.
+/// The `101` head (in `d.out`) goes first.
 async fn tunnel(d: &mut Downstream, stream: weir_upstream::MaybeTls, ubuf: BytesMut) {
     use monoio::io::AsyncWriteRent;
+    if d.write_out().await.is_err() {
+        return;
+    }
     // Bytes the upstream sent right after its head go first.
     if !ubuf.is_empty() && d.write_bytes(ubuf.freeze()).await.is_err() {
         return;
@@ -1041,5 +1262,23 @@ async fn tunnel(d: &mut Downstream, stream: weir_upstream::MaybeTls, ubuf: Bytes
     monoio::select! {
         _ = up_to_client => {},
         _ = client_to_up => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_digits() {
+        for x in [0u32, 1, 9, 10, 15, 0x1234_abcd, 0xdead_beef, u32::MAX] {
+            let got = hex8(x).to_be_bytes();
+            assert_eq!(std::str::from_utf8(&got).unwrap(), format!("{x:08x}"));
+        }
+        let id = new_request_id();
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 }

@@ -8,8 +8,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
+use bytes::BytesMut;
 use weir_metrics::{CoreStats, Registry};
+
+use crate::io::{BODY_READ, HEAD_BUF};
 
 use crate::state::CoreState;
 
@@ -33,8 +37,17 @@ pub struct Worker {
     pub in_flight: Cell<usize>,
     /// Connections open on this core.
     pub connections: Cell<usize>,
+    /// When the last request on this core ended (its access-log time): a connection's keep-alive
+    /// timeout counts from there, without reading the clock again.
+    pub last_end: Cell<Instant>,
     log: RefCell<Vec<u8>>,
+    /// Read buffers for upstream responses, reused request after request: a fresh one costs two
+    /// allocations (the buffer, and its shared header once the head is split off).
+    bufs: RefCell<Vec<BytesMut>>,
 }
+
+/// Most spare read buffers a core keeps.
+const SPARE_BUFS: usize = 256;
 
 impl Worker {
     /// A worker serving `state`.
@@ -49,7 +62,9 @@ impl Worker {
             drain: Signal::default(),
             in_flight: Cell::new(0),
             connections: Cell::new(0),
+            last_end: Cell::new(Instant::now()),
             log: RefCell::new(Vec::with_capacity(LOG_FLUSH_BYTES)),
+            bufs: RefCell::new(Vec::new()),
         }
     }
 
@@ -103,6 +118,24 @@ impl Worker {
     /// A future that completes when draining starts.
     pub fn drained(&self) -> SignalWait {
         self.drain.wait()
+    }
+
+    /// A read buffer for an upstream response (a spare one if there is one).
+    pub fn take_buf(&self) -> BytesMut {
+        self.bufs.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Gives back a read buffer once its response is done. Kept only when nothing else still
+    /// holds part of it and it is of an ordinary size.
+    pub fn put_buf(&self, mut buf: BytesMut) {
+        buf.clear();
+        if buf.capacity() > BODY_READ || !buf.try_reclaim(HEAD_BUF) {
+            return;
+        }
+        let mut bufs = self.bufs.borrow_mut();
+        if bufs.len() < SPARE_BUFS {
+            bufs.push(buf);
+        }
     }
 
     /// Appends one access-log line (already JSON, with its newline).

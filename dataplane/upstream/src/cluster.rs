@@ -133,7 +133,18 @@ impl Cluster {
     /// Picks an endpoint for a request, avoiding `tried` when others are available. `key` is the
     /// consistent-hash key (when the policy has one).
     pub fn pick(&self, key: Option<&[u8]>, tried: &[usize]) -> Result<(usize, Rc<Endpoint>)> {
-        let now = Instant::now();
+        self.pick_at(Instant::now(), key, tried)
+    }
+
+    /// [`pick`](Cluster::pick) at `now`, a clock reading the caller already has (the request
+    /// path reads the clock a few times per request, not once per step: on a VM a reading can
+    /// cost as much as a small request's parsing).
+    pub fn pick_at(
+        &self,
+        now: Instant,
+        key: Option<&[u8]>,
+        tried: &[usize],
+    ) -> Result<(usize, Rc<Endpoint>)> {
         let ok = |i: usize| self.endpoints[i].is_available(now) && !tried.contains(&i);
         let idx = self
             .lb
@@ -149,22 +160,13 @@ impl Cluster {
 
     /// A connection to `ep`: a pooled idle one, or a new one within the connect timeout.
     pub async fn acquire(&self, ep: &Rc<Endpoint>) -> Result<UpstreamConn> {
-        let now = Instant::now();
-        {
-            let mut idle = ep.idle.borrow_mut();
-            while let Some(c) = idle.pop_back() {
-                ep.stats.idle_add(-1);
-                if now.duration_since(c.since) < self.idle_timeout {
-                    ep.stats.active_add(1);
-                    return Ok(UpstreamConn {
-                        stream: c.stream,
-                        endpoint: ep.clone(),
-                        reused: true,
-                        peer: c.peer,
-                    });
-                }
-                ep.open.set(ep.open.get() - 1);
-            }
+        self.acquire_at(Instant::now(), ep).await
+    }
+
+    /// [`acquire`](Cluster::acquire) at `now` (see [`pick_at`](Cluster::pick_at)).
+    pub async fn acquire_at(&self, now: Instant, ep: &Rc<Endpoint>) -> Result<UpstreamConn> {
+        if let Some(c) = self.pooled(now, ep) {
+            return Ok(c);
         }
         if self.max_connections > 0 && ep.open.get() >= self.max_connections {
             return Err(Error::Overflow(ep.address().to_string()));
@@ -200,8 +202,34 @@ impl Cluster {
         })
     }
 
+    /// A pooled idle connection to `ep` that is not too old at `now`, if there is one: the
+    /// no-wait part of [`acquire_at`](Cluster::acquire_at), for callers that await the rest only
+    /// when they must.
+    pub fn pooled(&self, now: Instant, ep: &Rc<Endpoint>) -> Option<UpstreamConn> {
+        let mut idle = ep.idle.borrow_mut();
+        while let Some(c) = idle.pop_back() {
+            ep.stats.idle_add(-1);
+            if now.duration_since(c.since) < self.idle_timeout {
+                ep.stats.active_add(1);
+                return Some(UpstreamConn {
+                    stream: c.stream,
+                    endpoint: ep.clone(),
+                    reused: true,
+                    peer: c.peer,
+                });
+            }
+            ep.open.set(ep.open.get() - 1);
+        }
+        None
+    }
+
     /// Returns a connection: to the pool when `reusable` and there is room, else it is closed.
     pub fn release(&self, conn: UpstreamConn, reusable: bool) {
+        self.release_at(Instant::now(), conn, reusable);
+    }
+
+    /// [`release`](Cluster::release) at `now`, when the connection went idle.
+    pub fn release_at(&self, now: Instant, conn: UpstreamConn, reusable: bool) {
         let ep = conn.endpoint;
         ep.stats.active_add(-1);
         let mut idle = ep.idle.borrow_mut();
@@ -210,7 +238,7 @@ impl Cluster {
             idle.push_back(Idle {
                 stream: conn.stream,
                 peer: conn.peer,
-                since: Instant::now(),
+                since: now,
             });
         } else {
             ep.open.set(ep.open.get() - 1);
