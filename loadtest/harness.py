@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
+import hashlib
 import json
 import os
 import platform
@@ -1050,7 +1051,7 @@ def scale(args) -> int:
 # Weir's plain proxy route (the floor), Portkey and LiteLLM, all in front of the same weir-mock-llm
 # and with client authentication off everywhere. Every port is picked free at run time.
 
-AI_SYSTEMS = ("weir-ai", "weir-plain", "portkey", "litellm")
+AI_SYSTEMS = ("weir-ai", "weir-guarded", "weir-plain", "portkey", "litellm")
 AI_PATH = "/v1/chat/completions"
 AI_MODEL = "gpt-4o-mini"
 AI_UPSTREAM_KEY = "sk-harness-upstream"  # the mock wants some bearer key; gateways that hold one send it
@@ -1169,8 +1170,26 @@ def start_ai_mock(args, cpu: str) -> tuple[Proc, int]:
     return p, port
 
 
+# The `weir-guarded` row: the `weir-ai` route with the cost-control filters of issue 5 in front of
+# it: key-auth (the client's bearer key is a consumer's, stored as SHA-256), a token limit and a
+# money budget per consumer (reserve before, settle after; never reached here) and, as on every
+# `ai` route, the LLM metrics, now labelled with the consumer. Its extra CPU over `weir-ai` is what
+# those filters cost per request (goal <= 1.5 us).
+GUARD_FILTERS = f"""        filters:
+          - type: auth
+          - type: quota
+            limits:
+              - {{ name: tpm, key: [consumer], tokens: 1000000000000, per: minute }}
+              - {{ name: budget, key: [consumer], budget: 1000000000.0, per: day }}
+consumers:
+  - name: harness
+    keys: [ {{ id: bench, sha256: {hashlib.sha256(AI_CLIENT_KEY.encode()).hexdigest()} }} ]
+"""
+GUARD_LIMIT_US = 1.5
+
+
 def weir_ai_config(system: str, mock_port: int, path: str) -> str:
-    if system == "weir-ai":
+    if system in ("weir-ai", "weir-guarded"):
         body = f"""providers:
   - name: mock
     type: openai_compatible
@@ -1186,7 +1205,7 @@ listeners:
           models:
             - model: "*"
               targets: [ {{ provider: mock }} ]
-clusters: []
+{GUARD_FILTERS if system == "weir-guarded" else ""}clusters: []
 """
     else:
         body = f"""listeners:
@@ -1231,7 +1250,7 @@ def start_ai_sut(system: str, args, mock_port: int) -> tuple[Proc, str, dict, st
     """Starts one AI row's system on CPU 0; returns it, its base URL, the extra request headers
     it needs, and what it is (version, driver)."""
     headers: dict[str, str] = {}
-    if system in ("weir-ai", "weir-plain"):
+    if system in ("weir-ai", "weir-guarded", "weir-plain"):
         conf = weir_ai_config(system, mock_port, os.path.join(RUN, f"ai-{system}.yaml"))
         p = Proc(system, [weir_bin(args), "--config", conf, "--workers", "1", "--driver", args.weir_driver],
                  cpu=SUT_CPU)
@@ -1435,6 +1454,12 @@ def render_ai_table(results: dict, systems: list[str], args) -> str:
               "the rest). upstream / req = calls the mock "
               "saw per completed request (1.00: every answer came from the mock). others% > 10 (!): "
               "the row was disturbed by someone else; rerun it (--wait-quiet N)."]
+    guarded = rows.get("weir-guarded", {}).get("us_per_req")
+    if base and guarded:
+        extra = guarded - base
+        lines += ["", f"- weir-guarded - weir-ai = {guarded:.2f} - {base:.2f} = {extra:+.2f} µs/req: key-auth + "
+                  f"token quota + budget + per-consumer LLM metrics (limit {GUARD_LIMIT_US}): "
+                  f"{'PASS' if extra <= GUARD_LIMIT_US else 'FAIL'}"]
     lines += ["", "Checks (CPU µs/req of weir-ai / the other system):"]
     for peer, limit in AI_CHECKS:
         if base is None:

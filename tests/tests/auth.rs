@@ -293,7 +293,8 @@ impl EcKey {
     }
 }
 
-/// A JWKS endpoint on loopback serving whatever `doc` holds; counts its hits.
+/// A JWKS endpoint on loopback serving whatever `doc` holds; counts its hits. Over TLS when
+/// started with a certificate.
 struct JwksServer {
     addr: std::net::SocketAddr,
     doc: Arc<Mutex<String>>,
@@ -303,6 +304,30 @@ struct JwksServer {
 
 impl JwksServer {
     fn start(doc: String) -> JwksServer {
+        JwksServer::serve(doc, None)
+    }
+
+    /// HTTPS with the test PKI's server certificate.
+    fn start_tls(doc: String, pki: &TestPki) -> JwksServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(pki.server_cert())
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(pki.server_key()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        JwksServer::serve(doc, Some(Arc::new(config)))
+    }
+
+    fn serve(doc: String, tls: Option<Arc<rustls::ServerConfig>>) -> JwksServer {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
         let addr = l.local_addr().unwrap();
@@ -313,23 +338,20 @@ impl JwksServer {
         std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match l.accept() {
-                    Ok((mut c, _)) => {
+                    Ok((c, _)) => {
                         c.set_nonblocking(false).unwrap();
                         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                        let mut buf = Vec::new();
-                        let mut chunk = [0u8; 1024];
-                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match c.read(&mut chunk) {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        h.fetch_add(1, Ordering::SeqCst);
                         let body = d.lock().unwrap().clone();
-                        let _ = c.write_all(
-                            format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-                                .as_bytes(),
-                        );
+                        let answered = match &tls {
+                            None => answer(c, &body),
+                            Some(config) => {
+                                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                                answer(rustls::StreamOwned::new(conn, c), &body)
+                            }
+                        };
+                        if answered {
+                            h.fetch_add(1, Ordering::SeqCst);
+                        }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -344,10 +366,66 @@ impl JwksServer {
     }
 }
 
+/// Reads one request head and answers `body` as JSON; false when the request never came (a
+/// TLS client that refused the certificate, say).
+fn answer(mut c: impl Read + Write, body: &str) -> bool {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = c.write_all(
+        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            .as_bytes(),
+    );
+    let _ = c.flush();
+    true
+}
+
 impl Drop for JwksServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// JWT keys from an `https` JWKS URL signed by a private CA: trusted through `jwks_tls.ca_file`,
+/// and not fetched (so tokens are refused) where the route trusts another CA.
+#[test]
+fn jwt_jwks_over_https() {
+    let pki = TestPki::new();
+    let k1 = EcKey::new("k1");
+    let jwks = JwksServer::start_tls(json!({"keys": [k1.jwk()]}).to_string(), &pki);
+    let m = MockUpstream::start();
+    let url = format!("https://localhost:{}/jwks", jwks.addr.port());
+    let route = |name: &str, ca: &std::path::Path| {
+        format!("{{ name: {name}, match: {{ path: {{ prefix: /{name} }} }}, cluster: mock, rewrite: {{ path_prefix: /inspect }}, filters: [{{ type: auth, jwt: {{ jwks_url: \"{url}\", jwks_tls: {{ ca_file: \"{}\" }}, jwks_refresh: 1h }} }}] }}", ca.display())
+    };
+    let gw = Gateway::new()
+        .top_yaml(&consumers(""))
+        .cluster("mock", &[m.endpoint()])
+        .route(&route("good", &pki.ca()))
+        .route(&route("wrong", &pki.other_ca()))
+        .start();
+    let token = k1.sign(&json!({"sub": "alice@example.com", "exp": now() + 3600}));
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let r = get_with(&gw, "/good", &bearer);
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.inspected("x-weir-consumer"), ["alice"]);
+    let r = get_with(&gw, "/wrong", &bearer);
+    assert_eq!(
+        r.status(),
+        401,
+        "no keys from a server whose CA is not trusted: {}",
+        r.text()
+    );
+    assert_eq!(
+        jwks.hits.load(Ordering::SeqCst),
+        1,
+        "only the trusted fetch got an answer"
+    );
 }
 
 both_drivers! {

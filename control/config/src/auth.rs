@@ -252,6 +252,10 @@ pub struct JwtAuth {
     /// A JWKS URL (`http` or `https`), fetched off the request path and refreshed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
+    /// TLS towards an `https` `jwks_url` (a private CA, a client certificate); default: the
+    /// system's roots plus the bundled public ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_tls: Option<crate::UpstreamTls>,
     /// How often the JWKS is fetched again (a token with an unknown `kid` also triggers a
     /// fetch, at most every 10 s).
     #[serde(default = "default_jwks_refresh")]
@@ -689,6 +693,17 @@ fn check_filter(
                     format!("`{u}` is not an http or https URL"),
                 );
             }
+        }
+        if j.jwks_tls.is_some()
+            && !j
+                .jwks_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://"))
+        {
+            fail(
+                format!("{f}.jwt.jwks_tls"),
+                "applies to an https jwks_url only".into(),
+            );
         }
         if j.jwks_refresh.get() < std::time::Duration::from_secs(1) {
             fail(format!("{f}.jwt.jwks_refresh"), "at least 1s".into());

@@ -286,3 +286,21 @@ fn providers_take_https_and_tls_options() {
     assert_eq!(p[0].field, "providers[0].tls", "{p:?}");
     assert!(p[0].message.contains("https"), "{p:?}");
 }
+
+#[test]
+fn jwks_tls_needs_an_https_url() {
+    let route = |jwt: &str| {
+        format!(
+            "listeners: [{{ name: m, address: 127.0.0.1:0, routes: [{{ name: r, match: {{ path: {{ prefix: / }} }}, direct_response: {{ status: 200 }}, filters: [{{ type: auth, jwt: {jwt} }}] }}] }}]\n"
+        )
+    };
+    parse(
+        &route("{ jwks_url: \"https://idp.test/jwks\", jwks_tls: { ca_file: /etc/ca.pem } }"),
+        "t.yaml",
+    )
+    .expect("https with a CA");
+    let p = problems(&route(
+        "{ jwks_url: \"http://idp.test/jwks\", jwks_tls: { ca_file: /etc/ca.pem } }",
+    ));
+    assert!(p.iter().any(|p| p.field.ends_with("jwt.jwks_tls")), "{p:?}");
+}

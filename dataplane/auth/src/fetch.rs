@@ -9,8 +9,13 @@ use std::time::Duration;
 /// Largest JWKS document read.
 const MAX_BODY: usize = 1 << 20;
 
-/// GETs `url` (`http://` or `https://`); the body of a 200 answer.
-pub(crate) fn get(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+/// GETs `url` (`http://` or `https://`, through `connector`, or the default trust when none is
+/// given); the body of a 200 answer.
+pub(crate) fn get(
+    url: &str,
+    timeout: Duration,
+    connector: Option<&weir_tls::Connector>,
+) -> Result<Vec<u8>, String> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else if let Some(r) = url.strip_prefix("http://") {
@@ -47,8 +52,15 @@ pub(crate) fn get(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nUser-Agent: weir\r\nConnection: close\r\n\r\n"
     );
     let raw = if tls {
-        let connector = weir_tls::Connector::new(&weir_tls::ClientOptions::default())
-            .map_err(|e| e.to_string())?;
+        let default;
+        let connector = match connector {
+            Some(c) => c,
+            None => {
+                default = weir_tls::Connector::new(&weir_tls::ClientOptions::default())
+                    .map_err(|e| e.to_string())?;
+                &default
+            }
+        };
         let name = connector.server_name(host).map_err(|e| e.to_string())?;
         let conn = rustls::ClientConnection::new(Arc::clone(connector.config()), name)
             .map_err(|e| e.to_string())?;
@@ -173,7 +185,7 @@ mod tests {
             s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"keys\":[]}")
                 .expect("write");
         });
-        let body = get(&format!("http://{addr}/jwks"), Duration::from_secs(5)).expect("get");
+        let body = get(&format!("http://{addr}/jwks"), Duration::from_secs(5), None).expect("get");
         assert_eq!(body, b"{\"keys\":[]}");
         t.join().expect("server");
     }

@@ -191,18 +191,14 @@ impl AuthFactory {
         let jwt = match &cfg.jwt {
             None => None,
             Some(j) => {
-                let source = match (&j.jwks_file, &j.jwks_url) {
-                    (Some(p), _) => Some(jwt::Origin::File(p.clone())),
-                    (_, Some(u)) => Some(jwt::Origin::Url(u.clone())),
-                    _ => None,
-                }
-                .map(|o| {
-                    shared
-                        .jwks(&o, j.jwks_refresh.get())
-                        .cloned()
-                        .ok_or_else(|| Error("the JWKS source was not started".into()))
-                })
-                .transpose()?;
+                let source = jwt::Origin::of(j)
+                    .map(|o| {
+                        shared
+                            .jwks(&o, j.jwks_refresh.get())
+                            .cloned()
+                            .ok_or_else(|| Error("the JWKS source was not started".into()))
+                    })
+                    .transpose()?;
                 let secret = match (&j.secret, &j.secret_env) {
                     (Some(s), _) => Some(s.clone()),
                     (_, Some(var)) => Some(std::env::var(var).map_err(|_| {

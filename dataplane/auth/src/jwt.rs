@@ -397,8 +397,31 @@ fn check_signature(
 pub enum Origin {
     /// A file, re-read when its modification time changes.
     File(PathBuf),
-    /// An `http(s)` URL.
-    Url(String),
+    /// An `http(s)` URL, and the TLS options of an `https` one.
+    Url(String, weir_tls::ClientOptions),
+}
+
+impl Origin {
+    /// The JWKS source of a `jwt` config, when it names one (not for a shared secret).
+    pub fn of(j: &weir_config::auth::JwtAuth) -> Option<Origin> {
+        match (&j.jwks_file, &j.jwks_url) {
+            (Some(p), _) => Some(Origin::File(p.clone())),
+            (_, Some(u)) => {
+                let t = j.jwks_tls.clone().unwrap_or_default();
+                Some(Origin::Url(
+                    u.clone(),
+                    weir_tls::ClientOptions {
+                        sni: t.sni,
+                        ca_file: t.ca_file,
+                        client_cert: t.client_cert,
+                        client_key: t.client_key,
+                        insecure_skip_verify: t.insecure_skip_verify,
+                    },
+                ))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -412,6 +435,8 @@ struct Signal {
 #[derive(Debug)]
 pub struct JwksSource {
     origin: Origin,
+    /// The TLS client of an `https` URL, built once (a bad CA file fails the config).
+    tls: Option<weir_tls::Connector>,
     refresh: Duration,
     set: RwLock<Arc<KeySet>>,
     version: AtomicU64,
@@ -425,14 +450,22 @@ impl JwksSource {
     /// Loads the JWKS now (a file must read; a URL that fails is retried by the refresher, and
     /// tokens are refused meanwhile) and starts the refresher thread.
     pub fn start(origin: Origin, refresh: Duration) -> Result<Arc<JwksSource>, String> {
+        let tls = match &origin {
+            Origin::Url(u, opts) if u.starts_with("https://") => {
+                Some(weir_tls::Connector::new(opts).map_err(|e| format!("jwt.jwks_tls: {e}"))?)
+            }
+            _ => None,
+        };
         let (initial, mtime) = match &origin {
             Origin::File(p) => {
                 let text = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 let set = KeySet::from_jwks(&text).map_err(|e| format!("{}: {e}", p.display()))?;
                 (set, modified(p))
             }
-            Origin::Url(u) => {
-                match crate::fetch::get(u, FETCH_TIMEOUT).and_then(|b| KeySet::from_jwks(&b)) {
+            Origin::Url(u, _) => {
+                match crate::fetch::get(u, FETCH_TIMEOUT, tls.as_ref())
+                    .and_then(|b| KeySet::from_jwks(&b))
+                {
                     Ok(set) => (set, None),
                     Err(e) => {
                         tracing::warn!(url = %u, error = %e, "JWKS not fetched; tokens are refused until it is");
@@ -443,6 +476,7 @@ impl JwksSource {
         };
         let src = Arc::new(JwksSource {
             origin,
+            tls,
             refresh,
             set: RwLock::new(Arc::new(initial)),
             version: AtomicU64::new(1),
@@ -517,7 +551,7 @@ fn refresher(src: Weak<JwksSource>, signal: Arc<Signal>, mut mtime: Option<Syste
         let Some(s) = src.upgrade() else { return };
         let interval = match &s.origin {
             Origin::File(_) => Duration::from_secs(1),
-            Origin::Url(_) => backoff.unwrap_or(s.refresh),
+            Origin::Url(..) => backoff.unwrap_or(s.refresh),
         };
         drop(s);
         {
@@ -556,8 +590,10 @@ fn refresher(src: Weak<JwksSource>, signal: Arc<Signal>, mut mtime: Option<Syste
                     }
                 }
             }
-            Origin::Url(u) => {
-                match crate::fetch::get(u, FETCH_TIMEOUT).and_then(|b| KeySet::from_jwks(&b)) {
+            Origin::Url(u, _) => {
+                match crate::fetch::get(u, FETCH_TIMEOUT, s.tls.as_ref())
+                    .and_then(|b| KeySet::from_jwks(&b))
+                {
                     Ok(set) => {
                         backoff = None;
                         s.fetches.fetch_add(1, Ordering::Relaxed);

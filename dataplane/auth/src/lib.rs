@@ -72,10 +72,8 @@ impl SharedAuth {
                 for f in &r.filters {
                     let FilterConfig::Auth(a) = f else { continue };
                     let Some(j) = &a.jwt else { continue };
-                    let origin = match (&j.jwks_file, &j.jwks_url) {
-                        (Some(p), _) => jwt::Origin::File(p.clone()),
-                        (_, Some(u)) => jwt::Origin::Url(u.clone()),
-                        _ => continue,
+                    let Some(origin) = jwt::Origin::of(j) else {
+                        continue;
                     };
                     let key = (origin, j.jwks_refresh.get());
                     if jwks.contains_key(&key) {

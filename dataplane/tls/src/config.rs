@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::stream::MaybeTls;
 
 /// What a cluster asks of TLS towards its endpoints (the config's `tls` object).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ClientOptions {
     /// The server name sent (SNI) and verified, instead of each endpoint's host.
     pub sni: Option<String>,
