@@ -32,6 +32,9 @@
 //! - [`TestPki`]: a test CA, a server certificate it signed (for `localhost`, `127.0.0.1` and
 //!   `upstream.test`) and an unrelated CA, as PEM files; [`MockBuilder::tls`] makes the mock serve
 //!   HTTPS with them.
+//! - [`TlsClient`]: a blocking rustls client for the listener TLS tests (a test CA or no
+//!   verification, RSA-only or TLS 1.2-only offers, a client certificate, resumption, the
+//!   certificate the server sent); [`TestPki::server`] and [`TestPki::client`] issue more leaves.
 //! - [`RedisServer`]: a real `redis-server` on a Unix socket in a temp dir, for the cluster-mode
 //!   quota tests ([`RedisServer::kill`] and [`RedisServer::restart`] for outages,
 //!   [`RedisServer::calls`] to count the commands it ran).
@@ -52,14 +55,16 @@ mod gateway;
 mod mock;
 mod pki;
 mod redis;
+mod tls_client;
 mod util;
 
 pub use client::{Client, Head, Response, SseEvent, SseStream, IO_TIMEOUT};
 pub use control::{run_bounded, ControlDaemon};
 pub use gateway::{Gateway, GatewayBuilder, StartError};
 pub use mock::{MockBuilder, MockUpstream};
-pub use pki::{TestPki, SERVER_NAMES};
+pub use pki::{KeyKind, TestPki, SERVER_NAMES};
 pub use redis::RedisServer;
+pub use tls_client::{pem_certs, tls_client_config, TlsClient, TlsClientOptions, TlsResponse};
 pub use util::{
     bin_path, child_pids, closed_port, metric, pattern, pid_running, proc_cmdline,
     raise_nofile_limit, random_bytes, wait_until, Driver, ProcessGuard, TempDir,

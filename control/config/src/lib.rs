@@ -15,6 +15,7 @@
 pub mod ai;
 pub mod auth;
 mod error;
+pub mod listener_tls;
 pub mod quota;
 pub mod schema;
 mod source_map;
@@ -24,6 +25,7 @@ mod validate;
 pub use ai::*;
 pub use auth::{AuthFilter, Consumer, ConsumerKey};
 pub use error::{Error, Problem, Result};
+pub use listener_tls::{ClientAuth, ClientAuthMode, ListenerTls, ServerCertificate, TlsVersion};
 pub use quota::QuotaFilter;
 pub use schema::*;
 pub use units::{ByteSize, Dur};

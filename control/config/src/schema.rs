@@ -174,6 +174,9 @@ pub struct Listener {
     /// Client-side timeouts.
     #[serde(default)]
     pub timeouts: ListenerTimeouts,
+    /// TLS towards clients (absent: cleartext HTTP).
+    #[serde(default)]
+    pub tls: Option<crate::listener_tls::ListenerTls>,
     /// Routes, first match wins.
     #[serde(default)]
     pub routes: Vec<Route>,

@@ -304,3 +304,85 @@ fn jwks_tls_needs_an_https_url() {
     ));
     assert!(p.iter().any(|p| p.field.ends_with("jwt.jwks_tls")), "{p:?}");
 }
+
+fn listener_with_tls(tls: &str) -> String {
+    format!("listeners:\n  - name: l\n    address: \"127.0.0.1:1\"\n    tls: {tls}\n")
+}
+
+#[test]
+fn listener_tls_is_checked() {
+    let d = PemDir::new("ltls");
+    let ok = listener_with_tls(&format!(
+        "{{ certificates: [{{ cert: \"{}\", key: \"{}\", names: [\"*.example.com\"] }}], min_version: \"1.3\", client_auth: {{ ca_file: \"{}\", mode: optional, forward_header: x-client-cert-subject }} }}",
+        d.path("ca.pem"),
+        d.path("key.pem"),
+        d.path("ca.pem")
+    ));
+    let c = parse(&ok, "t.yaml").expect("valid");
+    let tls = c.listeners[0].tls.as_ref().expect("tls");
+    assert_eq!(tls.min_version, crate::TlsVersion::Tls13);
+    assert_eq!(tls.alpn, ["http/1.1"]);
+    assert!(tls.session_tickets);
+    let ca = tls.client_auth.as_ref().expect("client_auth");
+    assert_eq!(ca.mode, crate::ClientAuthMode::Optional);
+    let cert = |cert: &str, key: &str, extra: &str| {
+        listener_with_tls(&format!(
+            "{{ certificates: [{{ cert: \"{}\", key: \"{}\" }}]{extra} }}",
+            d.path(cert),
+            d.path(key)
+        ))
+    };
+    let cases = [
+        (
+            listener_with_tls("{ certificates: [] }"),
+            "listeners[0].tls.certificates",
+            "at least one",
+        ),
+        (
+            cert("missing.pem", "key.pem", ""),
+            "listeners[0].tls.certificates[0].cert",
+            "missing.pem",
+        ),
+        (
+            cert("garbled.pem", "key.pem", ""),
+            "listeners[0].tls.certificates[0].cert",
+            "garbled.pem",
+        ),
+        (
+            cert("ca.pem", "ca.pem", ""),
+            "listeners[0].tls.certificates[0].key",
+            "no PRIVATE KEY",
+        ),
+        (
+            cert("ca.pem", "key.pem", ", alpn: [h2]"),
+            "listeners[0].tls.alpn[0]",
+            "not served",
+        ),
+        (
+            cert(
+                "ca.pem",
+                "key.pem",
+                ", client_auth: { ca_file: \"/nonexistent/ca.pem\" }",
+            ),
+            "listeners[0].tls.client_auth.ca_file",
+            "/nonexistent/ca.pem",
+        ),
+        (
+            cert(
+                "ca.pem",
+                "key.pem",
+                ", client_auth: { ca_file: \"/x\", mode: maybe }",
+            ),
+            "",
+            "unknown variant",
+        ),
+    ];
+    for (yaml, field, message) in cases {
+        let p = problems(&yaml);
+        assert!(!p.is_empty(), "{yaml}");
+        if !field.is_empty() {
+            assert_eq!(p[0].field, field, "{yaml}: {p:?}");
+        }
+        assert!(p[0].message.contains(message), "{yaml}: {p:?}");
+    }
+}

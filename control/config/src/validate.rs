@@ -129,6 +129,16 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
             );
         }
         c.socket_addr(format!("{f}.address"), &lis.address);
+        if let Some(tls) = &lis.tls {
+            let mut fail = |field: String, message: String| c.fail(field, message);
+            crate::listener_tls::check(
+                &format!("{f}.tls"),
+                tls,
+                &mut fail,
+                pem_certificates,
+                pem_key,
+            );
+        }
         if !addrs.insert(lis.address.as_str()) {
             c.fail(
                 format!("{f}.address"),

@@ -52,6 +52,33 @@ pub struct AiInfo {
     pub request: Option<bytes::Bytes>,
 }
 
+/// The TLS session of the client connection (set on TLS listeners).
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// The SNI name the client sent.
+    pub sni: Option<Box<str>>,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// The session was resumed.
+    pub resumed: bool,
+    /// The client certificate, verified against the listener's client CA (mutual TLS).
+    pub client_cert: Option<ClientCert>,
+}
+
+/// The identity of a verified client certificate. Its text is safe to put in a header: control
+/// characters are replaced when it is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientCert {
+    /// Subject distinguished name (`CN=client,O=Example`).
+    pub subject: Box<str>,
+    /// The subject's common name.
+    pub common_name: Option<Box<str>>,
+    /// Subject alternative names (DNS names, URIs such as SPIFFE ids, e-mails, IP addresses).
+    pub sans: Vec<Box<str>>,
+    /// SHA-256 of the certificate, lower-case hex.
+    pub fingerprint_sha256: Box<str>,
+}
+
 /// Moments of a request, for durations in logs and metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
@@ -111,6 +138,8 @@ pub struct RequestCtx {
     pub error_format: ErrorFormat,
     /// The AI layer's view of the request (None on plain proxy routes).
     pub ai: Option<Box<AiInfo>>,
+    /// The client connection's TLS session (None on cleartext listeners).
+    pub tls: Option<Rc<TlsInfo>>,
 }
 
 impl RequestCtx {
@@ -147,6 +176,7 @@ impl RequestCtx {
             quota_rejected: None,
             error_format: ErrorFormat::Gateway,
             ai: None,
+            tls: None,
         }
     }
 }

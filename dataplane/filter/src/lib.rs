@@ -23,7 +23,7 @@ mod error;
 
 use std::rc::Rc;
 
-pub use context::{AiInfo, RequestCtx, Timings, TokenUsage};
+pub use context::{AiInfo, ClientCert, RequestCtx, Timings, TlsInfo, TokenUsage};
 pub use error::{anthropic_type, openai_type, ErrorFormat, ProxyError, Side};
 
 use bytes::Bytes;

@@ -11,6 +11,9 @@
 #![deny(missing_docs)]
 
 pub mod ai;
+mod listener;
+
+pub use listener::{ListenerStats, HANDSHAKE_ERRORS};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -155,6 +158,7 @@ struct Inner {
     routes: BTreeMap<RouteKey, Arc<RouteStats>>,
     endpoints: BTreeMap<EndpointKey, Arc<EndpointStats>>,
     cores: BTreeMap<usize, Arc<CoreStats>>,
+    listeners: BTreeMap<(usize, String), Arc<ListenerStats>>,
     health: BTreeMap<(String, String), Arc<std::sync::atomic::AtomicBool>>,
 }
 
@@ -203,6 +207,15 @@ impl Registry {
     /// The AI series recorder of a core.
     pub fn ai_recorder(&self, core: usize) -> ai::AiRecorder {
         ai::AiRecorder::new(core, self.ai.clone())
+    }
+
+    /// The connection stats of a listener on a core (TLS and PROXY protocol listeners).
+    pub fn listener(&self, core: usize, listener: &str) -> Arc<ListenerStats> {
+        self.lock()
+            .listeners
+            .entry((core, listener.into()))
+            .or_default()
+            .clone()
     }
 
     /// The connection stats of a core.
@@ -422,6 +435,9 @@ impl Registry {
         let _ = writeln!(out, "# HELP weir_downstream_connections_accepted_total Client connections accepted.\n# TYPE weir_downstream_connections_accepted_total counter\nweir_downstream_connections_accepted_total {accepted}");
         let _ = writeln!(out, "# HELP weir_downstream_protocol_errors_total Requests refused as malformed or over a limit.\n# TYPE weir_downstream_protocol_errors_total counter\nweir_downstream_protocol_errors_total {proto}");
         let _ = writeln!(out, "# HELP weir_workers Worker threads (cores) serving traffic.\n# TYPE weir_workers gauge\nweir_workers {}", inner.cores.len());
+        if !inner.listeners.is_empty() {
+            listener::render(&mut out, &inner.listeners);
+        }
         drop(inner);
         self.ai.render(&mut out);
         out

@@ -9,9 +9,9 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use weir_filter::{ProxyError, RequestCtx};
+use weir_filter::{ProxyError, RequestCtx, TlsInfo};
 use weir_http::RequestHead;
 use weir_metrics::bump;
 
@@ -25,7 +25,7 @@ pub struct Downstream {
     /// Read side and buffer.
     pub reader: ClientReader,
     /// Write side.
-    pub writer: OwnedWriteHalf<TcpStream>,
+    pub writer: weir_tls::ClientWrite,
     /// Client address.
     pub peer: SocketAddr,
     /// The client IP as text, formatted once per connection (X-Forwarded-For).
@@ -36,6 +36,8 @@ pub struct Downstream {
     pub up_out: Vec<u8>,
     /// The connection's one timer: every wait on this connection sets its deadline ([`within`]).
     pub timer: Timer,
+    /// The TLS session (None: cleartext).
+    pub tls: Option<Rc<TlsInfo>>,
     /// The core's drain signal, watched while the connection waits for its next request.
     drain: SignalWait,
 }
@@ -92,7 +94,26 @@ pub fn spawn(worker: &Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: So
 /// Serves one accepted connection until it closes (counted by [`spawn`]).
 async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
+    let tls = {
+        let state = worker.state();
+        find_listener(&state, &listener).and_then(|l| l.tls.as_ref().map(|_| state.clone()))
+    };
+    // Settled once per connection: a cleartext listener goes straight to its split.
+    let (rd, wr, tls) = match tls {
+        None => {
+            let (rd, wr) = weir_tls::split_plain(stream);
+            (rd, wr, None)
+        }
+        // Boxed: the handshake's future is large, and the connection's own stays small.
+        Some(state) => match Box::pin(accept_tls(&state, &listener, stream, peer)).await {
+            Some(accepted) => accepted,
+            None => {
+                worker.stats.connections_add(-1);
+                worker.connections.set(worker.connections.get() - 1);
+                return;
+            }
+        },
+    };
     let mut d = Downstream {
         reader: ClientReader::new(rd),
         writer: wr,
@@ -101,6 +122,7 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
         out: Vec::with_capacity(512),
         up_out: Vec::with_capacity(512),
         timer: Timer::default(),
+        tls,
         drain: worker.drained(),
     };
     // When the connection went idle: its keep-alive timeout counts from here.
@@ -166,6 +188,65 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
     let _ = d.writer.shutdown().await;
     worker.stats.connections_add(-1);
     worker.connections.set(worker.connections.get() - 1);
+}
+
+/// Runs the TLS handshake of a connection to a TLS listener, counting it; `None` when it failed
+/// (logged at debug: a failed handshake is the client's business, and scanners make many).
+async fn accept_tls(
+    state: &CoreState,
+    listener: &str,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(
+    weir_tls::ClientRead,
+    weir_tls::ClientWrite,
+    Option<Rc<TlsInfo>>,
+)> {
+    let lst = find_listener(state, listener)?;
+    let tls = lst.tls.as_ref()?;
+    let res = tls.acceptor.accept(stream, &[]).await;
+    let stats = lst.conn_stats.as_deref();
+    match res {
+        Ok((stream, info)) => {
+            if let Some(s) = stats {
+                bump(&s.tls_handshakes, 1);
+                if info.resumed {
+                    bump(&s.tls_resumed, 1);
+                }
+            }
+            let (rd, wr) = weir_tls::split_tls(stream);
+            Some((rd, wr, Some(Rc::new(tls_info(info)))))
+        }
+        Err(e) => {
+            if let Some(s) = stats {
+                s.handshake_failed(e.reason);
+            }
+            tracing::debug!(listener, client = %peer, reason = e.reason, error = %e.message, "TLS handshake failed");
+            None
+        }
+    }
+}
+
+/// What filters and the access log see of a session. Certificate text goes into headers and
+/// logs, so control characters become `?`.
+fn tls_info(s: weir_tls::SessionInfo) -> TlsInfo {
+    fn clean(s: &str) -> Box<str> {
+        s.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect::<String>()
+            .into_boxed_str()
+    }
+    TlsInfo {
+        sni: s.sni.as_deref().map(clean),
+        version: s.version,
+        resumed: s.resumed,
+        client_cert: s.peer.map(|p| weir_filter::ClientCert {
+            subject: clean(&p.subject),
+            common_name: p.common_name.as_deref().map(clean),
+            sans: p.sans.iter().map(|n| clean(n)).collect(),
+            fingerprint_sha256: p.fingerprint_sha256.into_boxed_str(),
+        }),
+    }
 }
 
 fn find_listener<'a>(state: &'a CoreState, name: &str) -> Option<&'a ListenerState> {

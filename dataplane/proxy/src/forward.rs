@@ -79,6 +79,7 @@ pub fn handle<'a>(
 ) -> impl Future<Output = bool> + 'a {
     async move {
         let mut ctx = RequestCtx::new(request_id(&head), d.peer, lst.name.clone(), worker.index);
+        ctx.tls = d.tls.clone();
         ctx.method = head.method.clone();
         ctx.target = head.target.clone();
         let route = lst.table.find(&head).map(|ri| &lst.routes[ri]);
@@ -109,7 +110,8 @@ pub fn handle<'a>(
         let upgrade = head.upgrade.is_some();
         // The connection's scratch buffer for upstream heads: no allocation per request.
         let mut up_head = std::mem::take(&mut d.up_out);
-        write_upstream_head(&mut up_head, &head, &d.peer_ip, &ctx);
+        let cert_header = lst.tls.as_ref().and_then(|t| t.forward_header.as_deref());
+        write_upstream_head(&mut up_head, &head, &d.peer_ip, &ctx, cert_header);
         let key = hash_key(cluster.hash_on(), &head, d);
         let deadline = route.total_timeout.map(|t| ctx.timings.start + t);
         if let Some(r) = &route.retry {
@@ -1041,8 +1043,16 @@ fn forwarding_field(name: &[u8]) -> u8 {
 
 /// Writes the head sent upstream: the client's end-to-end fields, then the forwarding fields
 /// (`X-Forwarded-For` appended to, `X-Forwarded-Proto`, `Via` appended to, `X-Request-Id`) and the
-/// upgrade fields, written straight into the buffer rather than stored as fields.
-fn write_upstream_head(out: &mut Vec<u8>, head: &RequestHead, peer_ip: &str, ctx: &RequestCtx) {
+/// upgrade fields, written straight into the buffer rather than stored as fields. On a TLS
+/// listener that forwards client certificates, `cert_header` (lower case) carries the verified
+/// subject, and whatever the client sent under that name is dropped.
+fn write_upstream_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    peer_ip: &str,
+    ctx: &RequestCtx,
+    cert_header: Option<&str>,
+) {
     // Every earlier value of a list field, in order, then ours.
     fn append_to(out: &mut Vec<u8>, head: &RequestHead, field: u8, ours: &[u8]) {
         for (n, v) in head.headers.fields() {
@@ -1064,7 +1074,7 @@ fn write_upstream_head(out: &mut Vec<u8>, head: &RequestHead, peer_ip: &str, ctx
         |n| {
             let f = forwarding_field(n);
             seen[f as usize] = true;
-            f != 0
+            f != 0 || cert_header.is_some_and(|h| n.eq_ignore_ascii_case(h.as_bytes()))
         },
     );
     out.truncate(out.len() - 2);
@@ -1074,7 +1084,11 @@ fn write_upstream_head(out: &mut Vec<u8>, head: &RequestHead, peer_ip: &str, ctx
     } else {
         out.extend_from_slice(peer_ip.as_bytes());
     }
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nvia: ");
+    out.extend_from_slice(if ctx.tls.is_some() {
+        b"\r\nx-forwarded-proto: https\r\nvia: "
+    } else {
+        b"\r\nx-forwarded-proto: http\r\nvia: "
+    });
     if seen[2] {
         append_to(out, head, 2, b"1.1 weir");
     } else {
@@ -1083,6 +1097,15 @@ fn write_upstream_head(out: &mut Vec<u8>, head: &RequestHead, peer_ip: &str, ctx
     out.extend_from_slice(b"\r\nx-request-id: ");
     out.extend_from_slice(ctx.request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
+    if let (Some(h), Some(cert)) = (
+        cert_header,
+        ctx.tls.as_ref().and_then(|t| t.client_cert.as_ref()),
+    ) {
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(cert.subject.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if let Some(proto) = &head.upgrade {
         out.extend_from_slice(b"connection: upgrade\r\nupgrade: ");
         out.extend_from_slice(proto);

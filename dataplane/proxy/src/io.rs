@@ -16,11 +16,11 @@ use std::time::Instant;
 use bytes::BytesMut;
 use monoio::buf::IoBuf;
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::time::Sleep;
 
-type ReadHalf = OwnedReadHalf<TcpStream>;
+/// The client connection's read half: plain or TLS, settled at the accept.
+type ReadHalf = weir_tls::ClientRead;
 type Pending = Pin<Box<dyn Future<Output = (io::Result<usize>, BytesMut, ReadHalf)>>>;
 
 /// Initial buffer for request and response heads; grows for larger heads.

@@ -26,5 +26,7 @@ mod worker;
 pub use ai_metrics::RoutePrices;
 pub use conn::{spawn, wait_idle};
 pub use retry::RetryBudget;
-pub use state::{CoreState, ListenerState, PrepareError, RouteAction, RouteState, Snapshot};
+pub use state::{
+    CoreState, ListenerState, ListenerTls, PrepareError, RouteAction, RouteState, Snapshot,
+};
 pub use worker::{Signal, SignalWait, Worker};

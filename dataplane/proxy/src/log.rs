@@ -66,6 +66,19 @@ pub fn write_line(buf: &mut Vec<u8>, ctx: &RequestCtx) {
     push_opt(buf, ctx.consumer.as_deref());
     buf.extend_from_slice(b",\"quota_rejected\":");
     push_opt(buf, ctx.quota_rejected);
+    if let Some(tls) = &ctx.tls {
+        buf.extend_from_slice(b",\"tls\":{\"version\":");
+        push_str(buf, tls.version.as_bytes());
+        buf.extend_from_slice(b",\"sni\":");
+        push_opt(buf, tls.sni.as_deref());
+        buf.extend_from_slice(if tls.resumed {
+            b",\"resumed\":true,\"client_subject\":"
+        } else {
+            b",\"resumed\":false,\"client_subject\":"
+        });
+        push_opt(buf, tls.client_cert.as_ref().map(|c| &*c.subject));
+        buf.extend_from_slice(b"}");
+    }
     if let Some(ai) = &ctx.ai {
         write_ai(buf, ctx, ai);
     }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use weir_config::{Config, RetryCondition, RetryOn};
 use weir_filter::{FilterChain, LocalResponse};
 use weir_http::HeadLimits;
-use weir_metrics::{Registry, RouteStats};
+use weir_metrics::{ListenerStats, Registry, RouteStats};
 use weir_route::{Rewriter, RouteTable};
 use weir_upstream::{Cluster, SharedCluster};
 
@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub auth: Arc<weir_auth::SharedAuth>,
     /// Quota pools, shared by the `quota` filters of all cores.
     pub quota: Arc<weir_quota::SharedQuota>,
+    /// TLS of the listeners that have it, by listener name (certificates loaded, watched).
+    pub listener_tls: HashMap<String, Arc<weir_tls::ServerTls>>,
 }
 
 /// What a route does.
@@ -110,6 +112,20 @@ pub struct ListenerState {
     pub header_timeout: Duration,
     /// Counters of requests that matched no route.
     pub unrouted: Arc<RouteStats>,
+    /// TLS towards clients (None: cleartext).
+    pub tls: Option<ListenerTls>,
+    /// Connection-level counters (TLS listeners only).
+    pub conn_stats: Option<Arc<ListenerStats>>,
+}
+
+/// A listener's TLS on one core.
+pub struct ListenerTls {
+    /// The listener's TLS, shared by the cores.
+    pub shared: Arc<weir_tls::ServerTls>,
+    /// This core's acceptor (its own session cache).
+    pub acceptor: weir_tls::Acceptor,
+    /// The header that carries the client certificate's subject upstream.
+    pub forward_header: Option<Box<str>>,
 }
 
 /// Everything one core needs to serve a generation.
@@ -174,7 +190,28 @@ impl CoreState {
             for r in &l.routes {
                 routes.push(build_route(r, &l.name, snap, &clusters, core, registry)?);
             }
+            let tls = snap.listener_tls.get(&l.name).map(|shared| {
+                // Same TLS as before: keep this core's acceptor and its session cache.
+                let acceptor = prev
+                    .and_then(|p| p.listeners.iter().find(|pl| pl.name.as_ref() == l.name))
+                    .and_then(|pl| pl.tls.as_ref())
+                    .filter(|t| Arc::ptr_eq(&t.shared, shared))
+                    .map_or_else(|| shared.acceptor(), |t| t.acceptor.clone());
+                ListenerTls {
+                    shared: shared.clone(),
+                    acceptor,
+                    forward_header: l
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.client_auth.as_ref())
+                        .and_then(|c| c.forward_header.as_deref())
+                        .map(|h| h.to_ascii_lowercase().into_boxed_str()),
+                }
+            });
+            let conn_stats = tls.is_some().then(|| registry.listener(core, &l.name));
             listeners.push(ListenerState {
+                tls,
+                conn_stats,
                 name: l.name.as_str().into(),
                 address: l.address.clone(),
                 table,

@@ -40,6 +40,9 @@ pub enum Error {
     /// A cluster could not be built (an endpoint did not resolve).
     #[error("cluster `{0}`: {1}")]
     Cluster(String, String),
+    /// A listener's TLS could not be set up (a certificate or key file is bad).
+    #[error("listener `{0}`: tls: {1}")]
+    ListenerTls(String, String),
     /// An LLM provider could not be set up (a key's secret is missing).
     #[error("{0}")]
     Provider(String),
@@ -140,6 +143,28 @@ fn snapshot(
         }
         providers.insert(p.name.clone(), shared);
     }
+    let mut listener_tls = HashMap::new();
+    for l in &config.listeners {
+        let Some(tls) = &l.tls else { continue };
+        // Kept while its config is unchanged: the certificates are watched on disk anyway.
+        let reuse = prev
+            .filter(|p| {
+                p.config
+                    .listeners
+                    .iter()
+                    .any(|pl| pl.name == l.name && pl.tls.as_ref() == Some(tls))
+            })
+            .and_then(|p| p.listener_tls.get(&l.name))
+            .cloned();
+        let shared = match reuse {
+            Some(s) => s,
+            None => Arc::new(
+                weir_tls::ServerTls::new(&l.name, &server_options(tls))
+                    .map_err(|e| Error::ListenerTls(l.name.clone(), e.to_string()))?,
+            ),
+        };
+        listener_tls.insert(l.name.clone(), shared);
+    }
     let auth = weir_auth::SharedAuth::new(&config, prev.map(|p| &p.auth))
         .map_err(|e| Error::Provider(e.to_string()))?;
     let quota = weir_quota::SharedQuota::new(&config, prev.map(|p| &p.quota))
@@ -152,7 +177,33 @@ fn snapshot(
         providers,
         auth,
         quota,
+        listener_tls,
     })
+}
+
+/// A listener's `tls` config as weir-tls options.
+fn server_options(t: &weir_config::ListenerTls) -> weir_tls::ServerOptions {
+    weir_tls::ServerOptions {
+        certificates: t
+            .certificates
+            .iter()
+            .map(|c| weir_tls::CertSpec {
+                cert: c.cert.clone(),
+                key: c.key.clone(),
+                names: c.names.clone(),
+            })
+            .collect(),
+        tls13_only: t.min_version == weir_config::TlsVersion::Tls13,
+        alpn: t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        session_tickets: t.session_tickets,
+        session_cache: t.session_cache,
+        handshake_timeout: t.handshake_timeout.get(),
+        client_ca: t.client_auth.as_ref().map(|c| c.ca_file.clone()),
+        client_cert_optional: t
+            .client_auth
+            .as_ref()
+            .is_some_and(|c| c.mode == weir_config::ClientAuthMode::Optional),
+    }
 }
 
 /// The admin listener, with SO_REUSEPORT: during a binary upgrade the new process binds it while

@@ -121,7 +121,7 @@ impl Connector {
 }
 
 /// rustls on *ring*, whatever provider another crate may have installed process-wide.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| Arc::new(ring::default_provider()))
@@ -167,7 +167,7 @@ pub fn default_roots() -> Result<Arc<RootCertStore>> {
 
 /// The roots of a `ca_file`: every certificate in it; none, or one rustls cannot use, is an
 /// error.
-fn ca_roots(path: &Path) -> Result<RootCertStore> {
+pub(crate) fn ca_roots(path: &Path) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     for cert in load_certs(path)? {
         store.add(cert).map_err(|e| Error::Pem {

@@ -1,6 +1,18 @@
-//! `weir-tls`: TLS towards upstreams (clusters and LLM providers), on rustls with the *ring*
-//! provider and monoio-rustls streams.
+//! `weir-tls`: TLS on rustls with the *ring* provider and monoio-rustls streams, towards clients
+//! (listeners) and towards upstreams (clusters and LLM providers).
 //!
+//! Towards clients:
+//! - [`ServerOptions`] → [`ServerTls`]: a listener's `rustls::ServerConfig`, built once per config
+//!   change: certificates picked by SNI ([`CertStore`], exact and wildcard names, RSA and ECDSA,
+//!   the first as the default) and reloaded when their files change (a watcher thread,
+//!   [`watch`]), TLS 1.2 and 1.3 or 1.3 only, ALPN, session tickets shared by every core, and
+//!   client certificates (mutual TLS, required or optional).
+//! - [`Acceptor`]: a core's copy with its own session cache; [`Acceptor::accept`] runs the
+//!   handshake and says what it settled ([`SessionInfo`]: SNI, ALPN, version, resumption, the
+//!   client's [`PeerIdentity`]) or why it failed ([`HandshakeError`], with a metric reason).
+//! - [`ClientRead`]/[`ClientWrite`]: the halves of a client connection, plain or TLS.
+//!
+//! Towards upstreams:
 //! - [`ClientOptions`] → [`Connector`]: a `rustls::ClientConfig` built once per config change of
 //!   a cluster (never on a request): the trusted roots (the system store plus the bundled
 //!   Mozilla roots by default; a `ca_file` replaces them), an optional client certificate
@@ -17,12 +29,21 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod certs;
 mod config;
+mod downstream;
 mod error;
+mod identity;
+mod server;
 mod stream;
+pub mod watch;
 
+pub use certs::{CertSpec, CertStore};
 pub use config::{default_roots, load_certs, load_key, server_name, ClientOptions, Connector};
+pub use downstream::{split_plain, split_tls, ClientRead, ClientWrite};
 pub use error::{Error, Result};
+pub use identity::{dns_names, peer_identity, PeerIdentity};
+pub use server::{Acceptor, HandshakeError, ServerOptions, ServerStream, ServerTls, SessionInfo};
 pub use stream::{MaybeTls, MaybeTlsReadHalf, MaybeTlsWriteHalf, TlsStream};
 
 /// The host part of `host:port` (`[v6]:port` gives `v6`), for the server name of an endpoint.
