@@ -43,6 +43,12 @@ impl MockBuilder {
         self
     }
 
+    /// `--tls-cert`/`--tls-key` with these files (another certificate of a [`TestPki`]).
+    pub fn tls_files(mut self, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        self.tls = Some((cert.to_path_buf(), key.to_path_buf()));
+        self
+    }
+
     /// Starts the mock and waits for its `listening ADDR` line; panics if it does not come.
     pub fn start(self) -> MockUpstream {
         let dir = TempDir::new("mock");

@@ -15,6 +15,7 @@
 pub mod ai;
 pub mod auth;
 mod error;
+pub mod l4;
 pub mod listener_tls;
 pub mod quota;
 pub mod schema;
@@ -25,6 +26,7 @@ mod validate;
 pub use ai::*;
 pub use auth::{AuthFilter, Consumer, ConsumerKey};
 pub use error::{Error, Problem, Result};
+pub use l4::{ProxyProtocolIn, ProxyProtocolVersion, SniRoute, TcpProxy};
 pub use listener_tls::{ClientAuth, ClientAuthMode, ListenerTls, ServerCertificate, TlsVersion};
 pub use quota::QuotaFilter;
 pub use schema::*;

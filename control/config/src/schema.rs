@@ -177,6 +177,12 @@ pub struct Listener {
     /// TLS towards clients (absent: cleartext HTTP).
     #[serde(default)]
     pub tls: Option<crate::listener_tls::ListenerTls>,
+    /// Accept the PROXY protocol from these balancers (and only from them).
+    #[serde(default)]
+    pub proxy_protocol: Option<crate::l4::ProxyProtocolIn>,
+    /// A layer-4 listener: raw TCP (or TLS passed through by SNI) to clusters, no HTTP.
+    #[serde(default)]
+    pub tcp: Option<crate::l4::TcpProxy>,
     /// Routes, first match wins.
     #[serde(default)]
     pub routes: Vec<Route>,
@@ -541,6 +547,10 @@ pub struct Cluster {
     /// TLS towards the endpoints (absent: plain HTTP).
     #[serde(default)]
     pub tls: Option<UpstreamTls>,
+    /// Send a PROXY protocol header (`v1` or `v2`) with the client's address first on each
+    /// connection (connections of `tcp` listeners).
+    #[serde(default)]
+    pub proxy_protocol: Option<crate::l4::ProxyProtocolVersion>,
 }
 
 /// TLS towards upstream endpoints (a cluster's `tls`, or a provider's for an `https` base URL).

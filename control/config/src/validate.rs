@@ -160,6 +160,10 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
             }
         }
     }
+    {
+        let mut fail = |field: String, message: String| c.fail(field, message);
+        crate::l4::check(config, &mut fail);
+    }
     c.problems.extend(crate::auth::validate(config));
     c.problems.extend(crate::quota::validate(config));
     if c.problems.is_empty() {

@@ -135,6 +135,7 @@ impl SharedProvider {
             outlier: None,
             dns_refresh: weir_config::Dur::secs(30),
             tls,
+            proxy_protocol: None,
         })
     }
 }

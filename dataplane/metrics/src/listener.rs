@@ -32,6 +32,11 @@ pub struct ListenerStats {
     /// Connections refused for their PROXY protocol header (from an untrusted source, or
     /// malformed).
     pub proxy_refused: AtomicU64,
+    /// Connections of a `tcp` listener proxied (or attempted).
+    pub tcp_connections: AtomicU64,
+    /// Of those, the ones that failed (no cluster for the name, no endpoint reached, a bad
+    /// ClientHello).
+    pub tcp_failed: AtomicU64,
 }
 
 impl ListenerStats {
@@ -82,6 +87,22 @@ pub(crate) fn render(out: &mut String, all: &BTreeMap<(usize, String), Arc<Liste
                 crate::esc(l)
             );
         }
+    }
+    out.push_str("# HELP weir_tcp_connections_total Connections of tcp listeners, and those that failed.\n# TYPE weir_tcp_connections_total counter\n");
+    for (l, v) in &by {
+        let n = sum(v, &|s| s.tcp_connections.load(Relaxed));
+        let f = sum(v, &|s| s.tcp_failed.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "weir_tcp_connections_total{{listener=\"{}\",outcome=\"ok\"}} {}",
+            crate::esc(l),
+            n - f.min(n)
+        );
+        let _ = writeln!(
+            out,
+            "weir_tcp_connections_total{{listener=\"{}\",outcome=\"failed\"}} {f}",
+            crate::esc(l)
+        );
     }
     out.push_str("# HELP weir_proxy_protocol_refused_total Connections closed for their PROXY protocol header (untrusted source or malformed).\n# TYPE weir_proxy_protocol_refused_total counter\n");
     for (l, v) in &by {

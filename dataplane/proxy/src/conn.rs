@@ -94,19 +94,22 @@ pub fn spawn(worker: &Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: So
 /// Serves one accepted connection until it closes (counted by [`spawn`]).
 async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
-    let tls = {
+    // What comes before HTTP (a PROXY header, TLS, or a `tcp` listener's proxying) is settled
+    // once per connection: a cleartext HTTP listener goes straight to its split.
+    let before = {
         let state = worker.state();
-        find_listener(&state, &listener).and_then(|l| l.tls.as_ref().map(|_| state.clone()))
+        find_listener(&state, &listener)
+            .is_some_and(|l| l.tls.is_some() || l.proxy_in.is_some() || l.tcp.is_some())
+            .then(|| state.clone())
     };
-    // Settled once per connection: a cleartext listener goes straight to its split.
-    let (rd, wr, tls) = match tls {
+    let (rd, wr, tls, peer, early) = match before {
         None => {
             let (rd, wr) = weir_tls::split_plain(stream);
-            (rd, wr, None)
+            (rd, wr, None, peer, Vec::new())
         }
-        // Boxed: the handshake's future is large, and the connection's own stays small.
-        Some(state) => match Box::pin(accept_tls(&state, &listener, stream, peer)).await {
-            Some(accepted) => accepted,
+        // Boxed: these futures are large, and the connection's own stays small.
+        Some(state) => match Box::pin(prelude(&worker, &state, &listener, stream, peer)).await {
+            Some(ready) => ready,
             None => {
                 worker.stats.connections_add(-1);
                 worker.connections.set(worker.connections.get() - 1);
@@ -115,7 +118,7 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
         },
     };
     let mut d = Downstream {
-        reader: ClientReader::new(rd),
+        reader: ClientReader::with_bytes(rd, &early),
         writer: wr,
         peer,
         peer_ip: peer.ip().to_canonical().to_string().into_boxed_str(),
@@ -190,23 +193,67 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
     worker.connections.set(worker.connections.get() - 1);
 }
 
-/// Runs the TLS handshake of a connection to a TLS listener, counting it; `None` when it failed
-/// (logged at debug: a failed handshake is the client's business, and scanners make many).
-async fn accept_tls(
-    state: &CoreState,
-    listener: &str,
-    stream: TcpStream,
-    peer: SocketAddr,
-) -> Option<(
+/// A connection ready for HTTP: its halves, its TLS session, the client's address, and bytes
+/// already read from it.
+type Ready = (
     weir_tls::ClientRead,
     weir_tls::ClientWrite,
     Option<Rc<TlsInfo>>,
-)> {
+    SocketAddr,
+    Vec<u8>,
+);
+
+/// What a listener does before HTTP: checks the source of a PROXY protocol listener and reads
+/// its header (the client's address replaces the peer's), serves a `tcp` listener's connection
+/// whole, runs a TLS handshake. `None` when the connection is done (refused, failed, or served
+/// at layer 4); refusals and failed handshakes are logged at debug (scanners make many) and
+/// counted.
+async fn prelude(
+    worker: &Worker,
+    state: &CoreState,
+    listener: &str,
+    mut stream: TcpStream,
+    mut peer: SocketAddr,
+) -> Option<Ready> {
     let lst = find_listener(state, listener)?;
-    let tls = lst.tls.as_ref()?;
-    let res = tls.acceptor.accept(stream, &[]).await;
     let stats = lst.conn_stats.as_deref();
-    match res {
+    let mut early = Vec::new();
+    let mut local = stream.local_addr().unwrap_or(peer);
+    if let Some(pp) = &lst.proxy_in {
+        let ip = peer.ip().to_canonical();
+        if !pp.trusted.iter().any(|n| n.contains(&ip)) {
+            if let Some(s) = stats {
+                bump(&s.proxy_refused, 1);
+            }
+            tracing::debug!(listener, client = %peer, "PROXY protocol listener: connection from an untrusted source closed");
+            return None;
+        }
+        match read_proxy_header(&mut stream, pp.timeout).await {
+            Ok((h, rest)) => {
+                if let Some((src, dst)) = h.addresses {
+                    peer = src;
+                    local = dst;
+                }
+                early = rest;
+            }
+            Err(e) => {
+                if let Some(s) = stats {
+                    bump(&s.proxy_refused, 1);
+                }
+                tracing::debug!(listener, client = %peer, error = %e, "PROXY protocol header refused");
+                return None;
+            }
+        }
+    }
+    if let Some(tcp) = &lst.tcp {
+        crate::l4::serve(worker, listener, tcp, stats, stream, peer, local, early).await;
+        return None;
+    }
+    let Some(tls) = lst.tls.as_ref() else {
+        let (rd, wr) = weir_tls::split_plain(stream);
+        return Some((rd, wr, None, peer, early));
+    };
+    match tls.acceptor.accept(stream, &early).await {
         Ok((stream, info)) => {
             if let Some(s) = stats {
                 bump(&s.tls_handshakes, 1);
@@ -215,7 +262,7 @@ async fn accept_tls(
                 }
             }
             let (rd, wr) = weir_tls::split_tls(stream);
-            Some((rd, wr, Some(Rc::new(tls_info(info)))))
+            Some((rd, wr, Some(Rc::new(tls_info(info))), peer, Vec::new()))
         }
         Err(e) => {
             if let Some(s) = stats {
@@ -223,6 +270,34 @@ async fn accept_tls(
             }
             tracing::debug!(listener, client = %peer, reason = e.reason, error = %e.message, "TLS handshake failed");
             None
+        }
+    }
+}
+
+/// Reads a PROXY protocol header within `limit`; returns it and the bytes read after it.
+async fn read_proxy_header(
+    stream: &mut TcpStream,
+    limit: Duration,
+) -> Result<(weir_l4::proxy_protocol::Header, Vec<u8>), String> {
+    use monoio::io::AsyncReadRent;
+    let deadline = Instant::now() + limit;
+    let mut got: Vec<u8> = Vec::with_capacity(256);
+    loop {
+        match weir_l4::proxy_protocol::parse(&got) {
+            Ok(Some((h, used))) => return Ok((h, got.split_off(used))),
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let buf = Vec::with_capacity(512);
+        let (r, buf) = match monoio::time::timeout(left, stream.read(buf)).await {
+            Ok(r) => r,
+            Err(_) => return Err("no PROXY protocol header in time".into()),
+        };
+        match r {
+            Ok(0) => return Err("closed before its PROXY protocol header".into()),
+            Ok(_) => got.extend_from_slice(&buf),
+            Err(e) => return Err(e.to_string()),
         }
     }
 }

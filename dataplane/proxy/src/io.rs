@@ -51,6 +51,16 @@ impl ClientReader {
         }
     }
 
+    /// Wraps the read half, with bytes already read from the connection (after a PROXY
+    /// protocol header) as the start of its buffer.
+    pub fn with_bytes(half: ReadHalf, early: &[u8]) -> Self {
+        let mut r = ClientReader::new(half);
+        if !early.is_empty() {
+            r.buf().extend_from_slice(early);
+        }
+        r
+    }
+
     /// The buffered bytes. Empty while a watch read is posted (it owns the buffer then).
     pub fn buf(&mut self) -> &mut BytesMut {
         // The buffer is only absent while a read owns it; callers read it after `fill`/`settle`.

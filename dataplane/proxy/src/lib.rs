@@ -18,6 +18,7 @@ mod ai_metrics;
 mod conn;
 mod forward;
 mod io;
+mod l4;
 mod log;
 mod retry;
 mod state;

@@ -85,6 +85,67 @@ pub fn write_line(buf: &mut Vec<u8>, ctx: &RequestCtx) {
     buf.extend_from_slice(b"}\n");
 }
 
+/// What the log line of a `tcp` listener's connection says.
+pub struct TcpLine<'a> {
+    /// The ClientHello's server name (pass-through).
+    pub sni: Option<&'a str>,
+    /// The cluster chosen.
+    pub cluster: Option<&'a str>,
+    /// The endpoint connected to.
+    pub endpoint: Option<std::net::SocketAddr>,
+    /// Bytes client → upstream.
+    pub bytes_up: u64,
+    /// Bytes upstream → client.
+    pub bytes_down: u64,
+    /// Ended by the idle timeout.
+    pub idle_timeout: bool,
+    /// How long the connection lasted.
+    pub duration: std::time::Duration,
+    /// Why it failed.
+    pub error: Option<&'a str>,
+}
+
+/// Appends the JSON line of a `tcp` listener's connection (with its newline) to `buf`.
+pub fn write_tcp_line(
+    buf: &mut Vec<u8>,
+    listener: &str,
+    client: std::net::SocketAddr,
+    l: &TcpLine<'_>,
+) {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    buf.extend_from_slice(b"{\"time\":");
+    push_f64(buf, now, 3);
+    buf.extend_from_slice(b",\"kind\":\"tcp\",\"client\":");
+    push_str(buf, client.to_string().as_bytes());
+    buf.extend_from_slice(b",\"listener\":");
+    push_str(buf, listener.as_bytes());
+    buf.extend_from_slice(b",\"sni\":");
+    push_opt(buf, l.sni);
+    buf.extend_from_slice(b",\"cluster\":");
+    push_opt(buf, l.cluster);
+    buf.extend_from_slice(b",\"endpoint\":");
+    match l.endpoint {
+        Some(e) => push_str(buf, e.to_string().as_bytes()),
+        None => buf.extend_from_slice(b"null"),
+    }
+    buf.extend_from_slice(b",\"bytes_up\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(l.bytes_up).as_bytes());
+    buf.extend_from_slice(b",\"bytes_down\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(l.bytes_down).as_bytes());
+    buf.extend_from_slice(if l.idle_timeout {
+        b",\"idle_timeout\":true,\"duration_ms\":"
+    } else {
+        b",\"idle_timeout\":false,\"duration_ms\":"
+    });
+    push_f64(buf, l.duration.as_secs_f64() * 1e3, 3);
+    buf.extend_from_slice(b",\"error\":");
+    push_opt(buf, l.error);
+    buf.extend_from_slice(b"}\n");
+}
+
 /// The AI fields of a line: what was asked, who answered, the tokens (never a key or a prompt).
 fn write_ai(buf: &mut Vec<u8>, ctx: &RequestCtx, ai: &weir_filter::AiInfo) {
     buf.extend_from_slice(b",\"ai\":{\"api\":");

@@ -114,8 +114,20 @@ pub struct ListenerState {
     pub unrouted: Arc<RouteStats>,
     /// TLS towards clients (None: cleartext).
     pub tls: Option<ListenerTls>,
-    /// Connection-level counters (TLS listeners only).
+    /// Connection-level counters (TLS, PROXY protocol and `tcp` listeners).
     pub conn_stats: Option<Arc<ListenerStats>>,
+    /// The PROXY protocol: which sources may send it (None: not accepted).
+    pub proxy_in: Option<ProxyIn>,
+    /// A `tcp` listener's clusters (None: HTTP).
+    pub tcp: Option<crate::l4::TcpState>,
+}
+
+/// The PROXY protocol accepted on a listener.
+pub struct ProxyIn {
+    /// Balancers allowed to connect.
+    pub trusted: Vec<ipnet::IpNet>,
+    /// The header's deadline.
+    pub timeout: Duration,
 }
 
 /// A listener's TLS on one core.
@@ -208,10 +220,27 @@ impl CoreState {
                         .map(|h| h.to_ascii_lowercase().into_boxed_str()),
                 }
             });
-            let conn_stats = tls.is_some().then(|| registry.listener(core, &l.name));
+            let proxy_in = l.proxy_protocol.as_ref().map(|p| ProxyIn {
+                trusted: p
+                    .trusted
+                    .iter()
+                    .filter_map(|t| weir_config::l4::parse_cidr(t))
+                    .collect(),
+                timeout: p.timeout.get(),
+            });
+            let tcp = l
+                .tcp
+                .as_ref()
+                .map(|t| crate::l4::TcpState::new(t, &clusters))
+                .transpose()
+                .map_err(|c| PrepareError::Cluster(l.name.clone(), c))?;
+            let conn_stats = (tls.is_some() || proxy_in.is_some() || tcp.is_some())
+                .then(|| registry.listener(core, &l.name));
             listeners.push(ListenerState {
                 tls,
                 conn_stats,
+                proxy_in,
+                tcp,
                 name: l.name.as_str().into(),
                 address: l.address.clone(),
                 table,

@@ -168,6 +168,12 @@ impl Cluster {
         if let Some(c) = self.pooled(now, ep) {
             return Ok(c);
         }
+        self.connect_new(ep).await
+    }
+
+    /// A new connection to `ep` (never a pooled one) within the connect timeout: for a
+    /// connection that will carry one client's bytes only (a `tcp` listener's).
+    pub async fn connect_new(&self, ep: &Rc<Endpoint>) -> Result<UpstreamConn> {
         if self.max_connections > 0 && ep.open.get() >= self.max_connections {
             return Err(Error::Overflow(ep.address().to_string()));
         }
@@ -278,6 +284,11 @@ impl Cluster {
             ep.stats.idle_add(-(n as i64));
             ep.open.set(ep.open.get() - n);
         }
+    }
+
+    /// How many endpoints the cluster has.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
     }
 
     /// A request to `ep` starts.
