@@ -390,3 +390,42 @@ both_drivers! {
         assert_eq!(resumed, 8.0);
     }
 }
+
+both_drivers! {
+    /// Upstream TLS with a client certificate, end to end: an edge gateway's cluster presents
+    /// its certificate to an inner gateway that requires one (mutual TLS both ways of the hop);
+    /// the inner one forwards the edge's subject. Without the certificate the edge gets a 502.
+    fn upstream_client_certificate(d) {
+        let pki = TestPki::new();
+        let (edge_cert, edge_key) = pki.client("edge", "weir-edge", false);
+        let mock = MockUpstream::start();
+        let extra = format!(
+            ", client_auth: {{ ca_file: \"{}\", forward_header: x-client-cert-subject }}",
+            pki.ca().display()
+        );
+        let inner = gateway(d, &tls_yaml(&[(pki.server_cert(), pki.server_key())], &extra), &mock);
+        let edge = |cert: &str| {
+            Gateway::new()
+                .driver(d)
+                .cluster_yaml(&format!(
+                    "{{ name: inner, endpoints: [\"{}\"], tls: {{ ca_file: \"{}\", sni: localhost{cert} }} }}",
+                    inner.addr(),
+                    pki.ca().display()
+                ))
+                .route("{ name: r, cluster: inner }")
+                .start()
+        };
+        let with = edge(&format!(
+            ", client_cert: \"{}\", client_key: \"{}\"",
+            edge_cert.display(),
+            edge_key.display()
+        ));
+        let r = with.get("/inspect");
+        assert_eq!(r.status(), 200, "{}", r.text());
+        assert_eq!(r.inspected("x-client-cert-subject"), ["CN=weir-edge,O=Weir Tests"]);
+        assert_eq!(r.inspected("x-forwarded-proto"), ["https"]);
+        let without = edge("");
+        let r = without.get("/inspect");
+        assert_eq!(r.status(), 502, "{}", r.text());
+    }
+}

@@ -148,7 +148,11 @@ fn hello_sni(body: &[u8]) -> Result<Option<String>, Error> {
                     return Err(Error::Malformed("server name is not a DNS name"));
                 }
                 let s = String::from_utf8_lossy(name).to_ascii_lowercase();
-                return Ok(Some(s.trim_end_matches('.').to_owned()));
+                let s = s.trim_end_matches('.');
+                if s.is_empty() {
+                    return Err(Error::Malformed("server name is only dots"));
+                }
+                return Ok(Some(s.to_owned()));
             }
         }
         return Ok(None);
@@ -238,6 +242,11 @@ mod tests {
             let _ = parse(&bad);
         }
         assert!(parse(&hello(Some("bad name!"), 0)).is_err());
+        assert!(parse(&hello(Some(".."), 0)).is_err());
+        assert_eq!(
+            parse(&hello(Some("a.test."), 0)),
+            Ok(Some(Some("a.test".into())))
+        );
         // Over the limit.
         let mut huge = vec![0x16, 3, 1, 0x40, 0x00, 0x01, 0x01, 0x00, 0x00];
         huge.resize(5 + 0x4000, 0);

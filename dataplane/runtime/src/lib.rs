@@ -157,7 +157,11 @@ fn snapshot(
             .and_then(|p| p.listener_tls.get(&l.name))
             .cloned();
         let shared = match reuse {
-            Some(s) => s,
+            Some(s) => {
+                // A new generation also looks at the files now, not at the watcher's next poll.
+                s.certs().reload_changed();
+                s
+            }
             None => Arc::new(
                 weir_tls::ServerTls::new(&l.name, &server_options(tls))
                     .map_err(|e| Error::ListenerTls(l.name.clone(), e.to_string()))?,
