@@ -309,6 +309,11 @@ fn cluster_pair(d: Driver, redis: &RedisServer) -> (Gateway, Gateway) {
                    filters: [{{ type: quota, redis: {{ url: \"{url}\" }}, limits: [{{ name: steady, requests: 1000000, per: 87600h, scope: cluster }}] }}] }}",
                 url = redis.url()
             ))
+            .route(&format!(
+                "{{ name: per-user, match: {{ path: {{ prefix: /per-user }} }}, direct_response: {{ status: 200, body: ok }}, \
+                   filters: [{{ type: quota, redis: {{ url: \"{url}\" }}, limits: [{{ name: per-user, key: [\"header:x-user\"], requests: 5, per: 87600h, scope: cluster, cluster_lease: 1, lease: 1 }}] }}] }}",
+                url = redis.url()
+            ))
             .start()
     };
     (start(), start())
@@ -362,6 +367,19 @@ both_drivers! {
         let m = a.metrics();
         assert_eq!(metric(&m, "weir_quota_redis_up", &[("limit", "steady")]), Some(1.0));
         assert!(metric(&m, "weir_quota_redis_commands_total", &[("limit", "shared")]).unwrap() >= 1.0);
+
+        // A reset of every key of a limit, asked of a process that never saw those keys, clears
+        // them in Redis: the other process lets alice through again once it asks Redis.
+        let mut c = a.connect();
+        let alice = |c: &mut Client| c.request(b"GET /per-user HTTP/1.1\r\nhost: t\r\nx-user: alice\r\n\r\n").status();
+        let passed = (0..10).filter(|_| alice(&mut c) == 200).count();
+        assert!((5..=7).contains(&passed), "{passed} of 10 passed a limit of 5");
+        assert_eq!(alice(&mut c), 429);
+        let r = admin_post(&b, "/quota/reset?limit=per-user");
+        assert_eq!(r.status(), 200, "{}", r.text());
+        wait_until("alice passes on the other process after the reset", Duration::from_secs(10), Duration::from_millis(100), || {
+            (alice(&mut c) == 200).then_some(())
+        });
     }
 }
 

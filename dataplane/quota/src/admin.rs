@@ -178,9 +178,8 @@ fn reset(shared: &SharedQuota, limit: Option<&str>, key: Option<&str>) -> Answer
     let keys = l.reset(key, now);
     if let Some(link) = &l.link {
         let (start, _) = crate::window::bounds(l.window, now);
-        for k in &keys {
-            link.send_reset(l.name.clone(), start, k.clone());
-        }
+        // Without a key: every key of the limit, wherever it was used (found in Redis).
+        link.send_reset(l.name.clone(), start, key.map(str::to_owned));
     }
     Ok(json!({ "limit": &*l.name, "reset": keys }))
 }

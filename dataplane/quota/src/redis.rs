@@ -38,10 +38,12 @@ const RETRY: u64 = 250;
 
 enum Job {
     Fetch(Arc<LimitShared>, Fetch),
+    /// One key's window, or (`None`) every key's current window of the limit, including keys
+    /// only other processes have seen.
     Reset {
         limit: Arc<str>,
         start: u64,
-        key: String,
+        key: Option<String>,
     },
     TopUp {
         limit: Arc<str>,
@@ -126,8 +128,8 @@ impl RedisLink {
         }
     }
 
-    /// Queues the reset of a key's window.
-    pub fn send_reset(&self, limit: Arc<str>, start: u64, key: String) {
+    /// Queues a reset of a key's current window (`None`: every key's, found in Redis).
+    pub fn send_reset(&self, limit: Arc<str>, start: u64, key: Option<String>) {
         let _ = self.tx.send(Job::Reset { limit, start, key });
     }
 
@@ -148,6 +150,18 @@ impl RedisLink {
 pub fn keys(limit: &str, start: u64, key: &str) -> (String, String) {
     let tag = format!("{{{limit}:{start}:{key}}}");
     (format!("weir:quota:u:{tag}"), format!("weir:quota:x:{tag}"))
+}
+
+/// `s` matched literally by a Redis glob pattern.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn run(client: redis::Client, timeout: Duration, rx: mpsc::Receiver<Job>, st: Arc<LinkState>) {
@@ -222,13 +236,42 @@ fn execute(
             l.fetched(f, u(granted), u(used), u(cap));
             Ok(())
         }
-        Job::Reset { limit, start, key } => {
+        Job::Reset {
+            limit,
+            start,
+            key: Some(key),
+        } => {
             let (a, b) = keys(limit, *start, key);
             redis::cmd("DEL")
                 .arg(a)
                 .arg(b)
                 .query::<i64>(con)
                 .map(|_| ())
+        }
+        Job::Reset {
+            limit,
+            start,
+            key: None,
+        } => {
+            // SCAN rather than KEYS: it never blocks the server for long.
+            let pattern = format!("weir:quota:[ux]:{{{}:{start}:*}}", glob_escape(limit));
+            let mut cursor = 0u64;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(con)?;
+                for k in &found {
+                    redis::cmd("DEL").arg(k).query::<i64>(con)?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
         }
         Job::TopUp {
             limit,
