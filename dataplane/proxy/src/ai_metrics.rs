@@ -1,49 +1,29 @@
 //! What a finished request tells the LLM metrics ([`weir_metrics::ai`]): read off the request
 //! context when the request ends, recorded into the core's own series.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Instant;
 
 use weir_filter::{ProxyError, RequestCtx, TokenUsage};
 use weir_metrics::ai::{operation_name, AiRecorder, AiSample, Tokens};
 use weir_quota::prices::{ModelPrice, Prices};
 
-/// Models whose price a route remembers per core; past this, prices are looked up every time.
-const PRICE_MEMO: usize = 1024;
-
-/// An `ai` route's prices (its quota filter's `prices` over the shipped table), with a per-core
-/// memo of the models already priced: a lookup in the table tries several spellings of the name
-/// and scans the prefixes, several times what a hash lookup costs.
+/// An `ai` route's prices (its quota filter's `prices` over the shipped table; they remember
+/// the models already priced on this core).
+#[derive(Debug)]
 pub struct RoutePrices {
     prices: Prices,
-    memo: RefCell<HashMap<Box<str>, Option<ModelPrice>>>,
 }
 
 impl RoutePrices {
-    /// Prices with an empty memo.
+    /// The route's prices.
     pub fn new(prices: Prices) -> Self {
-        RoutePrices {
-            prices,
-            memo: RefCell::default(),
-        }
+        RoutePrices { prices }
     }
 
     /// The estimated cost of `u` on `model`, in nano-units of the prices' currency; None when
     /// the model has no price.
     pub fn cost(&self, model: &str, u: &TokenUsage) -> Option<u64> {
-        let hit = self.memo.borrow().get(model).copied();
-        let price = match hit {
-            Some(p) => p,
-            None => {
-                let p = self.prices.get(model);
-                let mut memo = self.memo.borrow_mut();
-                if memo.len() < PRICE_MEMO {
-                    memo.insert(model.into(), p);
-                }
-                p
-            }
-        };
+        let price: Option<ModelPrice> = self.prices.get(model);
         price.map(|p| p.cost(u.input, u.cached_input, u.output))
     }
 }
@@ -118,7 +98,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prices_are_remembered_per_model() {
+    fn cost_of_a_priced_model() {
         let p = RoutePrices::new(Prices::new(&Default::default()));
         let u = TokenUsage {
             input: 1000,
@@ -127,8 +107,6 @@ mod tests {
         };
         // $0.15 and $0.60 per million: 150 000 + 60 000 nano-dollars.
         assert_eq!(p.cost("gpt-4o-mini", &u), Some(210_000));
-        assert_eq!(p.cost("gpt-4o-mini", &u), Some(210_000));
         assert_eq!(p.cost("no-such-model", &u), None);
-        assert_eq!(p.memo.borrow().len(), 2);
     }
 }

@@ -5,6 +5,7 @@
 //! tokens, standard tier, short contexts) taken when this file was last edited; providers change
 //! them, so check them and override what matters in the config.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use weir_config::quota::Price;
@@ -142,12 +143,18 @@ impl Table {
     }
 }
 
-/// The prices a filter uses: its own, then the shipped table, then its `"*"`.
+/// Models whose price is remembered; past this, prices are looked up every time.
+const MEMO: usize = 1024;
+
+/// The prices a filter uses: its own, then the shipped table, then its `"*"`. Per core: the
+/// models already priced are remembered, since a lookup in the tables tries several spellings of
+/// the name and scans the prefixes, many times what one hash lookup costs.
 #[derive(Debug)]
 pub struct Prices {
     own: Table,
     shipped: Table,
     any: Option<ModelPrice>,
+    memo: RefCell<HashMap<Box<str>, Option<ModelPrice>>>,
 }
 
 impl Prices {
@@ -173,6 +180,7 @@ impl Prices {
             own: t,
             shipped,
             any,
+            memo: RefCell::default(),
         }
     }
 
@@ -180,6 +188,18 @@ impl Prices {
     /// (`openai/gpt-4o`), a Bedrock region and vendor prefix (`us.anthropic.claude-...`) or a
     /// Vertex version suffix (`claude-sonnet-4-5@20250929`).
     pub fn get(&self, model: &str) -> Option<ModelPrice> {
+        if let Some(p) = self.memo.borrow().get(model) {
+            return *p;
+        }
+        let p = self.lookup(model);
+        let mut memo = self.memo.borrow_mut();
+        if memo.len() < MEMO {
+            memo.insert(model.into(), p);
+        }
+        p
+    }
+
+    fn lookup(&self, model: &str) -> Option<ModelPrice> {
         let mut names: [&str; 3] = [model; 3];
         if let Some((_, rest)) = model.rsplit_once('/') {
             names[1] = rest;
@@ -212,6 +232,17 @@ impl Prices {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prices_are_remembered_per_model() {
+        let p = Prices::new(&BTreeMap::new());
+        let first = p.get("gpt-4o-mini");
+        assert!(first.is_some());
+        assert_eq!(p.get("gpt-4o-mini"), first);
+        assert_eq!(p.get("no-such-model"), None);
+        assert_eq!(p.get("no-such-model"), None);
+        assert_eq!(p.memo.borrow().len(), 2);
+    }
 
     #[test]
     fn shipped_prices_and_name_forms() {
