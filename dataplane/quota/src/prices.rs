@@ -155,6 +155,9 @@ pub struct Prices {
     shipped: Table,
     any: Option<ModelPrice>,
     memo: RefCell<HashMap<Box<str>, Option<ModelPrice>>>,
+    /// The model priced last, checked before the memo: most routes see one model at a time,
+    /// and comparing a short name costs less than hashing it.
+    last: RefCell<(Box<str>, Option<ModelPrice>)>,
 }
 
 impl Prices {
@@ -181,6 +184,7 @@ impl Prices {
             shipped,
             any,
             memo: RefCell::default(),
+            last: RefCell::new((Box::from(""), None)),
         }
     }
 
@@ -188,14 +192,22 @@ impl Prices {
     /// (`openai/gpt-4o`), a Bedrock region and vendor prefix (`us.anthropic.claude-...`) or a
     /// Vertex version suffix (`claude-sonnet-4-5@20250929`).
     pub fn get(&self, model: &str) -> Option<ModelPrice> {
-        if let Some(p) = self.memo.borrow().get(model) {
-            return *p;
+        {
+            let last = self.last.borrow();
+            if *last.0 == *model && !model.is_empty() {
+                return last.1;
+            }
         }
-        let p = self.lookup(model);
-        let mut memo = self.memo.borrow_mut();
-        if memo.len() < MEMO {
-            memo.insert(model.into(), p);
-        }
+        let known = self.memo.borrow().get(model).copied();
+        let p = known.unwrap_or_else(|| {
+            let p = self.lookup(model);
+            let mut memo = self.memo.borrow_mut();
+            if memo.len() < MEMO {
+                memo.insert(model.into(), p);
+            }
+            p
+        });
+        *self.last.borrow_mut() = (model.into(), p);
         p
     }
 
