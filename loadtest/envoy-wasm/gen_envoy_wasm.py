@@ -35,7 +35,7 @@ CHECK_CONFIGS = {
                     "response_add": {"x-plugin-resp": "on"}, "response_remove": ["x-upstream-secret"]},
     "auth_check": {"header": "x-api-token", "tokens": ["tok-1", "tok-2"]},
     "body_rewrite": {"replace": [{"from": "hello", "to": "goodbye"}], "content_types": ["text/"]},
-    "chat_guard": {"blocked_words": ["forbidden"], "max_tokens": 100},
+    "chat_guard": {"blocked_words": ["forbidden"], "max_tokens": 100, "max_body_bytes": 4096},
     "http_callout": {"cluster": "authz", "path": "/authz", "authority": "authz", "timeout_ms": 2000,
                      "forward_headers": ["x-api-key"], "copy_headers": ["x-user"]},
     "shared_counter": {"key": "shared_counter.requests", "tick_ms": 200},

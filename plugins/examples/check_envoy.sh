@@ -135,9 +135,13 @@ has '"code":"max_tokens_exceeded"' "chat_guard max_tokens"
 chat '{"model": oops'
 expect_status 400 "chat_guard invalid JSON"
 has '"code":"invalid_json"' "chat_guard invalid JSON"
+big=$(python3 -c 'import json; print(json.dumps({"model":"m","messages":[{"role":"user","content":"x"*8000}]}))')
+chat "$big"
+expect_status 413 "chat_guard body over max_body_bytes"
+has '"code":"request_too_large"' "chat_guard 413 body"
 C -H 'x-note: forbidden' "http://127.0.0.1:$p/inspect"
 expect_status 200 "chat_guard leaves other requests alone"
-ok "chat_guard: clean chat passes; blocked word, max_tokens over the limit and bad JSON get 400 (OpenAI format)"
+ok "chat_guard: clean chat passes; blocked word, max_tokens over the limit and bad JSON get 400 (OpenAI format), oversized body 413"
 
 # --- http_callout ---
 p=$(port http_callout)
