@@ -10,6 +10,12 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The C example plugin (plugins/examples/c_add_header): clang, wasm-ld, wasi-libc, compiler-rt.
+command -v clang >/dev/null 2>&1 || need_apt+=(clang)
+command -v wasm-ld >/dev/null 2>&1 || command -v wasm-ld-14 >/dev/null 2>&1 || need_apt+=(lld)
+[ -d /usr/include/wasm32-wasi ] || [ -d /usr/share/wasi-sysroot ] || need_apt+=(wasi-libc)
+ls /usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
+  || need_apt+=(libclang-rt-14-dev-wasm32)
 if ! python3 -c 'import openai, anthropic, pytest' >/dev/null 2>&1 \
    && ! python3 -m pip --version >/dev/null 2>&1; then
   need_apt+=(python3-pip)
@@ -33,6 +39,9 @@ if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/nu
 # Likewise redis-server: the quota tests start their own on a Unix socket.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
 
+# The example Wasm plugins the wasm tests load (wasm32-wasip1; adds the Rust target if missing).
+rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
+plugins/examples/build.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins

@@ -44,6 +44,9 @@ pub struct Config {
     /// Consumers: callers with credentials, permissions and quotas.
     #[serde(default)]
     pub consumers: Vec<crate::auth::Consumer>,
+    /// Proxy-Wasm plugins, used by `wasm` filters of routes (or by every route when `global`).
+    #[serde(default)]
+    pub plugins: Vec<crate::plugin::Plugin>,
 }
 
 /// Which io driver the per-core runtimes use.
@@ -473,6 +476,11 @@ pub enum FilterConfig {
     SizeLimit {
         /// Largest body.
         max_request_bytes: ByteSize,
+    },
+    /// A Proxy-Wasm plugin of the top-level `plugins:` list.
+    Wasm {
+        /// Its name there.
+        plugin: String,
     },
 }
 

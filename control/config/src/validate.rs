@@ -166,6 +166,7 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
     }
     c.problems.extend(crate::auth::validate(config));
     c.problems.extend(crate::quota::validate(config));
+    c.problems.extend(crate::plugin::validate(config));
     if c.problems.is_empty() {
         Ok(())
     } else {
@@ -473,6 +474,8 @@ fn check_route(c: &mut Checker, f: &str, r: &Route, clusters: &HashSet<&str>) {
             FilterConfig::SizeLimit { .. } => {}
             // Checked with the consumers and quotas they refer to (`auth.rs`, `quota.rs`).
             FilterConfig::Auth(_) | FilterConfig::Quota(_) => {}
+            // Checked with the plugins it refers to (`plugin.rs`).
+            FilterConfig::Wasm { .. } => {}
         }
     }
 }

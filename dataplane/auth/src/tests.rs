@@ -110,6 +110,7 @@ fn run(f: &dyn FilterFactory, raw: &str) -> (Result<RequestHead, LocalResponse>,
     let r = match filter.on_request_headers(&mut c, &mut h).unwrap() {
         Action::Continue => Ok(h),
         Action::Respond(r) => Err(r),
+        Action::Wait(_) => panic!("an auth filter never waits"),
     };
     (r, c)
 }
@@ -218,6 +219,7 @@ fn consumer_route_and_ip_lists() {
             assert_eq!(json_of(&r)["error"]["type"], "forbidden");
         }
         Action::Continue => panic!("route r is not in bob's list"),
+        Action::Wait(_) => panic!("an auth filter never waits"),
     }
     let mut c = ctx("10.1.2.3:5000");
     c.route = Some("other".into());
@@ -263,6 +265,7 @@ fn models_are_checked_at_the_end_of_the_body() {
         ));
         match filter.on_request_body(&mut c, &[], true).unwrap() {
             Action::Continue => assert!(allowed, "{model}"),
+            Action::Wait(_) => panic!("an auth filter never waits"),
             Action::Respond(r) => {
                 assert!(!allowed, "{model}");
                 assert_eq!(r.status, 403);

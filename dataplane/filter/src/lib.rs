@@ -12,6 +12,14 @@
 //! from a config snapshot and makes one filter per request, so a filter keeps per-request state in
 //! `self` without locks. [`RequestCtx`] is the typed per-request context shared by all filters.
 //!
+//! Native filters stream. A filter that must see a body whole (to rewrite it) says so once, in
+//! [`FilterFactory::needs`]; the runner checks a route's [`Needs`] once when the chain is built
+//! and buffers that body only on such routes, calling [`Filter::on_request_body_whole`] /
+//! [`Filter::on_response_body_whole`] with the body as `&mut BytesMut`. A request-head phase may
+//! also return [`Action::Wait`] (a Wasm plugin's HTTP callout): the runner awaits the future, then
+//! calls [`Filter::on_resume`], which decides as the phase would have. Routes whose filters need
+//! neither run exactly the streaming path.
+//!
 //! [`ProxyError`] is the single error of the request path: it knows which [`Side`] failed and
 //! whether a retry may help, and it becomes an HTTP response in exactly one place,
 //! [`ProxyError::to_response`].
@@ -21,12 +29,14 @@
 mod context;
 mod error;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
 pub use context::{AiInfo, ClientCert, RequestCtx, Timings, TlsInfo, TokenUsage};
 pub use error::{anthropic_type, openai_type, ErrorFormat, ProxyError, Side};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use weir_http::{Headers, RequestHead, ResponseHead};
 
 /// What a request-side phase decided.
@@ -40,6 +50,44 @@ pub enum Action {
     Continue,
     /// Stop the request and send this response instead of proxying.
     Respond(LocalResponse),
+    /// Suspend the request until this future is done, then ask [`Filter::on_resume`]. Allowed
+    /// from `on_request_headers`, `on_request_body_whole` and `on_resume`; the streaming phases
+    /// treat it as `Continue`.
+    Wait(Waiting),
+}
+
+/// What a filter waits on (an HTTP callout, say); it keeps its own result for `on_resume`.
+pub struct Waiting(pub Pin<Box<dyn Future<Output = ()>>>);
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waiting")
+    }
+}
+
+/// What a filter needs beyond the streaming phases. Asked once per route when its chain is built;
+/// the default needs nothing, and a route whose filters need nothing takes the plain path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The whole request body, to read or rewrite it before it goes upstream.
+    pub request_body: bool,
+    /// The whole response body, to read or rewrite it before it goes downstream.
+    pub response_body: bool,
+}
+
+impl Needs {
+    /// Both: what either needs.
+    pub fn union(self, other: Needs) -> Needs {
+        Needs {
+            request_body: self.request_body || other.request_body,
+            response_body: self.response_body || other.response_body,
+        }
+    }
+
+    /// Nothing beyond streaming.
+    pub fn is_none(self) -> bool {
+        self == Needs::default()
+    }
 }
 
 /// A response made by the gateway (an error, a redirect, a preflight answer).
@@ -121,6 +169,37 @@ pub trait Filter {
         Ok(())
     }
 
+    /// The whole request body (only on routes whose chain needs it, after every chunk went past
+    /// `on_request_body`); it may be rewritten in place. May `Respond` or `Wait`.
+    fn on_request_body_whole(
+        &mut self,
+        _ctx: &mut RequestCtx,
+        _body: &mut BytesMut,
+    ) -> Result<Action, ProxyError> {
+        Ok(Action::Continue)
+    }
+
+    /// The whole response body (only on routes whose chain needs it), before its head is sent:
+    /// head and body may be rewritten (the framing is made anew). May `Respond`.
+    fn on_response_body_whole(
+        &mut self,
+        _ctx: &mut RequestCtx,
+        _resp: &mut ResponseHead,
+        _body: &mut BytesMut,
+    ) -> Result<Action, ProxyError> {
+        Ok(Action::Continue)
+    }
+
+    /// What an [`Action::Wait`] waited on is done: decide as the phase that waited would have
+    /// (`req` is the request head, which may still be changed).
+    fn on_resume(
+        &mut self,
+        _ctx: &mut RequestCtx,
+        _req: &mut RequestHead,
+    ) -> Result<Action, ProxyError> {
+        Ok(Action::Continue)
+    }
+
     /// The response went out (or failed); always called once. For logs and statistics.
     fn on_log(&mut self, _ctx: &RequestCtx) {}
 
@@ -135,6 +214,10 @@ pub trait FilterFactory {
     fn name(&self) -> &'static str;
     /// A new filter for one request.
     fn create(&self) -> Box<dyn Filter>;
+    /// What its filters need beyond streaming (see [`Needs`]). Asked once per route.
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
 }
 
 /// The filters of one route, in order.

@@ -54,9 +54,9 @@ pub fn build(cfg: &FilterConfig) -> Result<Rc<dyn FilterFactory>> {
         }
         FilterConfig::Cors(cors) => Rc::new(CorsFactory::new(cors)?),
         FilterConfig::IpAcl { allow, deny } => Rc::new(IpAclFactory::new(allow, deny)?),
-        FilterConfig::Auth(_) | FilterConfig::Quota(_) => {
+        FilterConfig::Auth(_) | FilterConfig::Quota(_) | FilterConfig::Wasm { .. } => {
             return Err(Error::NotHere(
-                "auth and quota filters are built by the runtime with the shared state they need",
+                "auth, quota and wasm filters are built by the runtime with the shared state they need",
             ))
         }
         FilterConfig::SizeLimit { max_request_bytes } => {

@@ -928,7 +928,8 @@ impl<'f> ClientWriter<'f> {
         };
         for f in self.filters.iter_mut() {
             match f.on_response_headers(ctx, &mut resp)? {
-                Action::Continue => {}
+                // A response head cannot wait (see `Action::Wait`).
+                Action::Continue | Action::Wait(_) => {}
                 Action::Respond(r) => {
                     return Err(ProxyError::new(
                         r.status,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
-use weir_filter::{Action, Filter, LocalResponse, ProxyError, RequestCtx, Side};
+use weir_filter::{Action, Filter, LocalResponse, ProxyError, RequestCtx, Side, Waiting};
 use weir_http::{BodyDecoder, BodyKind, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, HashOn, UpstreamConn};
 
@@ -99,8 +99,32 @@ pub fn handle<'a>(
         // (Matched as a temporary and consumed whole: see above.)
         let (route, cluster) = match route_action(scope, d, &mut ctx, &mut filters, &mut head) {
             Next::Proxy(route, cluster) => (route, cluster),
+            Next::Wait(r, i, w) => {
+                // Only on routes with a filter that waits (boxed: off the plain path).
+                let at = (r, i, w);
+                match Box::pin(wait_then_route(at, d, &mut ctx, &mut filters, &mut head)).await {
+                    Next::Proxy(route, cluster) => (route, cluster),
+                    other => return other.answer(scope, d, &mut ctx, &mut filters, head).await,
+                }
+            }
             other => return other.answer(scope, d, &mut ctx, &mut filters, head).await,
         };
+        if route.needs.request_body && head.body != BodyKind::Empty {
+            // A filter rewrites the request body: it is read whole first (boxed: off the plain
+            // path), then sent from the client buffer as a content-length body.
+            match Box::pin(buffer_request(route, d, &mut ctx, &mut filters, &mut head)).await {
+                Ok(None) => {}
+                Ok(Some(resp)) => {
+                    let next = Next::Local(resp, false);
+                    return next.answer(scope, d, &mut ctx, &mut filters, head).await;
+                }
+                Err(e) => {
+                    return Next::Fail(e)
+                        .answer(scope, d, &mut ctx, &mut filters, head)
+                        .await
+                }
+            }
+        }
 
         // === a proxied request ===
         ctx.cluster = Some(cluster.name.clone());
@@ -184,15 +208,14 @@ pub fn handle<'a>(
                             )));
                         }
                         attempts.body_consumed = true;
-                        let sent = Box::pin(send_body(
-                            route,
-                            d,
-                            &mut conn,
-                            &mut ctx,
-                            &mut filters,
-                            &head,
-                        ))
-                        .await;
+                        // A body read whole beforehand was shown to the filters then.
+                        let shown: &mut [Box<dyn Filter>] = if route.needs.request_body {
+                            &mut []
+                        } else {
+                            &mut filters
+                        };
+                        let sent =
+                            Box::pin(send_body(route, d, &mut conn, &mut ctx, shown, &head)).await;
                         if let Err(e) = sent {
                             undo(cluster, now, conn, false);
                             break 'attempt Err(e);
@@ -266,6 +289,18 @@ pub fn handle<'a>(
                             cluster.end(&conn.endpoint, failed);
                             cluster.release_at(now, conn, false);
                             Step::Refused(refused)
+                        } else if route.needs.response_body
+                            && resp.body != BodyKind::Empty
+                            && !head.is_head()
+                            && !(upgrade && resp.status == 101)
+                        {
+                            Step::Whole(Box::new(Whole {
+                                conn,
+                                resp,
+                                ubuf: std::mem::take(&mut ubuf),
+                                failed,
+                                cluster: cluster.clone(),
+                            }))
                         } else {
                             let switching = upgrade && resp.status == 101;
                             let framing = write_response_head(
@@ -456,6 +491,9 @@ enum Next<'r> {
     Local(LocalResponse, bool),
     /// An error answer.
     Fail(ProxyError),
+    /// The request-head filter at this index waits (a plugin's callout): resume it, then run the
+    /// filters after it and the route's action.
+    Wait(&'r RouteState, usize, Waiting),
 }
 
 impl Next<'_> {
@@ -479,7 +517,7 @@ impl Next<'_> {
                 send_local(scope, d, ctx, filters, resp, head.is_head(), keep)
             }
             Next::Fail(e) => fail(scope, d, ctx, filters, e, &head),
-            Next::Proxy(..) => Box::pin(std::future::ready(false)),
+            Next::Proxy(..) | Next::Wait(..) => Box::pin(std::future::ready(false)),
         }
     }
 }
@@ -503,12 +541,25 @@ fn route_action<'r>(
         let resp = e.to_response(&ctx.request_id, ctx.error_format);
         return Next::Local(resp, head.keep_alive && !drop_body(d, head));
     };
-    for f in filters.iter_mut() {
+    route_from(route, 0, d, ctx, filters, head)
+}
+
+/// The request-head filters from `start` on, then the route's action.
+fn route_from<'r>(
+    route: &'r RouteState,
+    start: usize,
+    d: &mut Downstream,
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    head: &mut RequestHead,
+) -> Next<'r> {
+    for (i, f) in filters.iter_mut().enumerate().skip(start) {
         match f.on_request_headers(ctx, head) {
             Ok(Action::Continue) => {}
             Ok(Action::Respond(resp)) => {
                 return Next::Local(resp, head.keep_alive && !drop_body(d, head))
             }
+            Ok(Action::Wait(w)) => return Next::Wait(route, i, w),
             Err(e) => return Next::Fail(e),
         }
     }
@@ -540,6 +591,34 @@ fn route_action<'r>(
         }
         RouteAction::Ai(svc) => Next::Ai(svc),
         RouteAction::Proxy(cluster) => Next::Proxy(route, cluster),
+    }
+}
+
+/// Awaits what a request-head filter waits on, asks it to resume, then goes on with the filters
+/// after it and the route's action (waiting again if one of them does). Only routes with a filter
+/// that waits (a Wasm plugin's callout) come here.
+async fn wait_then_route<'r>(
+    mut at: (&'r RouteState, usize, Waiting),
+    d: &mut Downstream,
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    head: &mut RequestHead,
+) -> Next<'r> {
+    loop {
+        let (route, i, w) = at;
+        w.0.await;
+        let next = match filters.get_mut(i).map(|f| f.on_resume(ctx, head)) {
+            Some(Ok(Action::Wait(w))) => Next::Wait(route, i, w),
+            Some(Ok(Action::Respond(resp))) => {
+                Next::Local(resp, head.keep_alive && !drop_body(d, head))
+            }
+            Some(Err(e)) => Next::Fail(e),
+            Some(Ok(Action::Continue)) | None => route_from(route, i + 1, d, ctx, filters, head),
+        };
+        match next {
+            Next::Wait(r, i, w) => at = (r, i, w),
+            other => return other,
+        }
     }
 }
 
@@ -681,6 +760,17 @@ enum Step {
     /// `101 Switching Protocols` (its head in the connection's buffer): tunnel from now on, with
     /// these bytes from the upstream.
     Tunnel(weir_upstream::MaybeTls, BytesMut),
+    /// A filter rewrites the response body: read it whole, then answer.
+    Whole(Box<Whole>),
+}
+
+/// A response to be read whole before anything goes downstream.
+struct Whole {
+    conn: UpstreamConn,
+    resp: ResponseHead,
+    ubuf: BytesMut,
+    failed: bool,
+    cluster: Rc<Cluster>,
 }
 
 impl Step {
@@ -704,6 +794,7 @@ impl Step {
                 finish(scope, ctx, filters);
                 false
             }),
+            Step::Whole(w) => Box::pin(whole_response(scope, d, ctx, filters, head, w)),
             Step::Body(_) => Box::pin(std::future::ready(false)),
         }
     }
@@ -896,7 +987,8 @@ fn response_filters(
 ) -> Option<Result<LocalResponse, ProxyError>> {
     for f in filters.iter_mut() {
         match f.on_response_headers(ctx, resp) {
-            Ok(Action::Continue) => {}
+            // A response head cannot wait (see `Action::Wait`).
+            Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
             Ok(Action::Respond(r)) => return Some(Ok(r)),
             Err(e) => return Some(Err(e)),
         }
@@ -1134,6 +1226,252 @@ fn until(deadline: Option<Instant>, from: Instant, d: Duration) -> Instant {
     deadline.map_or(t, |dl| t.min(dl))
 }
 
+/// Largest response body read whole for a filter that rewrites it.
+const MAX_WHOLE_RESPONSE: usize = 16 << 20;
+
+/// Reads the request body whole for the filters that rewrite it (`Needs::request_body`): every
+/// filter sees its chunks, then `on_request_body_whole` runs in order (a filter may wait on a
+/// callout there). The result is put back in front of the client's buffer as a content-length
+/// body, which `send_body` then sends as it would any body. `Some` is a filter's answer.
+async fn buffer_request(
+    route: &RouteState,
+    d: &mut Downstream,
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    head: &mut RequestHead,
+) -> Result<Option<LocalResponse>, ProxyError> {
+    if head.expect_continue && d.reader.buf().is_empty() {
+        d.out.clear();
+        d.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if d.write_out().await.is_err() {
+            return Err(client_gone());
+        }
+    }
+    let mut dec = BodyDecoder::new(head.body);
+    let mut body = BytesMut::new();
+    loop {
+        if !d.reader.buf().is_empty() {
+            let mut verdict: Option<Result<Action, ProxyError>> = None;
+            let buf = d.reader.buf();
+            let scan = dec
+                .scan(buf, |r| {
+                    body.extend_from_slice(&buf[r.clone()]);
+                    if verdict.is_none() {
+                        for f in filters.iter_mut() {
+                            match f.on_request_body(ctx, &buf[r.clone()], false) {
+                                Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
+                                other => {
+                                    verdict = Some(other);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                })
+                .map_err(|e| ProxyError::from_codec(&e))?;
+            ctx.request_bytes = dec.payload_bytes();
+            match verdict {
+                Some(Err(e)) => return Err(e),
+                Some(Ok(Action::Respond(r))) => return Ok(Some(r)),
+                _ => {}
+            }
+            if dec.payload_bytes() > route.max_body {
+                return Err(ProxyError::new(
+                    413,
+                    "body_too_large",
+                    Side::Downstream,
+                    format!("request body is over the limit of {} bytes", route.max_body),
+                ));
+            }
+            let _ = d.reader.buf().split_to(scan.consumed);
+            if scan.done {
+                break;
+            }
+        }
+        let idle = after(Instant::now(), route.idle_timeout);
+        match within!(&mut d.timer, idle, d.reader.fill(BODY_READ)) {
+            Some(Ok(n)) if n > 0 => {}
+            Some(_) => return Err(client_gone()),
+            None => {
+                return Err(ProxyError::new(
+                    408,
+                    "request_body_timeout",
+                    Side::Downstream,
+                    "the request body stopped arriving",
+                ))
+            }
+        }
+    }
+    for f in filters.iter_mut() {
+        if let Action::Respond(r) = f.on_request_body(ctx, &[], true)? {
+            return Ok(Some(r));
+        }
+    }
+    for f in filters.iter_mut() {
+        let mut act = f.on_request_body_whole(ctx, &mut body)?;
+        loop {
+            match act {
+                Action::Continue => break,
+                Action::Respond(r) => return Ok(Some(r)),
+                Action::Wait(w) => {
+                    w.0.await;
+                    act = f.on_resume(ctx, head)?;
+                }
+            }
+        }
+    }
+    head.body = BodyKind::Length(body.len() as u64);
+    head.expect_continue = false;
+    let rest = d.reader.buf().split();
+    body.extend_from_slice(&rest);
+    *d.reader.buf() = body;
+    Ok(None)
+}
+
+fn client_gone() -> ProxyError {
+    ProxyError::new(
+        499,
+        "client_closed",
+        Side::Downstream,
+        "client closed the connection",
+    )
+}
+
+/// Reads a response whole for the filters that rewrite it (`Needs::response_body`), then sends
+/// the (maybe rewritten) head and body with a content length; whether the client connection stays.
+async fn whole_response(
+    scope: Scope<'_>,
+    d: &mut Downstream,
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    head: &RequestHead,
+    w: Box<Whole>,
+) -> bool {
+    let Whole {
+        mut conn,
+        mut resp,
+        mut ubuf,
+        failed,
+        cluster,
+    } = *w;
+    let idle = scope
+        .route
+        .map_or(Duration::from_secs(60), |r| r.idle_timeout);
+    let mut dec = BodyDecoder::new(resp.body);
+    let mut body = BytesMut::new();
+    let read: Result<bool, ProxyError> = loop {
+        let scan = match dec.scan(&ubuf, |r| body.extend_from_slice(&ubuf[r])) {
+            Ok(s) => s,
+            Err(e) => {
+                break Err(ProxyError::new(
+                    502,
+                    "upstream_bad_body",
+                    Side::Upstream,
+                    e.to_string(),
+                ))
+            }
+        };
+        let _ = ubuf.split_to(scan.consumed);
+        if scan.done {
+            break Ok(ubuf.is_empty());
+        }
+        if body.len() > MAX_WHOLE_RESPONSE {
+            break Err(ProxyError::new(
+                502,
+                "upstream_body_too_large",
+                Side::Upstream,
+                format!(
+                    "a response read whole for a filter is limited to {MAX_WHOLE_RESPONSE} bytes"
+                ),
+            ));
+        }
+        reserve(&mut ubuf, BODY_READ);
+        let len = ubuf.len();
+        let cap = ubuf.capacity();
+        let r = monoio::time::timeout(
+            idle,
+            read_upstream(
+                &mut conn.stream,
+                std::mem::take(&mut ubuf).slice_mut(len..cap),
+            ),
+        )
+        .await;
+        match r {
+            Ok((Ok(n), slice)) => {
+                ubuf = slice.into_inner();
+                if n == 0 {
+                    if dec.kind() == BodyKind::UntilClose {
+                        break Ok(false);
+                    }
+                    break Err(ProxyError::new(
+                        502,
+                        "upstream_reset",
+                        Side::Upstream,
+                        "upstream closed mid-response",
+                    ));
+                }
+            }
+            Ok((Err(_), _)) => {
+                break Err(ProxyError::new(
+                    502,
+                    "upstream_reset",
+                    Side::Upstream,
+                    "upstream closed mid-response",
+                ))
+            }
+            Err(_) => {
+                break Err(ProxyError::new(
+                    504,
+                    "upstream_idle_timeout",
+                    Side::Upstream,
+                    "the upstream stopped sending",
+                ))
+            }
+        }
+    };
+    let reusable = matches!(read, Ok(true)) && resp.keep_alive;
+    cluster.end(&conn.endpoint, failed || read.is_err());
+    cluster.release_at(Instant::now(), conn, reusable);
+    if let Err(e) = read {
+        return fail(scope, d, ctx, filters, e, head).await;
+    }
+    ctx.response_bytes = dec.payload_bytes();
+    let mut verdict = Ok(Action::Continue);
+    for f in filters.iter_mut() {
+        if let Err(e) = f.on_response_body(ctx, &body, false) {
+            verdict = Err(e);
+            break;
+        }
+    }
+    if verdict.is_ok() {
+        for f in filters.iter_mut() {
+            verdict = f.on_response_body_whole(ctx, &mut resp, &mut body);
+            if !matches!(verdict, Ok(Action::Continue) | Ok(Action::Wait(_))) {
+                break;
+            }
+        }
+    }
+    match verdict {
+        Err(e) => return fail(scope, d, ctx, filters, e, head).await,
+        Ok(Action::Respond(r)) => {
+            return send_local(scope, d, ctx, filters, r, head.is_head(), false).await
+        }
+        Ok(_) => {}
+    }
+    resp.body = BodyKind::Length(body.len() as u64);
+    let framing = write_response_head(scope.worker, d, ctx, head, &mut resp, false);
+    d.out.extend_from_slice(&body);
+    let ok = d.write_out().await.is_ok();
+    if !ok {
+        ctx.status = 499;
+    }
+    for f in filters.iter_mut() {
+        let _ = f.on_response_body(ctx, &[], true);
+    }
+    finish(scope, ctx, filters);
+    ok && !framing.close && head.keep_alive
+}
+
 /// Streams the request body from the client to the upstream as it arrives (after `100 Continue`
 /// when the client waits for it).
 async fn send_body(
@@ -1161,7 +1499,8 @@ async fn send_body(
                     if verdict.is_none() {
                         for f in filters.iter_mut() {
                             match f.on_request_body(ctx, &buf[r.clone()], false) {
-                                Ok(Action::Continue) => {}
+                                // A streamed chunk cannot wait (see `Action::Wait`).
+                                Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
                                 other => {
                                     verdict = Some(other);
                                     break;
@@ -1181,7 +1520,7 @@ async fn send_body(
                         Side::Downstream,
                         String::from_utf8_lossy(&r.body).into_owned(),
                     ),
-                    Ok(Action::Continue) => {
+                    Ok(Action::Continue) | Ok(Action::Wait(_)) => {
                         ProxyError::new(500, "internal", Side::Internal, "filter verdict lost")
                     }
                 }));

@@ -15,6 +15,7 @@
 
 mod ai;
 mod ai_metrics;
+mod callout;
 mod conn;
 mod forward;
 mod io;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use weir_config::{Config, RetryCondition, RetryOn};
-use weir_filter::{FilterChain, LocalResponse};
+use weir_filter::{FilterChain, FilterFactory, LocalResponse, Needs};
 use weir_http::HeadLimits;
 use weir_metrics::{ListenerStats, Registry, RouteStats};
 use weir_route::{Rewriter, RouteTable};
@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub quota: Arc<weir_quota::SharedQuota>,
     /// TLS of the listeners that have it, by listener name (certificates loaded, watched).
     pub listener_tls: HashMap<String, Arc<weir_tls::ServerTls>>,
+    /// Wasm plugins, compiled, by name.
+    pub plugins: HashMap<String, Arc<weir_wasm::Plugin>>,
 }
 
 /// What a route does.
@@ -75,8 +77,10 @@ pub struct RouteState {
     pub action: RouteAction,
     /// Path/host rewrite.
     pub rewrite: Option<Rewriter>,
-    /// Filters.
+    /// Filters (the global plugins first).
     pub filters: FilterChain,
+    /// What the filters need beyond streaming (whole bodies): asked once, here.
+    pub needs: Needs,
     /// Time to the first byte of the response head.
     pub first_byte_timeout: Duration,
     /// Longest silence while streaming.
@@ -154,6 +158,8 @@ pub struct CoreState {
     pub max_response_head: usize,
     /// Access log on.
     pub access_log: bool,
+    /// This core's plugin instances, by name (kept by the next generation when unchanged).
+    pub plugins: HashMap<String, Rc<weir_wasm::PluginCore>>,
 }
 
 /// Why a core could not prepare a generation.
@@ -171,6 +177,9 @@ pub enum PrepareError {
     /// An `ai` route could not be compiled.
     #[error("route `{0}`: {1}")]
     Ai(String, String),
+    /// A Wasm plugin could not start on this core.
+    #[error("{0}")]
+    Plugin(String),
 }
 
 impl CoreState {
@@ -192,6 +201,31 @@ impl CoreState {
                 reuse.unwrap_or_else(|| Rc::new(Cluster::new(shared.clone(), core, registry)));
             clusters.insert(name.clone(), cluster);
         }
+        let mut plugins = HashMap::new();
+        for (name, plugin) in &snap.plugins {
+            let reuse = prev
+                .and_then(|p| p.plugins.get(name))
+                .filter(|c| Arc::ptr_eq(c.plugin(), plugin))
+                .cloned();
+            let core_plugin = match reuse {
+                Some(c) => c,
+                None => weir_wasm::PluginCore::new(
+                    plugin.clone(),
+                    core,
+                    Some(Rc::new(crate::callout::ClusterCallouts::new(&clusters))),
+                )
+                .map_err(|e| PrepareError::Plugin(e.to_string()))?,
+            };
+            plugins.insert(name.clone(), core_plugin);
+        }
+        // Global plugins in config order, run before each route's own filters.
+        let global: Vec<Rc<dyn FilterFactory>> = cfg
+            .plugins
+            .iter()
+            .filter(|p| p.global)
+            .filter_map(|p| plugins.get(&p.name))
+            .map(|c| Rc::new(weir_wasm::WasmFactory::new(c.clone())) as Rc<dyn FilterFactory>)
+            .collect();
         let mut listeners = Vec::with_capacity(cfg.listeners.len());
         for l in &cfg.listeners {
             let matches: Vec<&weir_config::RouteMatch> =
@@ -200,7 +234,9 @@ impl CoreState {
                 .map_err(|e| PrepareError::Routes(l.name.clone(), e.to_string()))?;
             let mut routes = Vec::with_capacity(l.routes.len());
             for r in &l.routes {
-                routes.push(build_route(r, &l.name, snap, &clusters, core, registry)?);
+                routes.push(build_route(
+                    r, &l.name, snap, &clusters, &plugins, &global, core, registry,
+                )?);
             }
             let tls = snap.listener_tls.get(&l.name).map(|shared| {
                 // Same TLS as before: keep this core's acceptor and its session cache.
@@ -261,15 +297,19 @@ impl CoreState {
             },
             max_response_head: cfg.limits.max_response_header_bytes.0 as usize,
             access_log: cfg.access_log.enabled,
+            plugins,
         })
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_route(
     r: &weir_config::Route,
     listener: &str,
     snap: &Snapshot,
     clusters: &HashMap<String, Rc<Cluster>>,
+    plugins: &HashMap<String, Rc<weir_wasm::PluginCore>>,
+    global: &[Rc<dyn FilterFactory>],
     core: usize,
     registry: &Registry,
 ) -> Result<RouteState, PrepareError> {
@@ -307,11 +347,17 @@ fn build_route(
         .map(|rw| Rewriter::new(rw, &r.matches))
         .transpose()
         .map_err(|e| PrepareError::Routes(r.name.clone(), e.to_string()))?;
-    let filters = r
+    let own = r
         .filters
         .iter()
         .map(|f| {
             let built = match f {
+                weir_config::FilterConfig::Wasm { plugin } => plugins
+                    .get(plugin)
+                    .map(|c| {
+                        Rc::new(weir_wasm::WasmFactory::new(c.clone())) as Rc<dyn FilterFactory>
+                    })
+                    .ok_or_else(|| format!("no plugin `{plugin}`")),
                 weir_config::FilterConfig::Auth(a) => {
                     weir_auth::factory(a, &snap.auth, core).map_err(|e| e.to_string())
                 }
@@ -323,6 +369,10 @@ fn build_route(
             built.map_err(|e| PrepareError::Filter(r.name.clone(), e))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let filters: Vec<Rc<dyn FilterFactory>> = global.iter().cloned().chain(own).collect();
+    let needs = filters
+        .iter()
+        .fold(Needs::default(), |n, f| n.union(f.needs()));
     let retry = r.retry.as_ref().map(|rt| RetryPolicy {
         attempts: rt.attempts,
         connect_failure: rt
@@ -356,6 +406,7 @@ fn build_route(
         action,
         rewrite,
         filters: filters.into(),
+        needs,
         first_byte_timeout: r.timeouts.first_byte.get(),
         idle_timeout: r.timeouts.idle.get(),
         total_timeout: (!total.is_zero()).then_some(total),

@@ -204,6 +204,7 @@ async fn admin_conn(
                 let mut text = registry.render();
                 key_pools(&mut text, &providers.borrow());
                 weir_quota::admin::metrics(&mut text);
+                weir_wasm::metrics::render(&mut text);
                 (
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",

@@ -58,6 +58,9 @@ pub enum Error {
     /// A thread could not be spawned.
     #[error("spawning a thread: {0}")]
     Spawn(std::io::Error),
+    /// A Wasm plugin could not be read or compiled, or is not a Proxy-Wasm module.
+    #[error("{0}")]
+    Plugin(String),
 }
 
 /// Result with this crate's error.
@@ -173,6 +176,16 @@ fn snapshot(
         .map_err(|e| Error::Provider(e.to_string()))?;
     let quota = weir_quota::SharedQuota::new(&config, prev.map(|p| &p.quota))
         .map_err(|e| Error::Provider(e.to_string()))?;
+    // Compiled once here, on the main thread, for every core (a plugin whose bytes and settings
+    // did not change is kept as it is); the disk cache spares a restart the compile.
+    let cache = weir_wasm::engine::default_cache_dir();
+    let mut plugins = HashMap::new();
+    for p in &config.plugins {
+        let plugin =
+            weir_wasm::Plugin::build(p, Some(&cache), prev.and_then(|s| s.plugins.get(&p.name)))
+                .map_err(|e| Error::Plugin(e.to_string()))?;
+        plugins.insert(p.name.clone(), plugin);
+    }
     Ok(Snapshot {
         generation,
         config,
@@ -182,6 +195,7 @@ fn snapshot(
         auth,
         quota,
         listener_tls,
+        plugins,
     })
 }
 

@@ -76,6 +76,7 @@ fn plain(f: &Rc<dyn FilterFactory>, ip: &str, extra: &str) -> Option<LocalRespon
     let out = match q.on_request_headers(&mut c, &mut h).expect("no error") {
         Action::Continue => None,
         Action::Respond(r) => Some(r),
+        Action::Wait(_) => panic!("a quota filter never waits"),
     };
     q.on_log(&c);
     out
@@ -96,6 +97,7 @@ fn ai_call(
     let out = match q.on_request_body(c, &[], true).expect("no error") {
         Action::Continue => None,
         Action::Respond(r) => Some(r),
+        Action::Wait(_) => panic!("a quota filter never waits"),
     };
     if let Some(ai) = c.ai.as_mut() {
         ai.usage = usage;

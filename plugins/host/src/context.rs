@@ -1,0 +1,163 @@
+//! What a callback may see and change: the parts of the request or response moved in for the
+//! duration of the call (no copies), the body buffer, the values behind properties, and what the
+//! plugin asked for (a local response, callouts, continue).
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use weir_filter::{LocalResponse, RequestCtx};
+use weir_http::Headers;
+
+/// Fields the gateway makes itself: a plugin cannot set them (no second framing smuggled in).
+pub const MANAGED: [&[u8]; 8] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+];
+
+/// Whether `name` is a field a plugin may not set.
+pub fn managed(name: &[u8]) -> bool {
+    MANAGED.iter().any(|m| m.eq_ignore_ascii_case(name))
+}
+
+/// The request head's parts, moved in while a request callback runs.
+#[derive(Debug, Default)]
+pub struct ReqParts {
+    /// `:method`.
+    pub method: Bytes,
+    /// `:path` (with the query).
+    pub target: Bytes,
+    /// `:authority`.
+    pub host: Bytes,
+    /// The other fields.
+    pub headers: Headers,
+    /// Whether a plugin changed anything.
+    pub changed: bool,
+}
+
+/// The response head's parts.
+#[derive(Debug, Default)]
+pub struct RespParts {
+    /// `:status`.
+    pub status: u16,
+    /// The other fields.
+    pub headers: Headers,
+    /// Whether a plugin changed anything.
+    pub changed: bool,
+}
+
+/// A body the plugin looks at: a chunk (read-only) or a whole buffered body (read-write).
+#[derive(Debug)]
+pub struct BodyBuf {
+    /// `buffer::HTTP_REQUEST_BODY` or `HTTP_RESPONSE_BODY`.
+    pub kind: i32,
+    /// The bytes.
+    pub data: BytesMut,
+    /// `set_buffer_bytes` is allowed (a buffered body).
+    pub writable: bool,
+    /// Whether a plugin changed it.
+    pub changed: bool,
+}
+
+/// A callout's answer, while `proxy_on_http_call_response` runs.
+#[derive(Debug, Default)]
+pub struct CallAnswer {
+    /// Fields, `:status` first.
+    pub headers: Vec<(Bytes, Bytes)>,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// A callout a plugin dispatched.
+#[derive(Debug)]
+pub struct Callout {
+    /// Token handed to the plugin.
+    pub token: u32,
+    /// Cluster name.
+    pub cluster: String,
+    /// Fields, pseudo-headers included.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Timeout.
+    pub timeout: std::time::Duration,
+}
+
+/// The request's values behind properties, taken from the [`RequestCtx`] (shared strings, no
+/// copies).
+#[derive(Debug, Default, Clone)]
+pub struct Props {
+    /// `source.address`.
+    pub source: Option<SocketAddr>,
+    /// `request.id`.
+    pub request_id: Option<Rc<str>>,
+    /// `route_name`.
+    pub route: Option<Rc<str>>,
+    /// `cluster_name`.
+    pub cluster: Option<Rc<str>>,
+    /// The consumer (`weir.consumer`).
+    pub consumer: Option<Rc<str>>,
+    /// Requested model (`weir.model`), provider (`weir.provider`).
+    pub model: Option<Rc<str>>,
+    /// Provider that answered.
+    pub provider: Option<Rc<str>>,
+    /// Input and output tokens.
+    pub tokens: Option<(u64, u64)>,
+    /// Method and target (kept for response-side callbacks).
+    pub method: Bytes,
+    /// Path and query.
+    pub target: Bytes,
+    /// Response status, once known.
+    pub status: u16,
+}
+
+impl Props {
+    /// The values of `ctx` now.
+    pub fn of(ctx: &RequestCtx) -> Props {
+        let ai = ctx.ai.as_deref();
+        Props {
+            source: Some(ctx.client_addr),
+            request_id: Some(ctx.request_id.as_str().into()),
+            route: ctx.route.clone(),
+            cluster: ctx.cluster.clone(),
+            consumer: ctx.consumer.clone(),
+            model: ai.and_then(|a| a.requested_model.clone()),
+            provider: ai.and_then(|a| a.provider.clone()),
+            tokens: ai.and_then(|a| a.usage).map(|u| (u.input, u.output)),
+            method: ctx.method.clone(),
+            target: ctx.target.clone(),
+            status: ctx.status,
+        }
+    }
+}
+
+/// Everything of the request a callback works on.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    /// Request head (request-header callback).
+    pub req: Option<ReqParts>,
+    /// Response head (response-header callback).
+    pub resp: Option<RespParts>,
+    /// Body (body callbacks).
+    pub body: Option<BodyBuf>,
+    /// A callout's answer.
+    pub answer: Option<CallAnswer>,
+    /// Properties.
+    pub props: Props,
+    /// Set by `proxy_send_local_response`.
+    pub local: Option<LocalResponse>,
+    /// Dispatched callouts not yet sent.
+    pub callouts: Vec<Callout>,
+    /// `proxy_continue_stream` was called.
+    pub resumed: bool,
+    /// `proxy_close_stream` was called.
+    pub closed: bool,
+    /// Properties set by the plugin.
+    pub set_props: Vec<(Vec<u8>, Vec<u8>)>,
+}

@@ -1,0 +1,559 @@
+//! A plugin as a filter: the per-core [`PluginCore`] (the instance, recreated after a failure,
+//! and the tick timer) and the per-request [`WasmFilter`] that maps the filter phases onto the
+//! Proxy-Wasm HTTP callbacks.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use weir_filter::{
+    Action, Filter, FilterFactory, LocalResponse, Needs, ProxyError, RequestCtx, Side, Waiting,
+};
+use weir_http::{BodyKind, RequestHead, ResponseHead};
+
+use crate::abi::{action, buffer};
+use crate::context::{BodyBuf, CallAnswer, Callout, Props, ReqParts, RespParts};
+use crate::error::Result;
+use crate::instance::{Failure, Instance, Phase, Template};
+use crate::metrics::{self, kind};
+use crate::plugin::Plugin;
+
+/// Sends a plugin's HTTP callouts through the gateway's upstream clusters (the proxy implements
+/// it per core).
+pub trait Callouts {
+    /// Sends `call`; the answer, or why there is none.
+    fn send(&self, call: Callout) -> Pin<Box<dyn Future<Output = Result<CallAnswer, String>>>>;
+}
+
+type Shared = Rc<RefCell<Instance>>;
+
+/// One plugin on one core: its live instance, replaced after a failure.
+pub struct PluginCore {
+    template: Template,
+    current: RefCell<Shared>,
+    callouts: Option<Rc<dyn Callouts>>,
+}
+
+impl PluginCore {
+    /// Links and starts the plugin's instance for core `worker` (an error refuses the
+    /// generation), and its tick timer when the plugin asked for one.
+    pub fn new(
+        plugin: Arc<Plugin>,
+        worker: usize,
+        callouts: Option<Rc<dyn Callouts>>,
+    ) -> Result<Rc<PluginCore>> {
+        let template = Template::new(plugin, worker)?;
+        let first = template.instantiate()?;
+        let core = Rc::new(PluginCore {
+            template,
+            current: RefCell::new(Rc::new(RefCell::new(first))),
+            callouts,
+        });
+        core.start_timer();
+        Ok(core)
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        self.template.plugin()
+    }
+
+    /// The live instance, made anew when the last one failed.
+    fn instance(&self) -> Result<Shared, Failure> {
+        let cur = self.current.borrow().clone();
+        if cur.borrow().broken().is_none() {
+            return Ok(cur);
+        }
+        match self.template.instantiate() {
+            Ok(i) => {
+                let fresh = Rc::new(RefCell::new(i));
+                *self.current.borrow_mut() = fresh.clone();
+                Ok(fresh)
+            }
+            Err(e) => {
+                let name = &self.plugin().name;
+                metrics::failures(name, kind::RESTART).fetch_add(1, Relaxed);
+                tracing::error!(target: "weir_wasm", plugin = %name, error = %e, "plugin instance could not be recreated");
+                Err(Failure {
+                    kind: kind::RESTART,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Runs `proxy_on_tick` every period the root context asked for, while this core keeps the
+    /// plugin (a new generation that drops it ends the timer).
+    fn start_timer(self: &Rc<Self>) {
+        let ms = self.current.borrow().borrow().store.data().tick_ms;
+        if ms == 0 {
+            return;
+        }
+        let weak: Weak<PluginCore> = Rc::downgrade(self);
+        monoio::spawn(async move {
+            let mut period = Duration::from_millis(u64::from(ms));
+            loop {
+                monoio::time::sleep(period).await;
+                let Some(core) = weak.upgrade() else { return };
+                let Ok(inst) = core.instance() else { continue };
+                let mut i = inst.borrow_mut();
+                let _ = i.tick();
+                let callouts = std::mem::take(&mut i.store.data_mut().ex.callouts);
+                let ms = i.store.data().tick_ms;
+                drop(i);
+                // Callouts made from the root context answer to it, off any request.
+                for c in callouts {
+                    core.spawn_root_callout(c);
+                }
+                if ms == 0 {
+                    return;
+                }
+                period = Duration::from_millis(u64::from(ms));
+            }
+        });
+    }
+
+    fn spawn_root_callout(self: &Rc<Self>, c: Callout) {
+        let Some(client) = self.callouts.clone() else {
+            return;
+        };
+        let weak = Rc::downgrade(self);
+        monoio::spawn(async move {
+            let token = c.token;
+            let answer = client.send(c).await.ok();
+            let Some(core) = weak.upgrade() else { return };
+            let Ok(inst) = core.instance() else { return };
+            let mut i = inst.borrow_mut();
+            let root = i.root();
+            let (nh, nb) = answer
+                .as_ref()
+                .map_or((0, 0), |a| (a.headers.len(), a.body.len()));
+            i.store.data_mut().ex.answer = answer;
+            let _ = i.http_call_response(root, token, nh, nb);
+            i.store.data_mut().ex = Default::default();
+        });
+    }
+}
+
+/// Makes the [`WasmFilter`] of each request for one plugin on one core.
+pub struct WasmFactory {
+    core: Rc<PluginCore>,
+}
+
+impl WasmFactory {
+    /// A factory over a core's plugin.
+    pub fn new(core: Rc<PluginCore>) -> Self {
+        WasmFactory { core }
+    }
+}
+
+impl FilterFactory for WasmFactory {
+    fn name(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn create(&self) -> Box<dyn Filter> {
+        Box::new(WasmFilter {
+            core: self.core.clone(),
+            inst: None,
+            id: 0,
+            props: Vec::new(),
+            waiting: None,
+            done: false,
+        })
+    }
+
+    fn needs(&self) -> Needs {
+        let p = self.core.plugin();
+        Needs {
+            request_body: p.buffer_request,
+            response_body: p.buffer_response,
+        }
+    }
+}
+
+/// Where a callout's answer lands for `on_resume`.
+type Slot = Rc<RefCell<Option<(u32, Option<CallAnswer>)>>>;
+
+/// A plugin's HTTP context for one request.
+pub struct WasmFilter {
+    core: Rc<PluginCore>,
+    /// The instance the context lives on (a request finishes on it even if the core replaced it).
+    inst: Option<Shared>,
+    id: u32,
+    /// Properties the plugin set, kept between callbacks.
+    props: Vec<(Vec<u8>, Vec<u8>)>,
+    waiting: Option<Slot>,
+    /// The plugin failed or the context ended: no more callbacks.
+    done: bool,
+}
+
+/// What a callback came to.
+enum Outcome {
+    Continue,
+    Respond(LocalResponse),
+    Wait(Callout),
+}
+
+impl WasmFilter {
+    fn plugin(&self) -> &Arc<Plugin> {
+        self.core.plugin()
+    }
+
+    /// The answer to a failure: go on (open) or a 503 (closed).
+    fn failed(&mut self, f: &Failure) -> Result<Action, ProxyError> {
+        self.done = true;
+        if self.plugin().fail_open {
+            return Ok(Action::Continue);
+        }
+        Err(ProxyError::new(
+            503,
+            "plugin_failed",
+            Side::Plugin,
+            format!("plugin `{}` failed ({})", self.plugin().name, f.kind),
+        ))
+    }
+
+    /// Runs one HTTP callback with `fill` moving the request's parts in and `drain` moving them
+    /// back, whatever happened.
+    fn callback(
+        &mut self,
+        ctx: &RequestCtx,
+        fill: impl FnOnce(&mut crate::context::Exchange),
+        call: impl FnOnce(&mut Instance, u32) -> Result<i32, Failure>,
+        drain: impl FnOnce(&mut crate::context::Exchange),
+    ) -> Result<Outcome, Failure> {
+        let inst = match &self.inst {
+            Some(i) => i.clone(),
+            None => {
+                let i = self.core.instance()?;
+                self.id = i.borrow_mut().create_context()?;
+                self.inst = Some(i.clone());
+                i
+            }
+        };
+        let mut i = inst.borrow_mut();
+        if i.broken().is_some() {
+            // Another request made this instance fail; this request's context died with it. It
+            // did not fail itself, so it goes on without the plugin's remaining callbacks.
+            self.done = true;
+            return Ok(Outcome::Continue);
+        }
+        {
+            let ex = &mut i.store.data_mut().ex;
+            ex.props = Props::of(ctx);
+            ex.set_props = std::mem::take(&mut self.props);
+            fill(ex);
+        }
+        let res = call(&mut i, self.id);
+        let ex = &mut i.store.data_mut().ex;
+        drain(ex);
+        self.props = std::mem::take(&mut ex.set_props);
+        let local = ex.local.take();
+        let mut callouts = std::mem::take(&mut ex.callouts);
+        *ex = Default::default();
+        drop(i);
+        let act = res?;
+        if let Some(r) = local {
+            return Ok(Outcome::Respond(r));
+        }
+        // Only the first callout of a callback holds the request; Envoy-style plugins make one.
+        if act == action::PAUSE && !callouts.is_empty() {
+            return Ok(Outcome::Wait(callouts.remove(0)));
+        }
+        Ok(Outcome::Continue)
+    }
+
+    fn decide(&mut self, out: Result<Outcome, Failure>) -> Result<Action, ProxyError> {
+        match out {
+            Ok(Outcome::Continue) => Ok(Action::Continue),
+            Ok(Outcome::Respond(r)) => Ok(Action::Respond(r)),
+            Ok(Outcome::Wait(c)) => Ok(self.wait(c)),
+            Err(f) => self.failed(&f),
+        }
+    }
+
+    fn wait(&mut self, c: Callout) -> Action {
+        let slot: Slot = Rc::default();
+        self.waiting = Some(slot.clone());
+        let client = self.core.callouts.clone();
+        Action::Wait(Waiting(Box::pin(async move {
+            let token = c.token;
+            let answer = match client {
+                Some(cl) => cl.send(c).await.map_err(|e| {
+                    tracing::debug!(target: "weir_wasm", error = %e, "plugin callout failed");
+                }),
+                None => Err(()),
+            };
+            *slot.borrow_mut() = Some((token, answer.ok()));
+        })))
+    }
+
+    fn take_head(req: &mut RequestHead) -> ReqParts {
+        ReqParts {
+            method: std::mem::take(&mut req.method),
+            target: std::mem::take(&mut req.target),
+            host: std::mem::take(&mut req.host),
+            headers: std::mem::take(&mut req.headers),
+            changed: false,
+        }
+    }
+
+    fn put_head(req: &mut RequestHead, p: Option<ReqParts>) {
+        if let Some(p) = p {
+            req.method = p.method;
+            req.target = p.target;
+            req.host = p.host;
+            req.headers = p.headers;
+        }
+    }
+}
+
+impl Filter for WasmFilter {
+    fn on_request_headers(
+        &mut self,
+        ctx: &mut RequestCtx,
+        req: &mut RequestHead,
+    ) -> Result<Action, ProxyError> {
+        if self.done {
+            return Ok(Action::Continue);
+        }
+        let parts = Self::take_head(req);
+        let n = parts.headers.len() + 4;
+        let end = req.body == BodyKind::Empty;
+        let mut back = None;
+        let out = self.callback(
+            ctx,
+            |ex| ex.req = Some(parts),
+            |i, id| i.http(Phase::RequestHeaders, id, n, end),
+            |ex| back = ex.req.take(),
+        );
+        Self::put_head(req, back);
+        self.decide(out)
+    }
+
+    fn on_request_body(
+        &mut self,
+        ctx: &mut RequestCtx,
+        chunk: &[u8],
+        end: bool,
+    ) -> Result<Action, ProxyError> {
+        // A buffered body is shown whole in `on_request_body_whole` instead.
+        if self.done || self.plugin().buffer_request {
+            return Ok(Action::Continue);
+        }
+        let data = BytesMut::from(chunk);
+        let n = data.len();
+        let out = self.callback(
+            ctx,
+            |ex| ex.body = Some(body(buffer::HTTP_REQUEST_BODY, data, false)),
+            |i, id| i.http(Phase::RequestBody, id, n, end),
+            |_| {},
+        );
+        match self.decide(out)? {
+            // A streamed chunk cannot wait: it is already on its way.
+            Action::Wait(_) => Ok(Action::Continue),
+            other => Ok(other),
+        }
+    }
+
+    fn on_request_body_whole(
+        &mut self,
+        ctx: &mut RequestCtx,
+        whole: &mut BytesMut,
+    ) -> Result<Action, ProxyError> {
+        if self.done || !self.plugin().buffer_request {
+            return Ok(Action::Continue);
+        }
+        let data = std::mem::take(whole);
+        let n = data.len();
+        let mut back = None;
+        let out = self.callback(
+            ctx,
+            |ex| ex.body = Some(body(buffer::HTTP_REQUEST_BODY, data, true)),
+            |i, id| i.http(Phase::RequestBody, id, n, true),
+            |ex| back = ex.body.take(),
+        );
+        if let Some(b) = back {
+            *whole = b.data;
+        }
+        self.decide(out)
+    }
+
+    fn on_resume(
+        &mut self,
+        ctx: &mut RequestCtx,
+        req: &mut RequestHead,
+    ) -> Result<Action, ProxyError> {
+        let Some((token, answer)) = self.waiting.take().and_then(|s| s.borrow_mut().take()) else {
+            return Ok(Action::Continue);
+        };
+        if self.done {
+            return Ok(Action::Continue);
+        }
+        let (nh, nb) = answer
+            .as_ref()
+            .map_or((0, 0), |a| (a.headers.len(), a.body.len()));
+        let parts = Self::take_head(req);
+        let mut back = None;
+        let out = self.callback(
+            ctx,
+            |ex| {
+                ex.req = Some(parts);
+                ex.answer = answer;
+            },
+            |i, id| {
+                i.http_call_response(id, token, nh, nb)
+                    .map(|_| action::CONTINUE)
+            },
+            |ex| back = ex.req.take(),
+        );
+        Self::put_head(req, back);
+        // A plugin that neither answered nor continued in its callout handler is taken to
+        // continue: nothing else could resume the request.
+        self.decide(out)
+    }
+
+    fn on_response_headers(
+        &mut self,
+        ctx: &mut RequestCtx,
+        resp: &mut ResponseHead,
+    ) -> Result<Action, ProxyError> {
+        if self.done {
+            return Ok(Action::Continue);
+        }
+        let parts = RespParts {
+            status: resp.status,
+            headers: std::mem::take(&mut resp.headers),
+            changed: false,
+        };
+        let n = parts.headers.len() + 1;
+        let end = resp.body == BodyKind::Empty;
+        let mut back = None;
+        let out = self.callback(
+            ctx,
+            |ex| ex.resp = Some(parts),
+            |i, id| i.http(Phase::ResponseHeaders, id, n, end),
+            |ex| back = ex.resp.take(),
+        );
+        if let Some(p) = back {
+            resp.headers = p.headers;
+            resp.status = p.status;
+        }
+        match self.decide(out)? {
+            Action::Wait(_) => Ok(Action::Continue),
+            other => Ok(other),
+        }
+    }
+
+    fn on_response_body(
+        &mut self,
+        ctx: &mut RequestCtx,
+        chunk: &[u8],
+        end: bool,
+    ) -> Result<(), ProxyError> {
+        if self.done || self.plugin().buffer_response {
+            return Ok(());
+        }
+        let data = BytesMut::from(chunk);
+        let n = data.len();
+        let out = self.callback(
+            ctx,
+            |ex| ex.body = Some(body(buffer::HTTP_RESPONSE_BODY, data, false)),
+            |i, id| i.http(Phase::ResponseBody, id, n, end),
+            |_| {},
+        );
+        // The head is out: a local response cannot replace it any more; a failure closed ends
+        // the stream.
+        self.decide(out).map(|_| ())
+    }
+
+    fn on_response_body_whole(
+        &mut self,
+        ctx: &mut RequestCtx,
+        resp: &mut ResponseHead,
+        whole: &mut BytesMut,
+    ) -> Result<Action, ProxyError> {
+        if self.done || !self.plugin().buffer_response {
+            return Ok(Action::Continue);
+        }
+        let data = std::mem::take(whole);
+        let n = data.len();
+        let parts = RespParts {
+            status: resp.status,
+            headers: std::mem::take(&mut resp.headers),
+            changed: false,
+        };
+        let mut back = None;
+        let mut head = None;
+        let out = self.callback(
+            ctx,
+            |ex| {
+                ex.body = Some(body(buffer::HTTP_RESPONSE_BODY, data, true));
+                ex.resp = Some(parts);
+            },
+            |i, id| i.http(Phase::ResponseBody, id, n, true),
+            |ex| {
+                back = ex.body.take();
+                head = ex.resp.take();
+            },
+        );
+        if let Some(b) = back {
+            *whole = b.data;
+        }
+        if let Some(p) = head {
+            resp.headers = p.headers;
+            resp.status = p.status;
+        }
+        match self.decide(out)? {
+            Action::Wait(_) => Ok(Action::Continue),
+            other => Ok(other),
+        }
+    }
+
+    fn on_log(&mut self, ctx: &RequestCtx) {
+        let Some(inst) = self.inst.take() else {
+            return;
+        };
+        if self.done && inst.borrow().broken().is_some() {
+            return;
+        }
+        let mut i = inst.borrow_mut();
+        {
+            let ex = &mut i.store.data_mut().ex;
+            ex.props = Props::of(ctx);
+            ex.set_props = std::mem::take(&mut self.props);
+        }
+        let _ = i.finish(self.id);
+        i.store.data_mut().ex = Default::default();
+    }
+}
+
+impl Drop for WasmFilter {
+    fn drop(&mut self) {
+        // A request that never reached `on_log` (a panic elsewhere, a dropped future) still
+        // frees its context in the plugin.
+        if let Some(inst) = self.inst.take() {
+            if let Ok(mut i) = inst.try_borrow_mut() {
+                if i.broken().is_none() {
+                    let _ = i.finish(self.id);
+                    i.store.data_mut().ex = Default::default();
+                }
+            }
+        }
+    }
+}
+
+fn body(kind: i32, data: BytesMut, writable: bool) -> BodyBuf {
+    BodyBuf {
+        kind,
+        data,
+        writable,
+        changed: false,
+    }
+}
