@@ -414,3 +414,37 @@ fn promtool_check_allowing(text: &str, allowed: &str) {
         "promtool check metrics: {report}"
     );
 }
+
+#[test]
+fn the_control_daemon_ships_module_bytes_with_their_hash() {
+    let m = MockUpstream::start();
+    let dir = TempDir::new("wasm");
+    let file = probe(&dir);
+    let cfg = with_plugin(&m, Driver::Epoll, "probe", &file, "config: shipped");
+    let daemon = ControlDaemon::start(&cfg.yaml());
+    let state = TempDir::new("plane");
+    let gw = Gateway::new()
+        .driver(Driver::Epoll)
+        .control(&daemon)
+        .plane_id("wasm")
+        .plane_state(state.path())
+        .start();
+    assert_eq!(gw.get("/inspect").header("x-wasm-resp"), Some("shipped"));
+    // The snapshot the plane received (and kept) holds the bytes and their SHA-256, not a path.
+    let snap = std::fs::read_to_string(state.path().join("snapshot.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&snap).unwrap();
+    let p = doc
+        .pointer("/config/plugins/0")
+        .unwrap_or_else(|| panic!("no plugin in the snapshot: {snap}"));
+    assert!(p.get("file").is_none(), "{p}");
+    assert!(p["module"].as_str().is_some_and(|s| s.len() > 100), "{p}");
+    let bytes = std::fs::read(&file).unwrap();
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(p["sha256"], sha.as_str());
+}

@@ -160,3 +160,34 @@ pub(crate) fn validate(config: &crate::Config) -> Vec<crate::Problem> {
     }
     out
 }
+
+/// Replaces each plugin's `file` by its bytes (`module`, base64) and their `sha256`: what the
+/// control daemon sends, so a data plane needs no access to the daemon's files. A file that
+/// cannot be read is left as a path (the data plane then reads it, or refuses the generation);
+/// a configured `sha256` that does not match the file is an error.
+pub fn embed_modules(config: &mut crate::Config) -> Result<(), String> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    for p in &mut config.plugins {
+        let Some(path) = &p.file else { continue };
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        let sha: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Some(expected) = &p.sha256 {
+            if *expected != sha {
+                return Err(format!(
+                    "plugin `{}`: `{path}` has sha256 {sha}, the config says {expected}",
+                    p.name
+                ));
+            }
+        }
+        p.module = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
+        p.sha256 = Some(sha);
+        p.file = None;
+    }
+    Ok(())
+}

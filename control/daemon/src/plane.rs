@@ -191,9 +191,15 @@ fn write_loop(
             }
             Next::Send(g) => {
                 let n = g.meta.generation;
+                let mut config = (*g.config).clone();
+                // Plugins travel as bytes with their hash, read now (the data plane may run
+                // where the daemon's files are not).
+                if let Err(e) = weir_config::plugin::embed_modules(&mut config) {
+                    tracing::warn!(generation = n, conn, error = %e, "plugin module not embedded");
+                }
                 let msg = DaemonMessage::Snapshot {
                     generation: n,
-                    config: Box::new((*g.config).clone()),
+                    config: Box::new(config),
                 };
                 let r = write_frame(stream, &msg);
                 if r.is_ok() {
