@@ -287,7 +287,11 @@ fn a_module_that_is_not_proxy_wasm_is_refused_and_the_old_config_keeps_serving()
     let file = probe(&dir);
     let base = with_plugin(&m, Driver::Epoll, "probe", &file, "config: one");
     let gw = base.clone().start();
-    assert_eq!(gw.get("/inspect").header("x-wasm-resp"), Some("one"));
+    let r = gw.get("/inspect?q=1");
+    assert_eq!(r.header("x-wasm-resp"), Some("one"));
+    // Properties: `route_name`, and `request.path` (an Envoy path: segments split by NUL).
+    assert_eq!(r.header("x-route"), Some("all"));
+    assert_eq!(r.header("x-path"), Some("/inspect?q=1"));
     let bad = dir.path().join("bad.wasm");
     std::fs::write(
         &bad,

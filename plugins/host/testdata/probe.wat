@@ -8,7 +8,8 @@
 ;;   abi    hand the host a return pointer outside its memory
 ;;   shared count requests in shared data (CAS loop) and report the count in `x-count`
 ;; Otherwise it adds `x-wasm: on` to the request and `x-wasm-resp: <config>` to the response,
-;; where <config> is the plugin configuration (proxy_get_buffer_bytes, type 7).
+;; where <config> is the plugin configuration (proxy_get_buffer_bytes, type 7), plus the properties
+;; `route_name` as `x-route` and `request.path` (path segments NUL-separated) as `x-path`.
 (module
   (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
@@ -16,6 +17,7 @@
   (import "env" "proxy_get_buffer_bytes" (func $buf (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_get_shared_data" (func $sget (param i32 i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_set_shared_data" (func $sset (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_property" (func $prop (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (import "env" "proxy_call_foreign_function" (func $foreign (param i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
@@ -28,6 +30,10 @@
   (data (i32.const 80) "probe-count")
   (data (i32.const 96) "x-count")
   (data (i32.const 112) "configured")
+  (data (i32.const 128) "route_name")
+  (data (i32.const 144) "x-route")
+  (data (i32.const 160) "request\00path")
+  (data (i32.const 176) "x-path")
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
     (local $p i32)
@@ -92,6 +98,12 @@
     (if (i32.eqz (call $buf (i32.const 7) (i32.const 0) (i32.const 1024) (i32.const 240) (i32.const 244)))
       (then
         (drop (call $add (i32.const 2) (i32.const 64) (i32.const 11) (i32.load (i32.const 240)) (i32.load (i32.const 244))))))
+    (if (i32.eqz (call $prop (i32.const 128) (i32.const 10) (i32.const 248) (i32.const 252)))
+      (then
+        (drop (call $add (i32.const 2) (i32.const 144) (i32.const 7) (i32.load (i32.const 248)) (i32.load (i32.const 252))))))
+    (if (i32.eqz (call $prop (i32.const 160) (i32.const 12) (i32.const 248) (i32.const 252)))
+      (then
+        (drop (call $add (i32.const 2) (i32.const 176) (i32.const 6) (i32.load (i32.const 248)) (i32.load (i32.const 252))))))
     (i32.const 0))
   (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
   (func (export "proxy_on_log") (param i32))
