@@ -452,3 +452,27 @@ fn the_control_daemon_ships_module_bytes_with_their_hash() {
     };
     assert_eq!(p["sha256"], sha.as_str());
 }
+
+#[test]
+fn chat_guard_judges_the_body_on_an_ai_route_too() {
+    let file = example("chat_guard");
+    let gw = Gateway::new()
+        .driver(Driver::Epoll)
+        .top_yaml(&format!(
+            "providers: [{{ name: m, type: mock }}]\nplugins:\n  - {{ name: guard, file: \"{file}\", config: {{ blocked_words: [forbidden] }}, buffer: {{ request: true }} }}\n"
+        ))
+        .route("{ name: llm, ai: { models: [{ model: \"gpt-*\", targets: [{ provider: m }] }] }, filters: [ { type: wasm, plugin: guard } ] }")
+        .start();
+    let post = |body: &str| {
+        let raw = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        gw.request(raw.as_bytes())
+    };
+    let r = post(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#);
+    assert_eq!(r.status(), 200, "{}", r.text());
+    let r = post(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"forbidden"}]}"#);
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "content_blocked");
+}

@@ -1214,7 +1214,8 @@ async fn read_body(
                     if verdict.is_none() {
                         for f in filters.iter_mut() {
                             match f.on_request_body(ctx, &buf[r.clone()], false) {
-                                Ok(Action::Continue) => {}
+                                // A streamed chunk cannot wait (see `Action::Wait`).
+                                Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
                                 other => {
                                     verdict = Some(other);
                                     break;
@@ -1246,6 +1247,24 @@ async fn read_body(
                 ));
             }
             if scan.done {
+                if route.needs.request_body {
+                    // Filters that judge or rewrite the whole body (a plugin with
+                    // `buffer.request`), before the model is read from it. The head is already
+                    // routed here: a filter that waits resumes on a copy of it.
+                    for f in filters.iter_mut() {
+                        let mut act = f.on_request_body_whole(ctx, &mut body)?;
+                        loop {
+                            match act {
+                                Action::Continue => break,
+                                Action::Respond(r) => return Ok(ReadBody::Respond(r, true)),
+                                Action::Wait(w) => {
+                                    w.0.await;
+                                    act = f.on_resume(ctx, &mut head.clone())?;
+                                }
+                            }
+                        }
+                    }
+                }
                 let body = body.freeze();
                 if let Some(ai) = ctx.ai.as_mut() {
                     ai.requested_model = weir_ai::client::probe_model(&body).map(Rc::from);
