@@ -118,12 +118,12 @@ pub struct Props {
 }
 
 impl Props {
-    /// The values of `ctx` now.
-    pub fn of(ctx: &RequestCtx) -> Props {
+    /// The values of `ctx` now (`request_id`: its id, shared, made once per request).
+    pub fn of(ctx: &RequestCtx, request_id: Rc<str>) -> Props {
         let ai = ctx.ai.as_deref();
         Props {
             source: Some(ctx.client_addr),
-            request_id: Some(ctx.request_id.as_str().into()),
+            request_id: Some(request_id),
             route: ctx.route.clone(),
             cluster: ctx.cluster.clone(),
             consumer: ctx.consumer.clone(),

@@ -164,6 +164,7 @@ impl FilterFactory for WasmFactory {
             id: 0,
             props: Vec::new(),
             waiting: None,
+            rid: None,
             done: false,
         })
     }
@@ -189,6 +190,8 @@ pub struct WasmFilter {
     /// Properties the plugin set, kept between callbacks.
     props: Vec<(Vec<u8>, Vec<u8>)>,
     waiting: Option<Slot>,
+    /// The request id as a shared string (made at the first callback).
+    rid: Option<Rc<str>>,
     /// The plugin failed or the context ended: no more callbacks.
     done: bool,
 }
@@ -245,8 +248,12 @@ impl WasmFilter {
             return Ok(Outcome::Continue);
         }
         {
+            let rid = self
+                .rid
+                .get_or_insert_with(|| ctx.request_id.as_str().into())
+                .clone();
             let ex = &mut i.store.data_mut().ex;
-            ex.props = Props::of(ctx);
+            ex.props = Props::of(ctx, rid);
             ex.set_props = std::mem::take(&mut self.props);
             fill(ex);
         }
@@ -525,8 +532,12 @@ impl Filter for WasmFilter {
         }
         let mut i = inst.borrow_mut();
         {
+            let rid = self
+                .rid
+                .get_or_insert_with(|| ctx.request_id.as_str().into())
+                .clone();
             let ex = &mut i.store.data_mut().ex;
-            ex.props = Props::of(ctx);
+            ex.props = Props::of(ctx, rid);
             ex.set_props = std::mem::take(&mut self.props);
         }
         let _ = i.finish(self.id);

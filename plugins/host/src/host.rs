@@ -213,15 +213,9 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_get_header_map_value",
         |mut c: C<'_>, ty: i32, kp: i32, kn: i32, rp: i32, rs: i32| -> HostResult {
             let key = read_or_fail!(&mut c, kp, kn);
-            let Some(pairs) = pairs_of(&c.data().ex, ty) else {
-                return Ok(Status::NotFound.code());
-            };
-            match pairs.iter().find(|(k, _)| k.eq_ignore_ascii_case(&key)) {
-                Some((_, v)) => {
-                    let v = v.clone();
-                    give(&mut c, &v, rp, rs)
-                }
-                None => Ok(Status::NotFound.code()),
+            match value_of(&c.data().ex, ty, &key) {
+                Lookup::Found(v) => give(&mut c, &v, rp, rs),
+                Lookup::Missing | Lookup::NoMap => Ok(Status::NotFound.code()),
             }
         },
     )?;
@@ -591,6 +585,53 @@ fn pairs_of(ex: &Exchange, ty: i32) -> Option<Vec<(Bytes, Bytes)>> {
         map::HTTP_RESPONSE_TRAILERS => ex.resp.as_ref().map(|_| Vec::new()),
         map::HTTP_CALL_RESPONSE_TRAILERS => ex.answer.as_ref().map(|_| Vec::new()),
         _ => None,
+    }
+}
+
+enum Lookup {
+    Found(Bytes),
+    Missing,
+    NoMap,
+}
+
+/// One field of a map, found without building the whole list (the common call).
+fn value_of(ex: &Exchange, ty: i32, key: &[u8]) -> Lookup {
+    let field = |h: &weir_http::Headers| {
+        let found = std::str::from_utf8(key)
+            .ok()
+            .and_then(|k| h.value(k))
+            .map(Bytes::copy_from_slice);
+        found.map_or(Lookup::Missing, Lookup::Found)
+    };
+    match ty {
+        map::HTTP_REQUEST_HEADERS => {
+            let Some(r) = ex.req.as_ref() else {
+                return Lookup::NoMap;
+            };
+            match key {
+                b":authority" => Lookup::Found(r.host.clone()),
+                b":method" => Lookup::Found(r.method.clone()),
+                b":path" => Lookup::Found(r.target.clone()),
+                b":scheme" => Lookup::Found(Bytes::from_static(b"http")),
+                _ => field(&r.headers),
+            }
+        }
+        map::HTTP_RESPONSE_HEADERS => {
+            let Some(r) = ex.resp.as_ref() else {
+                return Lookup::NoMap;
+            };
+            match key {
+                b":status" => Lookup::Found(Bytes::from(r.status.to_string())),
+                _ => field(&r.headers),
+            }
+        }
+        other => match pairs_of(ex, other) {
+            None => Lookup::NoMap,
+            Some(pairs) => pairs
+                .into_iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map_or(Lookup::Missing, |(_, v)| Lookup::Found(v)),
+        },
     }
 }
 
