@@ -227,6 +227,14 @@ impl TlsClient {
         self.stream.conn.alpn_protocol().map(<[u8]>::to_vec)
     }
 
+    /// The cipher suite agreed.
+    pub fn suite(&self) -> Option<rustls::CipherSuite> {
+        self.stream
+            .conn
+            .negotiated_cipher_suite()
+            .map(|s| s.suite())
+    }
+
     /// The TLS version spoken.
     pub fn version(&self) -> Option<rustls::ProtocolVersion> {
         self.stream.conn.protocol_version()

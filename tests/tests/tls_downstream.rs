@@ -81,6 +81,8 @@ both_drivers! {
         let mut c = TlsClient::connect(gw.addr(), "localhost", &cfg).unwrap();
         assert_eq!(c.alpn().as_deref(), Some(&b"http/1.1"[..]));
         assert_eq!(c.version(), Some(rustls::ProtocolVersion::TLSv1_3));
+        // The client (rustls) lists AES-256-GCM-SHA384 first; the gateway picks its own order.
+        assert_eq!(c.suite(), Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
         for _ in 0..3 {
             let r = c.get("/", &[]).unwrap();
             assert_eq!(r.status, 200, "{r:?}");

@@ -69,7 +69,7 @@ impl ServerTls {
         } else {
             &[&rustls::version::TLS13, &rustls::version::TLS12]
         };
-        let builder = ServerConfig::builder_with_provider(provider.clone())
+        let builder = ServerConfig::builder_with_provider(server_provider())
             .with_protocol_versions(versions)
             .map_err(Error::Config)?;
         let builder = match &opts.client_ca {
@@ -91,6 +91,10 @@ impl ServerTls {
         };
         let mut config = builder.with_cert_resolver(certs.clone());
         config.alpn_protocols = opts.alpn.clone();
+        // Our order, not the client's: OpenSSL asks for AES-256-GCM-SHA384 first, whose key
+        // schedule runs on SHA-384, which no x86 CPU accelerates (SHA-256 has SHA-NI); it was
+        // 13% of a resumed handshake's CPU in a profile.
+        config.ignore_client_order = true;
         if opts.session_tickets {
             config.ticketer = ticketer()?;
         }
@@ -122,6 +126,27 @@ impl ServerTls {
     pub fn certs(&self) -> &Arc<CertStore> {
         &self.certs
     }
+}
+
+/// *ring* with the suites on SHA-256 first (AES-128-GCM, then ChaCha20-Poly1305), those on
+/// SHA-384 last: every suite stays available, and a client that offers both gets the cheaper one.
+fn server_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            let mut p = rustls::crypto::ring::default_provider();
+            p.cipher_suites.sort_by_key(|s| {
+                use rustls::CipherSuite as C;
+                matches!(
+                    s.suite(),
+                    C::TLS13_AES_256_GCM_SHA384
+                        | C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+                        | C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+                )
+            });
+            Arc::new(p)
+        })
+        .clone()
 }
 
 /// The process-wide ticket encrypter: tickets made on one core resume on any other (the kernel
