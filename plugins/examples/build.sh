@@ -29,6 +29,9 @@ else
 fi
 
 mkdir -p "$out"
+# This folder is a workspace of its own: its build goes to its own target/, whatever
+# CARGO_TARGET_DIR the caller uses for the gateway's workspace.
+export CARGO_TARGET_DIR="$here/target"
 
 # --- Rust: one workspace, every plugin a cdylib ---
 # --locked: Cargo.lock is committed, so a build never resolves new versions behind our back.
