@@ -25,7 +25,7 @@ use weir_http::{BodyDecoder, BodyKind, Headers, RequestHead, ResponseHead, Versi
 use weir_upstream::{Cluster, UpstreamConn};
 
 use crate::conn::Downstream;
-use crate::forward::{finish, send_local, Scope};
+use crate::forward::{finish, scan_whole, send_local, whole_body_phase, Scope};
 use crate::io::{reserve, BODY_READ, HEAD_BUF, STREAM_READ};
 
 /// How much of an answer is kept to estimate its tokens when the provider reports none.
@@ -1206,25 +1206,7 @@ async fn read_body(
     let mut body = BytesMut::new();
     loop {
         if !d.reader.buf().is_empty() {
-            let buf = d.reader.buf();
-            let mut verdict: Option<Result<Action, ProxyError>> = None;
-            let scan = dec
-                .scan(buf, |r| {
-                    body.extend_from_slice(&buf[r.clone()]);
-                    if verdict.is_none() {
-                        for f in filters.iter_mut() {
-                            match f.on_request_body(ctx, &buf[r.clone()], false) {
-                                // A streamed chunk cannot wait (see `Action::Wait`).
-                                Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
-                                other => {
-                                    verdict = Some(other);
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                })
-                .map_err(|e| ProxyError::from_codec(&e))?;
+            let (scan, verdict) = scan_whole(&mut dec, d.reader.buf(), &mut body, filters, ctx)?;
             let _ = d.reader.buf().split_to(scan.consumed);
             ctx.request_bytes = dec.payload_bytes();
             match verdict {
@@ -1251,18 +1233,9 @@ async fn read_body(
                     // Filters that judge or rewrite the whole body (a plugin with
                     // `buffer.request`), before the model is read from it. The head is already
                     // routed here: a filter that waits resumes on a copy of it.
-                    for f in filters.iter_mut() {
-                        let mut act = f.on_request_body_whole(ctx, &mut body)?;
-                        loop {
-                            match act {
-                                Action::Continue => break,
-                                Action::Respond(r) => return Ok(ReadBody::Respond(r, true)),
-                                Action::Wait(w) => {
-                                    w.0.await;
-                                    act = f.on_resume(ctx, &mut head.clone())?;
-                                }
-                            }
-                        }
+                    let mut copy = head.clone();
+                    if let Some(r) = whole_body_phase(filters, ctx, &mut body, &mut copy).await? {
+                        return Ok(ReadBody::Respond(r, true));
                     }
                 }
                 let body = body.freeze();

@@ -1226,6 +1226,61 @@ fn until(deadline: Option<Instant>, from: Instant, d: Duration) -> Instant {
     deadline.map_or(t, |dl| t.min(dl))
 }
 
+/// One pass of the body decoder over the client's buffer for a body read whole: each payload
+/// piece is added to `body` and shown to the filters' `on_request_body` until one answers other
+/// than `Continue` (a streamed chunk cannot wait: `Wait` counts as `Continue`). The scan, and that
+/// answer.
+pub(crate) fn scan_whole(
+    dec: &mut BodyDecoder,
+    buf: &[u8],
+    body: &mut BytesMut,
+    filters: &mut [Box<dyn Filter>],
+    ctx: &mut RequestCtx,
+) -> Result<(weir_http::Scan, Option<Result<Action, ProxyError>>), ProxyError> {
+    let mut verdict: Option<Result<Action, ProxyError>> = None;
+    let scan = dec
+        .scan(buf, |r| {
+            body.extend_from_slice(&buf[r.clone()]);
+            if verdict.is_none() {
+                for f in filters.iter_mut() {
+                    match f.on_request_body(ctx, &buf[r.clone()], false) {
+                        Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
+                        other => {
+                            verdict = Some(other);
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(|e| ProxyError::from_codec(&e))?;
+    Ok((scan, verdict))
+}
+
+/// `on_request_body_whole` of each filter in order, awaiting a filter that waits (a callout) and
+/// asking it again with `on_resume`. `Some` is a filter's answer.
+pub(crate) async fn whole_body_phase(
+    filters: &mut [Box<dyn Filter>],
+    ctx: &mut RequestCtx,
+    body: &mut BytesMut,
+    head: &mut RequestHead,
+) -> Result<Option<LocalResponse>, ProxyError> {
+    for f in filters.iter_mut() {
+        let mut act = f.on_request_body_whole(ctx, body)?;
+        loop {
+            match act {
+                Action::Continue => break,
+                Action::Respond(r) => return Ok(Some(r)),
+                Action::Wait(w) => {
+                    w.0.await;
+                    act = f.on_resume(ctx, head)?;
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// Largest response body read whole for a filter that rewrites it.
 const MAX_WHOLE_RESPONSE: usize = 16 << 20;
 
@@ -1251,24 +1306,7 @@ async fn buffer_request(
     let mut body = BytesMut::new();
     loop {
         if !d.reader.buf().is_empty() {
-            let mut verdict: Option<Result<Action, ProxyError>> = None;
-            let buf = d.reader.buf();
-            let scan = dec
-                .scan(buf, |r| {
-                    body.extend_from_slice(&buf[r.clone()]);
-                    if verdict.is_none() {
-                        for f in filters.iter_mut() {
-                            match f.on_request_body(ctx, &buf[r.clone()], false) {
-                                Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
-                                other => {
-                                    verdict = Some(other);
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                })
-                .map_err(|e| ProxyError::from_codec(&e))?;
+            let (scan, verdict) = scan_whole(&mut dec, d.reader.buf(), &mut body, filters, ctx)?;
             ctx.request_bytes = dec.payload_bytes();
             match verdict {
                 Some(Err(e)) => return Err(e),
@@ -1307,18 +1345,8 @@ async fn buffer_request(
             return Ok(Some(r));
         }
     }
-    for f in filters.iter_mut() {
-        let mut act = f.on_request_body_whole(ctx, &mut body)?;
-        loop {
-            match act {
-                Action::Continue => break,
-                Action::Respond(r) => return Ok(Some(r)),
-                Action::Wait(w) => {
-                    w.0.await;
-                    act = f.on_resume(ctx, head)?;
-                }
-            }
-        }
+    if let Some(r) = whole_body_phase(filters, ctx, &mut body, head).await? {
+        return Ok(Some(r));
     }
     head.body = BodyKind::Length(body.len() as u64);
     head.expect_continue = false;
