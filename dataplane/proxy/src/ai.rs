@@ -25,7 +25,7 @@ use weir_http::{BodyDecoder, BodyKind, Headers, RequestHead, ResponseHead, Versi
 use weir_upstream::{Cluster, UpstreamConn};
 
 use crate::conn::Downstream;
-use crate::forward::{finish, scan_whole, send_local, whole_body_phase, Scope};
+use crate::forward::{client_gone, finish, scan_whole, send_local, whole_body_phase, Scope};
 use crate::io::{reserve, BODY_READ, HEAD_BUF, STREAM_READ};
 
 /// How much of an answer is kept to estimate its tokens when the provider reports none.
@@ -137,12 +137,7 @@ pub async fn serve(
         }
         Outcome::ClientGone => {
             ctx.status = 499;
-            ctx.error = Some(ProxyError::new(
-                499,
-                "client_closed",
-                Side::Downstream,
-                "client closed the connection",
-            ));
+            ctx.error = Some(client_gone());
             finish(scope, ctx, filters);
             false
         }

@@ -355,12 +355,7 @@ pub fn handle<'a>(
                         d.write_out_then(piece).await
                     };
                     if wrote.is_err() {
-                        break Err(ProxyError::new(
-                            499,
-                            "client_closed",
-                            Side::Downstream,
-                            "client closed the connection",
-                        ));
+                        break Err(client_gone());
                     }
                     if scan.done {
                         // Bytes past the end of the response: the upstream broke framing; do not
@@ -682,12 +677,7 @@ impl Attempts {
         let (pe, retry) = match err {
             AttemptError::ClientGone => {
                 ctx.status = 499;
-                ctx.error = Some(ProxyError::new(
-                    499,
-                    "client_closed",
-                    Side::Downstream,
-                    "client closed the connection",
-                ));
+                ctx.error = Some(client_gone());
                 return AfterError::ClientGone;
             }
             AttemptError::Connect(pe) => {
@@ -1356,7 +1346,8 @@ async fn buffer_request(
     Ok(None)
 }
 
-fn client_gone() -> ProxyError {
+/// The error of a request whose client closed the connection.
+pub(crate) fn client_gone() -> ProxyError {
     ProxyError::new(
         499,
         "client_closed",
