@@ -21,7 +21,8 @@ pub struct ListenerTls {
     /// The oldest TLS version accepted: `"1.2"` (default) or `"1.3"`.
     #[serde(default)]
     pub min_version: TlsVersion,
-    /// Protocols offered by ALPN, in order of preference. Only `http/1.1` is served for now.
+    /// Protocols offered by ALPN, in order of preference: `h2` and `http/1.1` (`h2` needs the
+    /// listener's `http2.enabled`, the default).
     #[serde(default = "default_alpn")]
     pub alpn: Vec<String>,
     /// Stateless session tickets (TLS 1.2 and 1.3), encrypted with a key shared by every core
@@ -94,7 +95,7 @@ pub enum ClientAuthMode {
 }
 
 fn default_alpn() -> Vec<String> {
-    vec!["http/1.1".into()]
+    vec!["h2".into(), "http/1.1".into()]
 }
 fn yes() -> bool {
     true
@@ -158,10 +159,10 @@ pub(crate) fn check(
         }
     }
     for (i, p) in tls.alpn.iter().enumerate() {
-        if p != "http/1.1" {
+        if p != "http/1.1" && p != "h2" {
             fail(
                 format!("{f}.alpn[{i}]"),
-                format!("`{p}` is not served on this listener (only `http/1.1`)"),
+                format!("`{p}` is not served on this listener (only `h2` and `http/1.1`)"),
             );
         }
     }

@@ -186,9 +186,64 @@ pub struct Listener {
     /// A layer-4 listener: raw TCP (or TLS passed through by SNI) to clusters, no HTTP.
     #[serde(default)]
     pub tcp: Option<crate::l4::TcpProxy>,
+    /// HTTP/2 towards clients: by ALPN on TLS, by prior knowledge on cleartext.
+    #[serde(default)]
+    pub http2: Http2,
     /// Routes, first match wins.
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+/// HTTP/2 on a listener, and the bounds that keep one client from taking a worker: streams at
+/// once, windows, frame and header sizes, and how many streams a client may reset before they
+/// were answered (the rapid-reset attack) before its connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2 {
+    /// Serve HTTP/2 (ALPN `h2` on TLS, the connection preface on cleartext).
+    pub enabled: bool,
+    /// Streams open at once per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
+    /// Flow-control window of each stream (bytes a client may send ahead).
+    pub initial_stream_window: ByteSize,
+    /// Flow-control window of the connection.
+    pub initial_connection_window: ByteSize,
+    /// Largest frame payload accepted (16KiB..16MiB).
+    pub max_frame_size: ByteSize,
+    /// Largest header list of a request, decoded (HEADERS plus CONTINUATION frames).
+    pub max_header_list_size: ByteSize,
+    /// Streams reset by the client before they were answered, pending at once; past it the
+    /// connection is closed with GOAWAY (ENHANCE_YOUR_CALM).
+    pub max_pending_resets: usize,
+    /// Response bytes buffered per stream while the client's window is shut.
+    pub max_send_buffer: ByteSize,
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Http2 {
+            enabled: true,
+            max_concurrent_streams: 128,
+            initial_stream_window: ByteSize(256 << 10),
+            initial_connection_window: ByteSize(1 << 20),
+            max_frame_size: ByteSize(16 << 10),
+            max_header_list_size: ByteSize(32 << 10),
+            max_pending_resets: 32,
+            max_send_buffer: ByteSize(256 << 10),
+        }
+    }
+}
+
+/// The protocol spoken to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, a pool of keep-alive connections per endpoint.
+    #[default]
+    Http1,
+    /// HTTP/2 (cleartext with prior knowledge, or TLS with ALPN `h2`): one multiplexed
+    /// connection per endpoint per core. gRPC services need it.
+    H2,
 }
 
 /// Client-side timeouts of a listener.
@@ -540,6 +595,9 @@ pub struct Cluster {
     /// TCP connect timeout: a failure is 502 (or a retry).
     #[serde(default = "connect_timeout")]
     pub connect_timeout: Dur,
+    /// `http1` (default) or `h2` (gRPC services).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
     /// Per-core connection pools.
     #[serde(default)]
     pub pool: Pool,

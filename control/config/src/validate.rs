@@ -139,6 +139,7 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
                 pem_key,
             );
         }
+        check_http2(&mut c, &f, lis);
         if !addrs.insert(lis.address.as_str()) {
             c.fail(
                 format!("{f}.address"),
@@ -171,6 +172,48 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
         Ok(())
     } else {
         Err(c.problems)
+    }
+}
+
+fn check_http2(c: &mut Checker, f: &str, lis: &Listener) {
+    let h = &lis.http2;
+    let f = format!("{f}.http2");
+    if !(1..=10_000).contains(&h.max_concurrent_streams) {
+        c.fail(format!("{f}.max_concurrent_streams"), "must be 1..=10000");
+    }
+    let window = 65_535..=(1u64 << 31) - 1;
+    if !window.contains(&h.initial_stream_window.0) {
+        c.fail(
+            format!("{f}.initial_stream_window"),
+            "must be between 65535 bytes and 2GiB-1",
+        );
+    }
+    if !window.contains(&h.initial_connection_window.0) {
+        c.fail(
+            format!("{f}.initial_connection_window"),
+            "must be between 65535 bytes and 2GiB-1",
+        );
+    }
+    if !((16 << 10)..(16 << 20)).contains(&h.max_frame_size.0) {
+        c.fail(
+            format!("{f}.max_frame_size"),
+            "must be at least 16KiB and below 16MiB",
+        );
+    }
+    if !(1024..=(1 << 20)).contains(&h.max_header_list_size.0) {
+        c.fail(
+            format!("{f}.max_header_list_size"),
+            "must be between 1KiB and 1MiB",
+        );
+    }
+    if !(1..=10_000).contains(&h.max_pending_resets) {
+        c.fail(format!("{f}.max_pending_resets"), "must be 1..=10000");
+    }
+    if h.max_send_buffer.0 < 1024 || h.max_send_buffer.0 > 64 << 20 {
+        c.fail(
+            format!("{f}.max_send_buffer"),
+            "must be between 1KiB and 64MiB",
+        );
     }
 }
 

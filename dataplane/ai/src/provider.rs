@@ -130,6 +130,7 @@ impl SharedProvider {
             endpoints: vec![weir_config::Endpoint::Plain(base.authority())],
             lb: Default::default(),
             connect_timeout: self.config.connect_timeout,
+            protocol: Default::default(),
             pool: Default::default(),
             health_check: None,
             outlier: None,

@@ -135,8 +135,13 @@ pub struct CoreStats {
     pub connections: AtomicI64,
     /// Downstream connections accepted.
     pub accepted: AtomicU64,
-    /// Requests refused by the codec (400/413/414/431/501/505).
+    /// Requests refused by the codec (400/413/414/431/501/505), and HTTP/2 connections closed
+    /// for a protocol error (a flood, a reset storm, a bad frame).
     pub protocol_errors: AtomicU64,
+    /// HTTP/2 connections served.
+    pub h2_connections: AtomicU64,
+    /// HTTP/2 streams (requests) accepted.
+    pub h2_streams: AtomicU64,
     /// Ticks of the core's housekeeping task: a core whose count stops moving is stuck (the
     /// systemd watchdog is fed only while every core's count moves).
     pub heartbeat: AtomicU64,
@@ -431,6 +436,18 @@ impl Registry {
             .values()
             .map(|c| c.protocol_errors.load(Relaxed))
             .sum();
+        let h2c: u64 = inner
+            .cores
+            .values()
+            .map(|c| c.h2_connections.load(Relaxed))
+            .sum();
+        let h2s: u64 = inner
+            .cores
+            .values()
+            .map(|c| c.h2_streams.load(Relaxed))
+            .sum();
+        let _ = writeln!(out, "# HELP weir_downstream_h2_connections_total Client connections served with HTTP/2.\n# TYPE weir_downstream_h2_connections_total counter\nweir_downstream_h2_connections_total {h2c}");
+        let _ = writeln!(out, "# HELP weir_downstream_h2_streams_total HTTP/2 streams (requests) accepted from clients.\n# TYPE weir_downstream_h2_streams_total counter\nweir_downstream_h2_streams_total {h2s}");
         let _ = writeln!(out, "# HELP weir_downstream_connections Client connections open.\n# TYPE weir_downstream_connections gauge\nweir_downstream_connections {conns}");
         let _ = writeln!(out, "# HELP weir_downstream_connections_accepted_total Client connections accepted.\n# TYPE weir_downstream_connections_accepted_total counter\nweir_downstream_connections_accepted_total {accepted}");
         let _ = writeln!(out, "# HELP weir_downstream_protocol_errors_total Requests refused as malformed or over a limit.\n# TYPE weir_downstream_protocol_errors_total counter\nweir_downstream_protocol_errors_total {proto}");

@@ -16,7 +16,7 @@ use weir_http::RequestHead;
 use weir_metrics::bump;
 
 use crate::forward;
-use crate::io::{after, ClientReader, Timer, HEAD_BUF};
+use crate::io::{after, ClientIn, ClientOut, ClientReader, Timer, HEAD_BUF};
 use crate::state::{CoreState, ListenerState};
 use crate::worker::{SignalWait, Worker};
 
@@ -25,7 +25,7 @@ pub struct Downstream {
     /// Read side and buffer.
     pub reader: ClientReader,
     /// Write side.
-    pub writer: weir_tls::ClientWrite,
+    pub writer: crate::io::ClientOut,
     /// Client address.
     pub peer: SocketAddr,
     /// The client IP as text, formatted once per connection (X-Forwarded-For).
@@ -40,9 +40,33 @@ pub struct Downstream {
     pub tls: Option<Rc<TlsInfo>>,
     /// The core's drain signal, watched while the connection waits for its next request.
     drain: SignalWait,
+    /// The next head may be the HTTP/2 preface (a cleartext connection's first bytes).
+    pub preface_allowed: bool,
 }
 
 impl Downstream {
+    /// A client (a connection, or an h2 stream's bridge) on these halves.
+    pub fn new(
+        reader: ClientReader,
+        writer: ClientOut,
+        peer: SocketAddr,
+        tls: Option<Rc<TlsInfo>>,
+        drain: SignalWait,
+    ) -> Self {
+        Downstream {
+            reader,
+            writer,
+            peer,
+            peer_ip: peer.ip().to_canonical().to_string().into_boxed_str(),
+            out: Vec::with_capacity(512),
+            up_out: Vec::with_capacity(512),
+            timer: Timer::default(),
+            tls,
+            drain,
+            preface_allowed: false,
+        }
+    }
+
     /// Writes all of `data`.
     pub async fn write_bytes(&mut self, data: Bytes) -> std::io::Result<()> {
         let (r, _) = self.writer.write_all(data).await;
@@ -79,6 +103,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 enum HeadRead {
     Head(RequestHead),
     Closed,
+    Preface,
     Refused(ProxyError),
 }
 
@@ -102,10 +127,10 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
             .is_some_and(|l| l.tls.is_some() || l.proxy_in.is_some() || l.tcp.is_some())
             .then(|| state.clone())
     };
-    let (rd, wr, tls, peer, early) = match before {
+    let (rd, wr, tls, peer, early, alpn_h2) = match before {
         None => {
             let (rd, wr) = weir_tls::split_plain(stream);
-            (rd, wr, None, peer, Vec::new())
+            (rd, wr, None, peer, Vec::new(), false)
         }
         // Boxed: these futures are large, and the connection's own stays small.
         Some(state) => match Box::pin(prelude(&worker, &state, &listener, stream, peer)).await {
@@ -117,26 +142,76 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
             }
         },
     };
-    let mut d = Downstream {
-        reader: ClientReader::with_bytes(rd, &early),
-        writer: wr,
-        peer,
-        peer_ip: peer.ip().to_canonical().to_string().into_boxed_str(),
-        out: Vec::with_capacity(512),
-        up_out: Vec::with_capacity(512),
-        timer: Timer::default(),
-        tls,
-        drain: worker.drained(),
-    };
+    if alpn_h2 {
+        // Boxed: the HTTP/2 connection's future is not the HTTP/1.1 one's size.
+        Box::pin(crate::http2::serve(
+            &worker, &listener, rd, wr, early, peer, tls,
+        ))
+        .await;
+    } else {
+        let cleartext = tls.is_none();
+        let mut d = Downstream::new(
+            ClientReader::with_bytes(ClientIn::Conn(rd), &early),
+            ClientOut::Conn(wr),
+            peer,
+            tls,
+            worker.drained(),
+        );
+        // Prior knowledge: a cleartext client may open with the HTTP/2 preface.
+        d.preface_allowed = cleartext;
+        match serve_http1(&worker, &listener, &mut d).await {
+            Served::Closed => {
+                let _ = d.writer.shutdown().await;
+            }
+            Served::Preface => {
+                let Downstream {
+                    reader,
+                    writer,
+                    tls,
+                    ..
+                } = d;
+                if let (Some((ClientIn::Conn(rd), buf)), ClientOut::Conn(wr)) =
+                    (reader.into_parts(), writer)
+                {
+                    let early = buf.to_vec();
+                    Box::pin(crate::http2::serve(
+                        &worker, &listener, rd, wr, early, peer, tls,
+                    ))
+                    .await;
+                }
+            }
+        }
+    }
+    worker.stats.connections_add(-1);
+    worker.connections.set(worker.connections.get() - 1);
+}
+
+/// How an HTTP/1.1 connection ended.
+pub(crate) enum Served {
+    /// Closed (by either side, or at the end of its keep-alive).
+    Closed,
+    /// Its first bytes are the HTTP/2 connection preface: it is an h2 connection.
+    Preface,
+}
+
+/// Serves HTTP/1.1 requests from `d` until the connection ends: a client connection, or an
+/// HTTP/2 stream through its bridge (one request, then the bridge closes the pipe).
+pub(crate) async fn serve_http1(
+    worker: &Rc<Worker>,
+    listener: &Rc<str>,
+    d: &mut Downstream,
+) -> Served {
+    let peer = d.peer;
     // When the connection went idle: its keep-alive timeout counts from here.
     let mut idle_since = Instant::now();
     loop {
         let state = worker.state();
-        let Some(lst) = find_listener(&state, &listener) else {
+        let Some(lst) = find_listener(&state, listener) else {
             break;
         };
-        match read_head(&worker, &state, lst, &mut d, idle_since).await {
+        match read_head(worker, &state, lst, d, idle_since).await {
             HeadRead::Closed => break,
+            HeadRead::Preface => return Served::Preface,
             HeadRead::Refused(e) => {
                 bump(&worker.stats.protocol_errors, 1);
                 tracing::debug!(client = %peer, error = %e, "request refused");
@@ -150,12 +225,12 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
                 let resp = e.to_response(&ctx.request_id, ctx.error_format);
                 forward::send_local(
                     forward::Scope {
-                        worker: &worker,
+                        worker,
                         state: &state,
                         lst,
                         route: None,
                     },
-                    &mut d,
+                    d,
                     &mut ctx,
                     &mut [],
                     resp,
@@ -166,16 +241,17 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
                 break;
             }
             HeadRead::Head(head) => {
+                d.preface_allowed = false;
                 // The head may have waited through a reload: the request takes the state current
                 // now, and keeps it to its end.
                 let state = worker.state();
-                let Some(lst) = find_listener(&state, &listener) else {
+                let Some(lst) = find_listener(&state, listener) else {
                     break;
                 };
                 worker.in_flight.set(worker.in_flight.get() + 1);
                 // Boxed: the request path's future is large, and an idle keep-alive connection
                 // should only carry the small one that waits for its next head.
-                let keep = Box::pin(forward::handle(&worker, &state, lst, &mut d, head)).await;
+                let keep = Box::pin(forward::handle(worker, &state, lst, d, head)).await;
                 worker.in_flight.set(worker.in_flight.get() - 1);
                 // Not `|| draining`: a response that went out without `connection: close` (the drain
                 // began after its head) promised the client this connection; the next read gives
@@ -188,9 +264,7 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
             }
         }
     }
-    let _ = d.writer.shutdown().await;
-    worker.stats.connections_add(-1);
-    worker.connections.set(worker.connections.get() - 1);
+    Served::Closed
 }
 
 /// A connection ready for HTTP: its halves, its TLS session, the client's address, and bytes
@@ -201,6 +275,7 @@ type Ready = (
     Option<Rc<TlsInfo>>,
     SocketAddr,
     Vec<u8>,
+    bool,
 );
 
 /// What a listener does before HTTP: checks the source of a PROXY protocol listener and reads
@@ -251,7 +326,7 @@ async fn prelude(
     }
     let Some(tls) = lst.tls.as_ref() else {
         let (rd, wr) = weir_tls::split_plain(stream);
-        return Some((rd, wr, None, peer, early));
+        return Some((rd, wr, None, peer, early, false));
     };
     match tls.acceptor.accept(stream, &early).await {
         Ok((stream, info)) => {
@@ -261,8 +336,9 @@ async fn prelude(
                     bump(&s.tls_resumed, 1);
                 }
             }
+            let h2 = lst.http2.is_some() && info.alpn.as_deref() == Some(b"h2");
             let (rd, wr) = weir_tls::split_tls(stream);
-            Some((rd, wr, Some(Rc::new(tls_info(info))), peer, Vec::new()))
+            Some((rd, wr, Some(Rc::new(tls_info(info))), peer, Vec::new(), h2))
         }
         Err(e) => {
             if let Some(s) = stats {
@@ -344,10 +420,17 @@ async fn read_head(
     let mut started: Option<Instant> = None;
     loop {
         if !d.reader.is_watching() && !d.reader.buf().is_empty() {
-            match weir_http::parse_request(d.reader.buf(), &state.limits) {
-                Ok(Some(h)) => return HeadRead::Head(h),
-                Ok(None) => {}
-                Err(e) => return HeadRead::Refused(ProxyError::from_codec(&e)),
+            if d.preface_allowed && lst.http2.is_some() && weir_h2::is_preface(d.reader.buf()) {
+                if d.reader.buf().len() >= weir_h2::PREFACE.len() {
+                    return HeadRead::Preface;
+                }
+                // A prefix of the preface so far: read on.
+            } else {
+                match weir_http::parse_request(d.reader.buf(), &state.limits) {
+                    Ok(Some(h)) => return HeadRead::Head(h),
+                    Ok(None) => {}
+                    Err(e) => return HeadRead::Refused(ProxyError::from_codec(&e)),
+                }
             }
             started.get_or_insert_with(Instant::now);
         }

@@ -19,8 +19,72 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::time::Sleep;
 
-/// The client connection's read half: plain or TLS, settled at the accept.
-type ReadHalf = weir_tls::ClientRead;
+/// The client connection's read half: plain or TLS, settled at the accept; or an HTTP/2
+/// stream's request, through the pipe of its bridge.
+pub enum ClientIn {
+    /// A connection of its own.
+    Conn(weir_tls::ClientRead),
+    /// An h2 stream.
+    Stream(weir_h2::pipe::PipeReader),
+}
+
+/// The client's write half (see [`ClientIn`]).
+pub enum ClientOut {
+    /// A connection of its own.
+    Conn(weir_tls::ClientWrite),
+    /// An h2 stream.
+    Stream(weir_h2::pipe::PipeWriter),
+}
+
+impl AsyncReadRent for ClientIn {
+    #[inline]
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            ClientIn::Conn(c) => c.read(buf).await,
+            ClientIn::Stream(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: monoio::buf::IoVecBufMut>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            ClientIn::Conn(c) => c.readv(buf).await,
+            ClientIn::Stream(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl AsyncWriteRent for ClientOut {
+    #[inline]
+    async fn write<T: IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            ClientOut::Conn(c) => c.write(buf).await,
+            ClientOut::Stream(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: monoio::buf::IoVecBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {
+        match self {
+            ClientOut::Conn(c) => c.writev(buf).await,
+            ClientOut::Stream(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ClientOut::Conn(c) => c.flush().await,
+            ClientOut::Stream(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            ClientOut::Conn(c) => c.shutdown().await,
+            ClientOut::Stream(s) => s.shutdown().await,
+        }
+    }
+}
+
+type ReadHalf = ClientIn;
 type Pending = Pin<Box<dyn Future<Output = (io::Result<usize>, BytesMut, ReadHalf)>>>;
 
 /// Initial buffer for request and response heads; grows for larger heads.
@@ -59,6 +123,14 @@ impl ClientReader {
             r.buf().extend_from_slice(early);
         }
         r
+    }
+
+    /// The read half and the bytes read ahead (`None` while a watch read is posted).
+    pub fn into_parts(self) -> Option<(ReadHalf, BytesMut)> {
+        match (self.half, self.buf, self.pending) {
+            (Some(h), buf, None) => Some((h, buf.unwrap_or_default())),
+            _ => None,
+        }
     }
 
     /// The buffered bytes. Empty while a watch read is posted (it owns the buffer then).

@@ -18,6 +18,7 @@ mod ai_metrics;
 mod callout;
 mod conn;
 mod forward;
+mod http2;
 mod io;
 mod l4;
 mod log;

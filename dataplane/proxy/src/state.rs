@@ -124,6 +124,8 @@ pub struct ListenerState {
     pub proxy_in: Option<ProxyIn>,
     /// A `tcp` listener's clusters (None: HTTP).
     pub tcp: Option<crate::l4::TcpState>,
+    /// HTTP/2 limits (None: HTTP/2 off).
+    pub http2: Option<weir_h2::ServerLimits>,
 }
 
 /// The PROXY protocol accepted on a listener.
@@ -284,6 +286,7 @@ impl CoreState {
                 idle_timeout: l.timeouts.idle.get(),
                 header_timeout: l.timeouts.request_header.get(),
                 unrouted: registry.route(core, &l.name, "", ""),
+                http2: l.http2.enabled.then(|| http2_limits(&l.http2)),
             });
         }
         Ok(CoreState {
@@ -416,4 +419,18 @@ fn build_route(
         cluster_name,
         prices,
     })
+}
+
+/// A listener's `http2` as the h2 server's limits (validated ranges: every value fits).
+fn http2_limits(h: &weir_config::Http2) -> weir_h2::ServerLimits {
+    let u32_of = |b: weir_config::ByteSize| u32::try_from(b.0).unwrap_or(u32::MAX);
+    weir_h2::ServerLimits {
+        max_concurrent_streams: h.max_concurrent_streams,
+        initial_stream_window: u32_of(h.initial_stream_window),
+        initial_connection_window: u32_of(h.initial_connection_window),
+        max_frame_size: u32_of(h.max_frame_size),
+        max_header_list_size: u32_of(h.max_header_list_size),
+        max_pending_resets: h.max_pending_resets,
+        max_send_buffer: usize::try_from(h.max_send_buffer.0).unwrap_or(usize::MAX),
+    }
 }

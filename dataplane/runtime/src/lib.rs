@@ -152,10 +152,11 @@ fn snapshot(
         // Kept while its config is unchanged: the certificates are watched on disk anyway.
         let reuse = prev
             .filter(|p| {
-                p.config
-                    .listeners
-                    .iter()
-                    .any(|pl| pl.name == l.name && pl.tls.as_ref() == Some(tls))
+                p.config.listeners.iter().any(|pl| {
+                    pl.name == l.name
+                        && pl.tls.as_ref() == Some(tls)
+                        && pl.http2.enabled == l.http2.enabled
+                })
             })
             .and_then(|p| p.listener_tls.get(&l.name))
             .cloned();
@@ -166,7 +167,7 @@ fn snapshot(
                 s
             }
             None => Arc::new(
-                weir_tls::ServerTls::new(&l.name, &server_options(tls))
+                weir_tls::ServerTls::new(&l.name, &server_options(tls, l.http2.enabled))
                     .map_err(|e| Error::ListenerTls(l.name.clone(), e.to_string()))?,
             ),
         };
@@ -200,7 +201,7 @@ fn snapshot(
 }
 
 /// A listener's `tls` config as weir-tls options.
-fn server_options(t: &weir_config::ListenerTls) -> weir_tls::ServerOptions {
+fn server_options(t: &weir_config::ListenerTls, http2: bool) -> weir_tls::ServerOptions {
     weir_tls::ServerOptions {
         certificates: t
             .certificates
@@ -212,7 +213,13 @@ fn server_options(t: &weir_config::ListenerTls) -> weir_tls::ServerOptions {
             })
             .collect(),
         tls13_only: t.min_version == weir_config::TlsVersion::Tls13,
-        alpn: t.alpn.iter().map(|p| p.as_bytes().to_vec()).collect(),
+        // `h2` only while the listener serves HTTP/2.
+        alpn: t
+            .alpn
+            .iter()
+            .filter(|p| http2 || p.as_str() != "h2")
+            .map(|p| p.as_bytes().to_vec())
+            .collect(),
         session_tickets: t.session_tickets,
         session_cache: t.session_cache,
         handshake_timeout: t.handshake_timeout.get(),
