@@ -310,6 +310,11 @@ fn cluster_pair(d: Driver, redis: &RedisServer) -> (Gateway, Gateway) {
                 url = redis.url()
             ))
             .route(&format!(
+                "{{ name: warm, match: {{ path: {{ prefix: /warm }} }}, direct_response: {{ status: 200, body: ok }}, \
+                   filters: [{{ type: quota, redis: {{ url: \"{url}\" }}, limits: [{{ name: warm, requests: 1000, per: 87600h, scope: cluster }}] }}] }}",
+                url = redis.url()
+            ))
+            .route(&format!(
                 "{{ name: per-user, match: {{ path: {{ prefix: /per-user }} }}, direct_response: {{ status: 200, body: ok }}, \
                    filters: [{{ type: quota, redis: {{ url: \"{url}\" }}, limits: [{{ name: per-user, key: [\"header:x-user\"], requests: 5, per: 87600h, scope: cluster, cluster_lease: 1, lease: 1 }}] }}] }}",
                 url = redis.url()
@@ -338,12 +343,23 @@ fn redis_commands(redis: &RedisServer) -> u64 {
 
 both_drivers! {
     /// One global limit across two processes: together they answer about the limit, not twice
-    /// it, and go over by at most (processes × cluster_lease). At steady load Redis sees at most
-    /// one command per 50 requests.
+    /// it, and go over by at most (processes × cluster_lease) plus what they let through failing
+    /// open, which the metrics count. At steady load Redis sees at most one command per 50
+    /// requests.
     fn two_processes_share_one_limit_through_redis(d) {
         let redis = RedisServer::start();
         let (a, b) = cluster_pair(d, &redis);
         let mut clients = [a.connect(), a.connect(), b.connect(), b.connect()];
+        // A link connects and loads its script at its first fetch, which takes long enough for
+        // a pool to fall behind and fail open (see the bound below): warm each process's link up
+        // through a limit of its own, so that the shared one starts with Redis answering in time.
+        for (g, c) in [(&a, 0), (&b, 2)] {
+            assert_eq!(clients[c].get("/warm").status(), 200);
+            wait_until("a first answer from Redis", Duration::from_secs(10), Duration::from_millis(20), || {
+                let q = g.admin_get("/quota?limit=warm").json();
+                (q["limits"][0]["keys"][0]["redis_used"].as_u64().unwrap_or(0) > 0).then_some(())
+            });
+        }
         let mut ok = 0;
         for i in 0..200 {
             let r = clients[i % 4].get("/shared");
@@ -353,20 +369,31 @@ both_drivers! {
                 s => panic!("{s}: {}", r.text()),
             }
         }
-        // On failure, say whether Redis failed meanwhile (the bound holds while it answers; a
-        // timeout lets a process go on alone under `on_redis_error: open`).
-        let redis_trouble = || {
-            [&a, &b].map(|g| {
-                let m = g.metrics();
-                (
-                    metric(&m, "weir_quota_redis_errors_total", &[("limit", "shared")]),
-                    metric(&m, "weir_quota_fail_open_total", &[("limit", "shared")]),
-                )
-            })
-        };
-        assert!(ok <= 40 + 2 * 4, "{ok} answered: more than the limit and the bound; (redis errors, fail-open) per process: {:?}", redis_trouble());
+        // The bound. A process lends each request (one unit: `lease: 1`) (i) from units Redis
+        // granted it, (ii) ahead of Redis while a fetch is on its way, at most one
+        // `cluster_lease` (4) outstanding, which its next fetch charges to Redis, or (iii)
+        // failing open (`on_redis_error: open`, the default): while Redis is unreachable *or
+        // merely behind* (a chunk lent ahead and the fetch not answered yet, which a loaded box
+        // brings about with no Redis error at all), one unit per lease, each counted in
+        // `weir_quota_fail_open_total`. Redis grants nothing once its count (grants and charges)
+        // reaches the limit, and a process's first answer after that stops its lending ahead;
+        // so past the limit go at most the 4 units each process had outstanding ahead, and what
+        // it lent failing open: ok ≤ 40 + 2 × 4 + fail-open leases. With no fail-open that is
+        // the README's limit + processes × cluster_lease. (A CI run once answered 50 against
+        // 48, the bound without the fail-open leases; a quiet run with cold links counted 13 of
+        // them and no Redis error.)
+        let trouble = [&a, &b].map(|g| {
+            let m = g.metrics();
+            let count = |name| metric(&m, name, &[("limit", "shared")]).unwrap_or(0.0) as u64;
+            (count("weir_quota_redis_errors_total"), count("weir_quota_fail_open_total"))
+        });
+        let fail_open: u64 = trouble.iter().map(|t| t.1).sum();
+        assert!(
+            ok <= 40 + 2 * 4 + fail_open,
+            "{ok} answered: more than the limit and the bound; (redis errors, fail-open leases) per process: {trouble:?}"
+        );
         assert!(ok >= 40 - 2 * 4 - 2, "{ok} answered: leases stranded too much");
-        eprintln!("shared limit of 40: {ok} answered");
+        eprintln!("shared limit of 40: {ok} answered; (redis errors, fail-open leases) per process: {trouble:?}");
 
         let before = redis_commands(&redis);
         for i in 0..1000 {

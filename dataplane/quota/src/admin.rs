@@ -276,7 +276,7 @@ pub fn render_metrics(shared: &SharedQuota, out: &mut String) {
         (
             "weir_quota_fail_open_total",
             "counter",
-            "Leases granted while Redis was unreachable (on_redis_error: open).",
+            "Leases granted while Redis was unreachable or behind (on_redis_error: open).",
         ),
         (
             "weir_quota_redis_up",

@@ -6,7 +6,12 @@
 //! `requests / lease` times, not per request. In cluster mode the pool itself leases from Redis
 //! through the link's background thread, in chunks, and never waits for it: a pool short of units
 //! lends at most one chunk ahead while a fetch is on its way (the *overdraft*), and the units it
-//! lent are charged to Redis with the next fetch.
+//! lent are charged to Redis with the next fetch. Past that chunk a pool whose fetch is not
+//! answered yet is *behind*, and follows its limit's `on_redis_error` as if Redis were
+//! unreachable, though Redis has failed nothing: a loaded box gets there with a small chunk. So
+//! a fail-open limit can go past `processes × cluster_lease` over its limit by the units of its
+//! fail-open leases ([`LimitStats::fail_open`]), and a fail-closed one can refuse while it has
+//! room.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -57,9 +62,10 @@ pub struct LimitStats {
     pub refused_exhausted: AtomicU64,
     /// Requests refused because they need more than the whole limit.
     pub refused_too_large: AtomicU64,
-    /// Requests refused because Redis was unreachable (`on_redis_error: closed`).
+    /// Requests refused because Redis was unreachable, or behind (`on_redis_error: closed`).
     pub refused_unavailable: AtomicU64,
-    /// Leases granted while Redis was unreachable (`on_redis_error: open`).
+    /// Leases granted while Redis was unreachable, or behind: past the chunk lent ahead, the
+    /// fetch not answered yet (`on_redis_error: open`).
     pub fail_open: AtomicU64,
     /// Commands sent to Redis.
     pub redis_commands: AtomicU64,
@@ -116,7 +122,7 @@ pub struct Entry {
     // --- cluster mode ---
     /// Units fetched from Redis and not yet handed to a core.
     pub avail: u64,
-    /// Units handed out beyond what Redis granted (overdraft, or while Redis was unreachable),
+    /// Units handed out beyond what Redis granted (overdraft, or failing open),
     /// to be charged to Redis with the next fetch.
     pub unsynced: u64,
     /// A fetch is on its way.

@@ -166,10 +166,25 @@ fn unreachable_redis() -> weir_config::quota::Redis {
     }
 }
 
+/// A Redis that takes connections and never answers: the link stays up (no command has failed)
+/// and the first fetch stays on its way for the whole test.
+fn silent_redis() -> (std::net::TcpListener, weir_config::quota::Redis) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("redis://{}/", listener.local_addr().expect("addr"));
+    let cfg = weir_config::quota::Redis {
+        url,
+        timeout: weir_config::Dur::secs(60),
+    };
+    (listener, cfg)
+}
+
 fn cluster(yaml: &str) -> Arc<LimitShared> {
-    let cfg = unreachable_redis();
-    let link = RedisLink::start(&cfg).expect("link");
-    Arc::new(LimitShared::new(&limit(yaml), Some(&cfg), Some(link)))
+    cluster_on(&unreachable_redis(), yaml)
+}
+
+fn cluster_on(cfg: &weir_config::quota::Redis, yaml: &str) -> Arc<LimitShared> {
+    let link = RedisLink::start(cfg).expect("link");
+    Arc::new(LimitShared::new(&limit(yaml), Some(cfg), Some(link)))
 }
 
 fn wait_down(l: &LimitShared) {
@@ -224,4 +239,58 @@ fn cluster_pools_fail_open_up_to_the_whole_limit() {
         "this process alone holds requests to the whole limit"
     );
     assert!(l.stats.fail_open.load(Relaxed) >= 19);
+}
+
+/// What bounds a cluster limit's overshoot: a pool lends at most one chunk ahead of a Redis that
+/// answers. Past that chunk, a Redis merely *behind* (up, no error, its fetch not answered yet:
+/// a loaded box) gets the limit's fail rule like an unreachable one: a fail-open limit lends on,
+/// one fail-open lease at a time, and counts each; a fail-closed one refuses. So units lent past
+/// what Redis granted are at most one chunk plus the fail-open leases' units.
+#[test]
+fn a_pool_behind_redis_lends_one_chunk_ahead_then_follows_its_fail_rule() {
+    let (_silent, cfg) = silent_redis();
+    let open = cluster_on(
+        &cfg,
+        "{ name: o, requests: 100, per: minute, scope: cluster, cluster_lease: 4, lease: 1 }",
+    );
+    let closed = cluster_on(
+        &cfg,
+        "{ name: c, requests: 100, per: minute, scope: cluster, cluster_lease: 4, lease: 1, on_redis_error: closed }",
+    );
+    let now = crate::window::now_ms();
+    let w = crate::window::bounds(open.window, now / 1000);
+    for l in [&open, &closed] {
+        for _ in 0..4 {
+            assert_eq!(l.take("k", w, 1, 1, 0, (0, 0), now).map(|g| g.units), Ok(1));
+        }
+        assert_eq!(
+            l.stats.fail_open.load(Relaxed),
+            0,
+            "one chunk ahead is no fail-open"
+        );
+    }
+    for _ in 0..6 {
+        assert_eq!(
+            open.take("k", w, 1, 1, 0, (0, 0), now).map(|g| g.units),
+            Ok(1)
+        );
+    }
+    assert_eq!(
+        closed.take("k", w, 1, 1, 0, (0, 0), now),
+        Err(Refusal::Unavailable)
+    );
+    for l in [&open, &closed] {
+        assert!(
+            l.link.as_ref().is_some_and(|k| k.up()),
+            "Redis counts as up"
+        );
+        assert_eq!(l.stats.redis_errors.load(Relaxed), 0);
+    }
+    assert_eq!(open.stats.fail_open.load(Relaxed), 6);
+    let e = &open.entries(now / 1000)[0].entry;
+    assert_eq!(
+        (e.unsynced + e.in_flight, e.avail),
+        (4 + 6, 0),
+        "lent past Redis's grants: one chunk plus the fail-open leases"
+    );
 }
