@@ -11,13 +11,14 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)   # RSA test keys (tls
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)   # HTTP/2 load (tests/tests/h2.rs)
 # The C example plugin (plugins/examples/c_add_header): clang, wasm-ld, wasi-libc, compiler-rt.
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 command -v wasm-ld >/dev/null 2>&1 || command -v wasm-ld-14 >/dev/null 2>&1 || need_apt+=(lld)
 [ -d /usr/include/wasm32-wasi ] || [ -d /usr/share/wasi-sysroot ] || need_apt+=(wasi-libc)
 ls /usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
   || need_apt+=(libclang-rt-14-dev-wasm32)
-if ! python3 -c 'import openai, anthropic, pytest' >/dev/null 2>&1 \
+if ! python3 -c 'import openai, anthropic, pytest, grpc, grpc_tools, h2' >/dev/null 2>&1 \
    && ! python3 -m pip --version >/dev/null 2>&1; then
   need_apt+=(python3-pip)
 fi
@@ -34,6 +35,12 @@ fi
 if ! python3 -c 'import openai, anthropic, pytest' >/dev/null 2>&1; then
   python3 -m pip install -q 'openai>=3,<4' 'anthropic>=2,<3' pytest \
     || python3 -m pip install -q --break-system-packages 'openai>=3,<4' 'anthropic>=2,<3' pytest
+fi
+# The gRPC and HTTP/2 tests: a Python gRPC echo service and client (tests/grpc, grpcio with
+# grpcio-tools to generate its stubs at test time) and raw HTTP/2 frames (tests/h2, h2 + hpack).
+if ! python3 -c 'import grpc, grpc_tools, h2' >/dev/null 2>&1; then
+  python3 -m pip install -q 'grpcio>=1.60' 'grpcio-tools>=1.60' 'h2>=4,<5' \
+    || python3 -m pip install -q --break-system-packages 'grpcio>=1.60' 'grpcio-tools>=1.60' 'h2>=4,<5'
 fi
 # The Debian prometheus package starts a server; the tests need only its promtool.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
