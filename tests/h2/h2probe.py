@@ -12,12 +12,16 @@ exchange ran (whatever the server did), 2 on a usage or environment error.
 --timeout: the bound on the whole command (default 20 s); every wait is bounded by it.
 
 Commands (all on one connection unless said otherwise):
-  get --path P [--header K:V ...]  one GET: status, headers, body length
+  get --path P [--header K:V ...]  one GET: status, headers, body length; --window W: our
+      [--window W] [--check-pattern] windows (a small one makes the server wait for our
+                                   WINDOW_UPDATEs); --check-pattern: is it the mock's /bytes body
   streams --count N                N GETs of /bytes/SIZE (sizes vary up to ~70 KB), as many in
                                    flight as the server's SETTINGS_MAX_CONCURRENT_STREAMS
                                    allows; bodies checked against the mock's pattern; reports
                                    the server's settings and connection window
   sse --path P                     a streamed response: each SSE event's data and arrival time
+  sse-cancel --path P [--events N] RST_STREAM (CANCEL) after N events, then a GET on the same
+                                   connection
   refused --count N --path P       N requests opened at once after the SETTINGS exchange, not
                                    caring about the server's stream limit: each one's status or
                                    RST_STREAM code
@@ -173,12 +177,13 @@ class Client:
         return evs
 
 
-def one_get(a, path, headers=()):
-    c = Client(a)
+def one_get(a, path, headers=(), window=1 << 24, keep_body=False):
+    c = Client(a, window)
     sid = c.conn.get_next_available_stream_id()
     c.conn.send_headers(sid, request_headers(a, "GET", path, headers), end_stream=True)
     c.flush()
     out = {"status": None, "headers": {}, "body_len": 0}
+    body = bytearray()
     done = False
     while not done and not c.closed:
         for ev in c.events():
@@ -189,6 +194,8 @@ def one_get(a, path, headers=()):
                 out["status"] = int(out["headers"].get(":status", 0))
             elif isinstance(ev, h2.events.DataReceived):
                 out["body_len"] += len(ev.data)
+                if keep_body:
+                    body += ev.data
             elif isinstance(ev, h2.events.StreamReset):
                 out["reset"] = int(ev.error_code)
                 done = True
@@ -196,16 +203,69 @@ def one_get(a, path, headers=()):
                 done = True
     if not done:
         out["error"] = f"connection closed (GOAWAY {c.goaway})"
+    if keep_body:
+        out["pattern_ok"] = pattern_ok(body)
     c.sock.close()
     return out
 
 
 def cmd_get(a):
-    return one_get(a, a.path, [tuple(h.split(":", 1)) for h in a.header])
+    headers = [tuple(h.split(":", 1)) for h in a.header]
+    m0 = mem(a.pid)
+    out = one_get(a, a.path, headers, window=a.window, keep_body=a.check_pattern)
+    out.update(mem_before=m0, mem_after=mem(a.pid))
+    return out
+
+
+def cmd_sse_cancel(a):
+    c = Client(a)
+    sid = c.conn.get_next_available_stream_id()
+    c.conn.send_headers(sid, request_headers(a, "GET", a.path, [("accept", "text/event-stream")]), end_stream=True)
+    c.flush()
+    out = {"status": None, "events_before_cancel": 0}
+    buf = b""
+    while out["events_before_cancel"] < a.events and not c.closed:
+        for ev in c.events():
+            if getattr(ev, "stream_id", None) != sid:
+                continue
+            if isinstance(ev, h2.events.ResponseReceived):
+                out["status"] = int(dict(ev.headers).get(":status", 0))
+            elif isinstance(ev, h2.events.DataReceived):
+                buf += ev.data
+                out["events_before_cancel"] = buf.count(b"\n\n")
+            elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                out["ended_early"] = True
+                return out
+    c.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+    c.flush()
+    # The connection outlives the stream: another request on it.
+    sid2 = c.conn.get_next_available_stream_id()
+    c.conn.send_headers(sid2, request_headers(a, "GET", "/bytes/10"), end_stream=True)
+    c.flush()
+    after = {"status": None, "body_len": 0}
+    done = False
+    while not done and not c.closed:
+        for ev in c.events():
+            if getattr(ev, "stream_id", None) != sid2:
+                continue
+            if isinstance(ev, h2.events.ResponseReceived):
+                after["status"] = int(dict(ev.headers).get(":status", 0))
+            elif isinstance(ev, h2.events.DataReceived):
+                after["body_len"] += len(ev.data)
+            elif isinstance(ev, h2.events.StreamReset):
+                after["reset"] = int(ev.error_code)
+                done = True
+            if isinstance(ev, h2.events.StreamEnded):
+                done = True
+    out["after"] = after
+    out["goaway"] = c.goaway
+    c.sock.close()
+    return out
 
 
 def pattern_ok(body):
-    return all(b == 97 + k % 26 for k, b in enumerate(body))
+    """Whether `body` is the mock's `/bytes/N` body: byte k is b'a' + k % 26."""
+    return bytes(body) == (b"abcdefghijklmnopqrstuvwxyz" * (len(body) // 26 + 1))[: len(body)]
 
 
 def cmd_streams(a):
@@ -651,6 +711,11 @@ def main():
     g = sub.add_parser("get")
     g.add_argument("--path", default="/")
     g.add_argument("--header", action="append", default=[])
+    g.add_argument("--window", type=int, default=1 << 24, help="our stream and connection windows")
+    g.add_argument("--check-pattern", action="store_true", help="is the body the mock's /bytes pattern")
+    sc = sub.add_parser("sse-cancel")
+    sc.add_argument("--path", required=True)
+    sc.add_argument("--events", type=int, default=2, help="cancel after this many events")
     s = sub.add_parser("streams")
     s.add_argument("--count", type=int, default=100)
     e = sub.add_parser("sse")
@@ -677,6 +742,7 @@ def main():
         "get": cmd_get,
         "streams": cmd_streams,
         "sse": cmd_sse,
+        "sse-cancel": cmd_sse_cancel,
         "refused": cmd_refused,
         "big-headers": cmd_big_headers,
         "rapid-reset": cmd_rapid_reset,
