@@ -131,6 +131,12 @@ pub fn handle<'a>(
         if let Some(rw) = &route.rewrite {
             rw.apply(&mut head);
         }
+        if cluster.is_h2() {
+            // An HTTP/2 cluster (gRPC): its own exchange, boxed off the HTTP/1.1 path.
+            let h2 =
+                crate::h2_upstream::proxy(scope, d, &mut ctx, &mut filters, head, route, cluster);
+            return Box::pin(h2).await;
+        }
         let upgrade = head.upgrade.is_some();
         // The connection's scratch buffer for upstream heads: no allocation per request.
         let mut up_head = std::mem::take(&mut d.up_out);

@@ -18,6 +18,7 @@ mod ai_metrics;
 mod callout;
 mod conn;
 mod forward;
+mod h2_upstream;
 mod http2;
 mod io;
 mod l4;

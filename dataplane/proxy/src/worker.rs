@@ -44,6 +44,8 @@ pub struct Worker {
     /// Read buffers for upstream responses, reused request after request: a fresh one costs two
     /// allocations (the buffer, and its shared header once the head is split off).
     bufs: RefCell<Vec<BytesMut>>,
+    /// HTTP/2 upstream connections of this core (`protocol: h2` clusters).
+    pub h2_pool: crate::h2_upstream::H2Pool,
 }
 
 /// Most spare read buffers a core keeps.
@@ -65,6 +67,7 @@ impl Worker {
             last_end: Cell::new(Instant::now()),
             log: RefCell::new(Vec::with_capacity(LOG_FLUSH_BYTES)),
             bufs: RefCell::new(Vec::new()),
+            h2_pool: Default::default(),
         }
     }
 

@@ -81,7 +81,8 @@ impl Connector {
                 .map_err(Error::Config)?,
             _ => return Err(Error::ClientAuthIncomplete),
         };
-        // HTTP/1.1 is what the proxy speaks upstream; a server that would pick h2 must not.
+        // HTTP/1.1 is what the proxy speaks upstream unless the cluster says h2
+        // ([`Connector::for_h2`]); a server that would pick h2 must not.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let sni = opts.sni.as_deref().map(server_name).transpose()?;
         let config = Arc::new(config);
@@ -90,6 +91,18 @@ impl Connector {
             config,
             sni,
         })
+    }
+
+    /// The same config offering only `h2` by ALPN (a cluster with `protocol: h2`).
+    pub fn for_h2(&self) -> Connector {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = Arc::new(config);
+        Connector {
+            connector: monoio_rustls::TlsConnector::from(config.clone()),
+            config,
+            sni: self.sni.clone(),
+        }
     }
 
     /// The name a connection to `host` is made under: the `sni` override, or `host` itself

@@ -125,6 +125,16 @@ impl Cluster {
         }
     }
 
+    /// The connect timeout (a TCP connect, a TLS handshake; an h2 handshake too).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Whether the endpoints speak HTTP/2 (`protocol: h2`).
+    pub fn is_h2(&self) -> bool {
+        self.shared.config.protocol == weir_config::UpstreamProtocol::H2
+    }
+
     /// What consistent hashing hashes, if this cluster uses it.
     pub fn hash_on(&self) -> Option<&HashOn> {
         self.lb.hash_on()

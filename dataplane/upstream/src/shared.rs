@@ -109,7 +109,10 @@ impl SharedCluster {
             .collect::<Result<Vec<_>>>()?;
         let tls = match &config.tls {
             Some(t) => {
-                let c = connector(t).map_err(Error::TlsConfig)?;
+                let mut c = connector(t).map_err(Error::TlsConfig)?;
+                if config.protocol == weir_config::UpstreamProtocol::H2 {
+                    c = c.for_h2();
+                }
                 for e in &endpoints {
                     c.server_name(weir_tls::host_of(&e.address))
                         .map_err(Error::TlsConfig)?;
