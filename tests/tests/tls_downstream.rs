@@ -303,15 +303,15 @@ fn bad_files_fail_the_start() {
         );
     }
     drop(other_cert);
-    // `h2` is not served yet: refused rather than advertised.
+    // A protocol that is not served (`h3`): refused rather than advertised.
     let err = Gateway::new()
         .listener_yaml(&tls_yaml(
             &[(pki.server_cert(), pki.server_key())],
-            ", alpn: [h2, http/1.1]",
+            ", alpn: [h3, http/1.1]",
         ))
         .route("{ name: r, direct_response: { status: 200 } }")
         .try_start()
-        .expect_err("h2 in alpn is refused");
+        .expect_err("h3 in alpn is refused");
     assert!(err.stderr.contains("alpn"), "{}", err.stderr);
 }
 

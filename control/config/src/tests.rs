@@ -321,7 +321,7 @@ fn listener_tls_is_checked() {
     let c = parse(&ok, "t.yaml").expect("valid");
     let tls = c.listeners[0].tls.as_ref().expect("tls");
     assert_eq!(tls.min_version, crate::TlsVersion::Tls13);
-    assert_eq!(tls.alpn, ["http/1.1"]);
+    assert_eq!(tls.alpn, ["h2", "http/1.1"]);
     assert!(tls.session_tickets);
     let ca = tls.client_auth.as_ref().expect("client_auth");
     assert_eq!(ca.mode, crate::ClientAuthMode::Optional);
@@ -354,7 +354,7 @@ fn listener_tls_is_checked() {
             "no PRIVATE KEY",
         ),
         (
-            cert("ca.pem", "key.pem", ", alpn: [h2]"),
+            cert("ca.pem", "key.pem", ", alpn: [spdy/3]"),
             "listeners[0].tls.alpn[0]",
             "not served",
         ),
@@ -385,4 +385,41 @@ fn listener_tls_is_checked() {
         }
         assert!(p[0].message.contains(message), "{yaml}: {p:?}");
     }
+}
+
+#[test]
+fn http2_limits_and_cluster_protocol_are_checked() {
+    let ok = "listeners:\n  - name: l\n    address: 127.0.0.1:1\n    http2: { max_concurrent_streams: 64, initial_stream_window: 1MiB }\n    routes: [{ name: r, cluster: g }]\nclusters:\n  - { name: g, protocol: h2, endpoints: [\"127.0.0.1:2\"] }\n";
+    let c = crate::parse(ok, "t.yaml").expect("valid");
+    assert_eq!(c.listeners[0].http2.max_concurrent_streams, 64);
+    assert_eq!(c.listeners[0].http2.initial_stream_window.0, 1 << 20);
+    assert!(c.listeners[0].http2.enabled);
+    assert_eq!(c.clusters[0].protocol, crate::UpstreamProtocol::H2);
+    for (bad, field) in [
+        (
+            "max_concurrent_streams: 0",
+            "listeners[0].http2.max_concurrent_streams",
+        ),
+        (
+            "initial_stream_window: 1KiB",
+            "listeners[0].http2.initial_stream_window",
+        ),
+        ("max_frame_size: 1KiB", "listeners[0].http2.max_frame_size"),
+        (
+            "max_header_list_size: 10",
+            "listeners[0].http2.max_header_list_size",
+        ),
+        (
+            "max_pending_resets: 0",
+            "listeners[0].http2.max_pending_resets",
+        ),
+    ] {
+        let y = format!(
+            "listeners:\n  - name: l\n    address: 127.0.0.1:1\n    http2: {{ {bad} }}\n    routes: [{{ name: r, direct_response: {{ status: 200 }} }}]\n"
+        );
+        let p = problems(&y);
+        assert!(p.iter().any(|p| p.field == field), "{bad}: {p:?}");
+    }
+    let unknown = "clusters:\n  - { name: g, protocol: h3, endpoints: [\"127.0.0.1:2\"] }\nlisteners:\n  - { name: l, address: \"127.0.0.1:1\" }\n";
+    assert!(crate::parse(unknown, "t.yaml").is_err());
 }
