@@ -216,7 +216,9 @@ async fn stream(
 }
 
 /// The stream's request body into the request pipe, as HTTP/1.1 (chunked when its length is
-/// unknown). Keeps the pipe open at the end: only the stream's end closes it.
+/// unknown). Keeps the pipe open at the end: only the stream's end closes it. `Err` when the
+/// client broke the stream off; a request path that stopped reading (it answered without the
+/// body) just ends the upload.
 async fn upload(w: &mut PipeWriter, mut body: RecvStream, framing: RequestBody) -> Result<(), ()> {
     if framing == RequestBody::None {
         return Ok(());
@@ -225,7 +227,9 @@ async fn upload(w: &mut PipeWriter, mut body: RecvStream, framing: RequestBody) 
     while let Some(data) = body.data().await {
         let data = data.map_err(|_| ())?;
         let n = data.len();
-        w.ready().await.map_err(|_| ())?;
+        if w.ready().await.is_err() {
+            return Ok(());
+        }
         if framing == RequestBody::Chunked && n > 0 {
             size.clear();
             weir_http::write_chunk_header(&mut size, n);
