@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Interleaved A/B: the CPU cost per request of two systems, measured in alternating rounds.
+
+On a shared machine the cost of a request drifts by more than the differences worth measuring
+(a plugin's few microseconds, a filter's one or two, Weir against the bare pass-through floor).
+Rows measured one after the other, as `harness.py bench` does, carry that drift into their
+difference. Here each round measures A then B (the order alternates from round to round), each
+started afresh, warmed up and measured the same way, so a drift slower than a round cancels in
+the round's difference; the result is the median over rounds of B - A and of B / A, with the
+spread across rounds.
+
+  python3 loadtest/ab.py weir-epoll weir-wasm-epoll      # a Wasm plugin's own cost
+  python3 loadtest/ab.py bare-epoll weir-epoll           # Weir against the floor
+  python3 loadtest/ab.py weir-ai weir-guarded            # key auth + quota on an AI route
+
+The systems are those of `harness.py bench` (envoy, nginx, weir-*, bare-*) and of its `ai` mode
+(weir-ai, weir-guarded, weir-plain; chat completions with the harness's body). The SUT runs alone
+on CPU 0 with one worker, wrk and the upstream mock on CPU 1, exactly as in the harness, whose
+starters and measurement this script reuses. Each round prints both figures and the share of
+CPU others took (`others`): a round with more than 10% is flagged and left out of the medians.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as h  # noqa: E402
+
+AI = ("weir-ai", "weir-guarded", "weir-plain")
+
+
+def start(system: str, args, mock_port: int):
+    """(process, url, wrk keyword arguments) of a started system."""
+    if system in AI:
+        p, url, headers, _ = h.start_ai_sut(system, args, mock_port)
+        lua = os.path.join(h.RUN, "ai-chat.lua")
+        kw = {"script": lua, "path": h.AI_PATH,
+              "env": {"AI_HEADERS": "|".join(f"{k}: {v}" for k, v in headers.items())}}
+        return p, url, kw
+    p, url = h.start_sut(system, args, workers=1, cpu=h.SUT_CPU)
+    return p, url, {}
+
+
+def one(system: str, args, mock, mock_port: int) -> dict:
+    p = None
+    try:
+        p, url, kw = start(system, args, mock_port)
+        h.run_wrk(url, args.warmup, args.conns, **kw)
+        r, out = h.measure(url, args.dur, args.conns, p.pid, mock.pid, **kw)
+        if not r["requests"] or r["non2xx"] or r["socket_errors"]:
+            raise RuntimeError(f"{system}: {r['requests']} requests, {r['non2xx']} non-2xx, "
+                               f"{r['socket_errors_detail']}\n{out}")
+        return r
+    finally:
+        if p:
+            p.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("a", help="the base system")
+    ap.add_argument("b", help="the system compared with it")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--dur", type=int, default=4, help="seconds measured per system per round")
+    ap.add_argument("--warmup", type=int, default=2, help="seconds of warm-up after each start")
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--weir", default=os.environ.get("WEIR", "target/release/weir"))
+    ap.add_argument("--mock", default=os.environ.get("MOCK"))
+    ap.add_argument("--mock-driver", default="epoll", choices=("epoll", "uring", "auto"))
+    ap.add_argument("--weir-driver", default="epoll", choices=("uring", "epoll", "auto"),
+                    help="driver of the ai systems")
+    ap.add_argument("--tls", action="store_true", help="HTTPS, as harness.py --tls")
+    args = ap.parse_args()
+    ai = [s in AI for s in (args.a, args.b)]
+    if any(ai) and not all(ai):
+        raise SystemExit("compare ai systems with ai systems (they need the AI mock and body)")
+    os.makedirs(h.RUN, exist_ok=True)
+    if args.tls:
+        h.make_cert()
+    h.setup(need_envoy="envoy" in (args.a, args.b), need_nginx="nginx" in (args.a, args.b))
+    h.mock_bin(args)
+    if all(ai):
+        with open(os.path.join(h.RUN, "ai-chat.lua"), "w") as f:
+            f.write(h.AI_LUA.format(path=h.AI_PATH, body=h.AI_BODY, n=len(h.AI_BODY), key=h.AI_CLIENT_KEY))
+        mock, mock_port = h.start_ai_mock(args, h.LOAD_CPU)
+    else:
+        mock, mock_port = h.start_mock(args, workers=1, cpu=h.LOAD_CPU), h.UPSTREAM_PORT
+    rounds = []
+    try:
+        for i in range(args.rounds):
+            order = (args.a, args.b) if i % 2 == 0 else (args.b, args.a)
+            got = {s: one(s, args, mock, mock_port) for s in order}
+            ra, rb = got[args.a], got[args.b]
+            noisy = max(h.disturbed(ra), h.disturbed(rb))
+            rounds.append((ra, rb, noisy))
+            print(f"round {i + 1}: {args.a} {ra['us_per_req']:.2f} us/req ({ra['rps']:.0f} rps), "
+                  f"{args.b} {rb['us_per_req']:.2f} us/req ({rb['rps']:.0f} rps), "
+                  f"diff {rb['us_per_req'] - ra['us_per_req']:+.2f}, "
+                  f"others CPU0 {h.fmt(ra['cpu0_others'], 0)}/{h.fmt(rb['cpu0_others'], 0)}% "
+                  f"CPU1 {ra['cpu1_others']:.0f}/{rb['cpu1_others']:.0f}%"
+                  + ("  (!) disturbed, left out" if noisy else ""), flush=True)
+    finally:
+        mock.stop()
+    kept = [(a, b) for a, b, noisy in rounds if not noisy]
+    if not kept:
+        print("every round was disturbed: no result", flush=True)
+        return 1
+    diffs = [b["us_per_req"] - a["us_per_req"] for a, b in kept]
+    ratios = [b["us_per_req"] / a["us_per_req"] for a, b in kept]
+    qa = statistics.median(a["us_per_req"] for a, _ in kept)
+    qb = statistics.median(b["us_per_req"] for _, b in kept)
+    print(f"\n{len(kept)} of {len(rounds)} rounds kept; {args.a} {qa:.2f}, {args.b} {qb:.2f} CPU us/req "
+          f"(medians)")
+    print(f"{args.b} - {args.a}: median {statistics.median(diffs):+.2f} us/req "
+          f"(rounds {min(diffs):+.2f} .. {max(diffs):+.2f})")
+    print(f"{args.b} / {args.a}: median {statistics.median(ratios):.3f}x "
+          f"(rounds {min(ratios):.3f} .. {max(ratios):.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        h.Proc.stop_all()
