@@ -19,7 +19,8 @@ Commands (all on one connection unless said otherwise):
                                    flight as the server's SETTINGS_MAX_CONCURRENT_STREAMS
                                    allows; bodies checked against the mock's pattern; reports
                                    the server's settings and connection window
-  sse --path P                     a streamed response: each SSE event's data and arrival time
+  sse --path P [--linger S]        a streamed response: each SSE event's data and arrival time;
+                                   then S seconds more on the connection (GOAWAY? closed?)
   sse-cancel --path P [--events N] RST_STREAM (CANCEL) after N events, then a GET on the same
                                    connection
   refused --count N --path P       N requests opened at once after the SETTINGS exchange, not
@@ -320,36 +321,49 @@ def cmd_streams(a):
 
 
 def cmd_sse(a):
-    c = Client(a)
-    sid = c.conn.get_next_available_stream_id()
-    c.conn.send_headers(sid, request_headers(a, "GET", a.path, [("accept", "text/event-stream")]), end_stream=True)
-    c.flush()
-    start = time.monotonic()
+    # Raw frames rather than the h2 library: the library takes a GOAWAY for the end of the
+    # connection, while a draining server sends GOAWAY (and PINGs) and then finishes the open
+    # streams.
+    raw = Raw(a)
+    raw.handshake()
     out = {"status": None, "content_type": None, "events": []}
-    buf = b""
-    done = False
-    while not done and not c.closed:
-        for ev in c.events():
-            if getattr(ev, "stream_id", None) != sid:
-                continue
-            if isinstance(ev, h2.events.ResponseReceived):
-                h = dict(ev.headers)
-                out["status"] = int(h.get(":status", 0))
-                out["content_type"] = h.get("content-type")
-            elif isinstance(ev, h2.events.DataReceived):
-                buf += ev.data
-                at = round((time.monotonic() - start) * 1000, 1)
-                while b"\n\n" in buf:
-                    event, buf = buf.split(b"\n\n", 1)
-                    data = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
-                    out["events"].append({"data": b"\n".join(data).decode(), "at_ms": at})
-            elif isinstance(ev, h2.events.StreamReset):
-                out["reset"] = int(ev.error_code)
-                done = True
-            if isinstance(ev, h2.events.StreamEnded):
-                done = True
-    out["ended"] = done
-    c.sock.close()
+    start = time.monotonic()
+    buf = bytearray()
+
+    def on_data(sid, payload):
+        if sid != 1:
+            return
+        buf.extend(payload)
+        at = round((time.monotonic() - start) * 1000, 1)
+        while b"\n\n" in buf:
+            i = buf.index(b"\n\n")
+            event = bytes(buf[:i])
+            del buf[: i + 2]
+            data = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+            out["events"].append({"data": b"\n".join(data).decode(), "at_ms": at})
+
+    raw.on_data = on_data
+    raw.send(raw.headers(1, request_headers(a, "GET", a.path, [("accept", "text/event-stream")])))
+
+    def finished():
+        st = raw.streams.get(1, {})
+        return st.get("ended") or "reset" in st
+
+    while not finished() and not raw.closed and a.left() > 0:
+        raw.poll(min(0.5, a.left()))
+    st = raw.streams.get(1, {})
+    out["status"] = st.get("status")
+    out["content_type"] = st.get("headers", {}).get("content-type")
+    if "reset" in st:
+        out["reset"] = st["reset"]
+    out["ended"] = bool(st.get("ended"))
+    out["goaways_during_stream"] = list(raw.goaways)
+    # Then keep the connection a while: does the server say GOAWAY, or close it?
+    raw.wait_close(min(a.linger, a.left()))
+    out["goaways"] = raw.goaways
+    out["goaway"] = raw.goaway
+    out["closed"] = raw.closed
+    raw.sock.close()
     return out
 
 
@@ -377,6 +391,8 @@ class Raw:
         self.streams = {}  # sid -> {"status", "reset", "ended"}
         self.pending_block = None  # (sid, flags, bytes) while CONTINUATION frames are due
         self.ping_acks = set()
+        self.goaways = []  # (last stream id, error code) of every GOAWAY, in order
+        self.on_data = None  # called with (sid, payload) for each DATA frame
         self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0, settings))
 
     def send(self, data):
@@ -442,6 +458,8 @@ class Raw:
                 self.send(frame(PING, ACK, 0, payload))
         elif ftype == GOAWAY:
             self.goaway = struct.unpack(">I", payload[4:8])[0] if len(payload) >= 8 else -1
+            last = struct.unpack(">I", payload[:4])[0] & 0x7FFFFFFF if len(payload) >= 4 else -1
+            self.goaways.append((last, self.goaway))
         elif ftype in (HEADERS, CONTINUATION):
             if ftype == HEADERS:
                 if flags & 0x8:  # PADDED
@@ -460,11 +478,14 @@ class Raw:
                 st = self.streams.setdefault(s, {})
                 if ":status" in hdrs and "status" not in st:
                     st["status"] = int(hdrs[":status"])
+                    st["headers"] = hdrs
                 if f & END_STREAM:
                     st["ended"] = True
         elif ftype == DATA:
             st = self.streams.setdefault(sid, {})
             st["data"] = st.get("data", 0) + len(payload)
+            if self.on_data:
+                self.on_data(sid, payload)
             if flags & END_STREAM:
                 st["ended"] = True
             if payload:  # keep the peer's windows open
@@ -720,6 +741,7 @@ def main():
     s.add_argument("--count", type=int, default=100)
     e = sub.add_parser("sse")
     e.add_argument("--path", required=True)
+    e.add_argument("--linger", type=float, default=0.0, help="read on this long after the stream")
     r = sub.add_parser("refused")
     r.add_argument("--count", type=int, default=20)
     r.add_argument("--path", default="/delay/1000")

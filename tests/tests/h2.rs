@@ -69,14 +69,17 @@ fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
 
 /// Runs `h2probe.py --target ADDR --pid PID --timeout 40 ARGS...` and returns its JSON report.
 fn probe(gw: &Gateway, addr: std::net::SocketAddr, tls: Option<&TestPki>, args: &[&str]) -> Value {
+    probe_at(addr, gw.pid(), tls.map(TestPki::ca).as_deref(), args)
+}
+
+/// [`probe`] without a [`Gateway`] at hand (from another thread): its address, pid, CA.
+fn probe_at(addr: std::net::SocketAddr, pid: u32, ca: Option<&Path>, args: &[&str]) -> Value {
     let mut cmd = Command::new("python3");
     cmd.arg(script())
         .args(["--target", &addr.to_string()])
-        .args(["--pid", &gw.pid().to_string(), "--timeout", "40"]);
-    if let Some(pki) = tls {
-        cmd.arg("--ca")
-            .arg(pki.ca())
-            .args(["--server-name", "localhost"]);
+        .args(["--pid", &pid.to_string(), "--timeout", "40"]);
+    if let Some(ca) = ca {
+        cmd.arg("--ca").arg(ca).args(["--server-name", "localhost"]);
     }
     let out = run_limited(cmd.args(args), Duration::from_secs(90));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -385,6 +388,38 @@ both_drivers! {
             (mock.stat("sse_aborted") >= 1).then_some(())
         });
         assert_eq!(mock.stat("sse_completed"), 0);
+    }
+}
+
+both_drivers! {
+    /// Graceful drain with an h2 client: SIGTERM during an SSE stream over h2. The stream gets
+    /// every event and `[DONE]`, the client is told GOAWAY with NO_ERROR (so it opens no new
+    /// stream there), the connection is closed once the stream is done, and `weir` exits 0.
+    fn drain_sends_goaway_and_finishes_the_stream(d) {
+        let mock = MockUpstream::start();
+        let mut gw = Gateway::new()
+            .driver(d)
+            .top_yaml("shutdown: { drain_timeout: 20s }")
+            .cluster("mock", &[mock.endpoint()])
+            .route("{ name: all, cluster: mock }")
+            .start();
+        let (addr, pid) = (gw.addr(), gw.pid());
+        let stream = std::thread::spawn(move || {
+            probe_at(addr, pid, None, &["sse", "--path", "/sse?events=10&interval_ms=200", "--linger", "10"])
+        });
+        wait_until("the stream to start", Duration::from_secs(10), Duration::from_millis(20), || {
+            (mock.stat("sse_started") >= 1).then_some(())
+        });
+        gw.sigterm();
+        let r = stream.join().unwrap();
+        let events = r["events"].as_array().unwrap();
+        assert_eq!(events.len(), 11, "{r}");
+        assert_eq!(events[10]["data"], "[DONE]", "{r}");
+        assert_eq!(r["ended"], true, "{r}");
+        assert_eq!(r["goaway"], 0, "no GOAWAY (NO_ERROR) while draining: {r}");
+        assert_eq!(r["closed"], true, "the connection was kept open after its stream while draining: {r}");
+        let status = gw.wait_exit(Duration::from_secs(15)).unwrap_or_else(|| panic!("weir did not exit after draining:\n{}", gw.stderr()));
+        assert!(status.success(), "exit status {status:?}; stderr:\n{}", gw.stderr());
     }
 }
 
