@@ -1,0 +1,346 @@
+//! gRPC through Weir: a Python echo service (`tests/grpc/server.py`, grpcio) behind a
+//! `protocol: h2` cluster, routed by service and method, called by a Python client
+//! (`tests/grpc/client.py`) that checks unary calls with metadata both ways and binary trailers,
+//! 2 MiB messages, 200 concurrent calls, server streaming (in order, and paced replies arriving one
+//! by one), bidirectional streaming with each message echoed before the next is sent, and a
+//! non-OK status with its message and `grpc-status-details-bin`. Local errors on gRPC requests
+//! (no route, an unreachable cluster, auth, quota) come back as gRPC: HTTP 200, trailers-only,
+//! with `grpc-status` and `grpc-message`, checked frame by frame with the `h2` library because
+//! the gRPC library maps plain HTTP 404/502/401/429 to the same codes. Then TLS: gRPC over a TLS
+//! listener (ALPN h2) and to a TLS upstream.
+//!
+//! Needs `python3` with `grpcio`, `grpcio-tools` and `h2` (`tests/run.sh` installs them); the
+//! stubs are generated from `tests/grpc/echo.proto` into a temp dir at each start.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+use weir_tests::*;
+
+/// The client's checks but `error` (see `upstream_error_status_passes_through`).
+const ALL_BUT_ERROR: &str = "unary,large,many,server-stream,paced-stream,bidi";
+
+/// How long one client script may run (it bounds each call by a 30 s deadline itself).
+const CLIENT_LIMIT: Duration = Duration::from_secs(120);
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("grpc")
+        .join(name)
+}
+
+/// Runs `cmd` (stdin closed) for at most `limit`, killing it when the time is up; panics then with
+/// what it printed.
+fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
+    let dir = TempDir::new("cmd");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                std::fs::read_to_string(&out).unwrap_or_default(),
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap_or_default(),
+        stderr: std::fs::read(&err).unwrap_or_default(),
+    }
+}
+
+/// Fails with the install command when the Python side is missing, rather than with a traceback.
+fn need_python_grpc() {
+    let out = run_limited(
+        Command::new("python3").args(["-c", "import grpc, grpc_tools, h2"]),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "the gRPC tests need python3 with grpcio, grpcio-tools and h2 \
+         (python3 -m pip install grpcio grpcio-tools h2, or run tests/run.sh): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// === the echo server ===
+
+/// `tests/grpc/server.py` on a free port, killed on drop (and stopping by itself if the test
+/// process dies: it exits when its stdin, a pipe held here, closes).
+struct GrpcServer {
+    child: Child,
+    _stdin: ChildStdin,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl GrpcServer {
+    fn start(tls: Option<&TestPki>) -> GrpcServer {
+        need_python_grpc();
+        let dir = TempDir::new("grpc-server");
+        let err_path = dir.path().join("stderr");
+        let mut cmd = Command::new("python3");
+        cmd.arg(script("server.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof"]);
+        if let Some(pki) = tls {
+            cmd.arg("--tls-cert")
+                .arg(pki.server_cert())
+                .arg("--tls-key")
+                .arg(pki.server_key());
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning python3 server.py: {e}"));
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = tx.send(line);
+            let mut sink = String::new();
+            while r.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let Some(port) = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "server.py did not start (first line {line:?}): {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        };
+        GrpcServer {
+            child,
+            _stdin: stdin,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// === the client ===
+
+/// Runs `client.py --target ADDR ARGS...`; panics with its `FAIL` line and output unless it
+/// exits 0. Returns its JSON summary (the last line).
+fn client(target: &str, args: &[&str]) -> serde_json::Value {
+    let out = run_limited(
+        Command::new("python3")
+            .arg(script("client.py"))
+            .args(["--target", target])
+            .args(args),
+        CLIENT_LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let fail = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL"))
+        .unwrap_or("(no FAIL line)");
+    assert!(
+        out.status.success(),
+        "client.py {args:?} exited {:?}: {fail}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+    let last = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("client.py summary {last:?}: {e}"))
+}
+
+/// An `h2` cluster named `grpc` on `server`, with extra keys (`tls: ...`).
+fn h2_cluster(server: &GrpcServer, extra: &str) -> String {
+    format!(
+        "{{ name: grpc, protocol: h2, endpoints: [\"{}\"]{extra} }}",
+        server.endpoint()
+    )
+}
+
+fn tls_listener(pki: &TestPki) -> String {
+    format!(
+        "tls: {{ certificates: [{{ cert: \"{}\", key: \"{}\" }}] }}",
+        pki.server_cert().display(),
+        pki.server_key().display()
+    )
+}
+
+fn hex_digest(key: &str) -> String {
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+both_drivers! {
+    /// The client suite through an h2 cluster, over cleartext h2 (prior knowledge): unary with
+    /// metadata both ways and binary trailers, 2 MiB both ways, 200 concurrent calls, server
+    /// streaming in order and paced, bidi interleaved (the non-OK status: see the next test). The
+    /// method route and the service route each took their calls, and all of it went over one
+    /// upstream connection (one multiplexed connection per endpoint per core).
+    fn grpc_through_an_h2_cluster(d) {
+        let server = GrpcServer::start(None);
+        let gw = Gateway::new()
+            .driver(d)
+            .cluster_yaml(&h2_cluster(&server, ""))
+            .route("{ name: echo-unary, match: { path: { exact: /echo.Echo/Unary } }, cluster: grpc }")
+            .route("{ name: echo, match: { path: { prefix: /echo.Echo/ } }, cluster: grpc }")
+            .start();
+        let summary = client(&gw.addr().to_string(), &["suite", "--only", ALL_BUT_ERROR]);
+        assert_eq!(summary["passed"].as_array().map(Vec::len), Some(6), "{summary}");
+
+        // unary 1 + large 1 + many 200 went by the method route; server-stream, paced-stream
+        // and bidi by the service route.
+        let lines = gw.wait_access_log(205, Duration::from_secs(10), |_| true);
+        let routes = |name: &str| lines.iter().filter(|l| l["route"] == name).count();
+        assert_eq!((routes("echo-unary"), routes("echo")), (202, 3), "{:?}", lines.last());
+        let opened = metric(&gw.metrics(), "weir_upstream_connections_opened_total", &[("cluster", "grpc")]);
+        assert_eq!(opened, Some(1.0), "one multiplexed upstream connection");
+    }
+}
+
+both_drivers! {
+    /// A non-OK status of the upstream reaches the client: code, percent-encoded message,
+    /// `grpc-status-details-bin` and other trailing metadata (grpcio answers an abort
+    /// trailers-only: one HEADERS frame with END_STREAM carrying `grpc-status`).
+    #[ignore = "fails as of 76d537a: an upstream trailers-only answer reaches the client as HEADERS without END_STREAM, then an empty DATA with END_STREAM, so the client reads no status (UNKNOWN)"]
+    fn upstream_error_status_passes_through(d) {
+        let server = GrpcServer::start(None);
+        let gw = Gateway::new()
+            .driver(d)
+            .cluster_yaml(&h2_cluster(&server, ""))
+            .route("{ name: echo, match: { path: { prefix: /echo.Echo/ } }, cluster: grpc }")
+            .start();
+        client(&gw.addr().to_string(), &["suite", "--only", "error"]);
+    }
+}
+
+both_drivers! {
+    /// Local errors on gRPC requests are gRPC answers: HTTP 200, trailers-only, `grpc-status`
+    /// 12 UNIMPLEMENTED for a service no route matches, 14 UNAVAILABLE for a cluster whose only
+    /// endpoint refuses connections; the gRPC library sees the same codes, and the live
+    /// service on the same gateway keeps answering.
+    fn local_errors_are_grpc_statuses(d) {
+        let server = GrpcServer::start(None);
+        let dead = closed_port();
+        let gw = Gateway::new()
+            .driver(d)
+            .cluster_yaml(&h2_cluster(&server, ""))
+            .cluster_yaml(&format!("{{ name: dead, protocol: h2, endpoints: [\"{dead}\"] }}"))
+            .route("{ name: echo, match: { path: { prefix: /echo.Echo/ } }, cluster: grpc }")
+            .route("{ name: dead, match: { path: { prefix: /dead.Dead/ } }, cluster: dead }")
+            .start();
+        let target = gw.addr().to_string();
+        client(&target, &["raw", "--path", "/unknown.Service/Method", "--status", "12"]);
+        client(&target, &["expect-code", "--path", "/unknown.Service/Method", "--code", "12"]);
+        client(&target, &["raw", "--path", "/dead.Dead/Call", "--status", "14"]);
+        client(&target, &["expect-code", "--path", "/dead.Dead/Call", "--code", "14"]);
+        client(&target, &["suite", "--only", "unary,bidi"]);
+    }
+}
+
+both_drivers! {
+    /// The `auth` and `quota` filters on gRPC routes answer in gRPC: no key or a wrong one is
+    /// 16 UNAUTHENTICATED, the right key (as `authorization` metadata) gets through; past a
+    /// one-request limit the call is 8 RESOURCE_EXHAUSTED. Both trailers-only over HTTP 200.
+    fn auth_and_quota_refusals_are_grpc_statuses(d) {
+        let server = GrpcServer::start(None);
+        let key = "grpc-test-key-0123456789";
+        let gw = Gateway::new()
+            .driver(d)
+            .top_yaml(&format!(
+                "consumers: [{{ name: grpc-user, keys: [{{ id: g1, sha256: \"{}\" }}] }}]",
+                hex_digest(key)
+            ))
+            .cluster_yaml(&h2_cluster(&server, ""))
+            .route("{ name: authed, match: { path: { exact: /echo.Echo/Unary } }, cluster: grpc, filters: [{ type: auth, key: { headers: [authorization] } }] }")
+            .route("{ name: limited, match: { path: { exact: /echo.Echo/Fail } }, cluster: grpc, filters: [{ type: quota, limits: [{ name: once, requests: 1, per: 87600h }] }] }")
+            .start();
+        let target = gw.addr().to_string();
+        let good = format!("authorization=Bearer {key}");
+        client(&target, &["raw", "--path", "/echo.Echo/Unary", "--status", "16"]);
+        client(&target, &["--metadata", "authorization=Bearer wrong-key", "expect-code", "--path", "/echo.Echo/Unary", "--code", "16"]);
+        client(&target, &["--metadata", &good, "expect-code", "--path", "/echo.Echo/Unary", "--code", "0"]);
+        client(&target, &["--metadata", &good, "suite", "--only", "unary"]);
+        // Fail with an empty request asks for code 0, which grpcio's abort() turns into 2
+        // UNKNOWN: the upstream's answer, using the one request the limit allows. The next call
+        // is refused by the gateway.
+        client(&target, &["expect-code", "--path", "/echo.Echo/Fail", "--code", "2"]);
+        client(&target, &["raw", "--path", "/echo.Echo/Fail", "--status", "8"]);
+        client(&target, &["expect-code", "--path", "/echo.Echo/Fail", "--code", "8"]);
+    }
+}
+
+both_drivers! {
+    /// gRPC over a TLS listener: ALPN settles on h2 (checked by the raw client), the client
+    /// verifies the test CA, and the suite passes; a local error is still a trailers-only gRPC
+    /// answer.
+    fn grpc_over_a_tls_listener(d) {
+        let pki = TestPki::new();
+        let server = GrpcServer::start(None);
+        let gw = Gateway::new()
+            .driver(d)
+            .listener_yaml(&tls_listener(&pki))
+            .cluster_yaml(&h2_cluster(&server, ""))
+            .route("{ name: echo, match: { path: { prefix: /echo.Echo/ } }, cluster: grpc }")
+            .start();
+        let target = gw.addr().to_string();
+        let ca = pki.ca().display().to_string();
+        let tls = ["--ca", ca.as_str(), "--server-name", "localhost"];
+        client(&target, &[&tls[..], &["suite", "--only", ALL_BUT_ERROR]].concat());
+        client(&target, &[&tls[..], &["raw", "--path", "/unknown.Service/Method", "--status", "12"]].concat());
+    }
+}
+
+both_drivers! {
+    /// gRPC to a TLS upstream: an h2 cluster with `tls: { ca_file }` speaks h2 over TLS (ALPN h2)
+    /// to a server that only speaks TLS.
+    fn grpc_to_a_tls_upstream(d) {
+        let pki = TestPki::new();
+        let server = GrpcServer::start(Some(&pki));
+        let gw = Gateway::new()
+            .driver(d)
+            .cluster_yaml(&h2_cluster(&server, &format!(", tls: {{ ca_file: \"{}\" }}", pki.ca().display())))
+            .route("{ name: echo, match: { path: { prefix: /echo.Echo/ } }, cluster: grpc }")
+            .start();
+        client(&gw.addr().to_string(), &["suite", "--only", "unary,large,server-stream,bidi"]);
+    }
+}
