@@ -455,6 +455,12 @@ async fn exchange(
             ctx_cell.borrow_mut().timings.upstream_first_byte = Some(Instant::now());
             let (parts, mut recv) = resp.into_parts();
             let mut rh = response_head(&parts);
+            // HEADERS that ended the stream (gRPC's trailers-only answer: `grpc-status` in the head):
+            // a bodiless response, so the bridge ends its HEADERS frame with the stream too.
+            let head_only = recv.is_end_stream();
+            if head_only {
+                rh.body = BodyKind::Empty;
+            }
             {
                 let mut c = ctx_cell.borrow_mut();
                 for f in filters_cell.borrow_mut().iter_mut() {
