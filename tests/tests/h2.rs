@@ -659,3 +659,81 @@ both_drivers! {
         still_serves(&gw);
     }
 }
+
+/// Reads HTTP/2 frames from `s` until the peer closes: `(type, stream id)` of each, in order.
+fn frames_until_closed(s: &mut std::net::TcpStream, limit: Duration) -> (Vec<(u8, u32)>, Duration) {
+    use std::io::Read;
+    let start = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    loop {
+        assert!(
+            start.elapsed() < limit,
+            "still open after {limit:?}; frames {frames:?}"
+        );
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => break,
+        }
+        while buf.len() >= 9 {
+            let len = (buf[0] as usize) << 16 | (buf[1] as usize) << 8 | buf[2] as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let id = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            frames.push((buf[3], id));
+            buf.drain(..9 + len);
+        }
+    }
+    (frames, start.elapsed())
+}
+
+both_drivers! {
+    /// An h2 connection with no stream open for `timeouts.idle` is told GOAWAY and closed, counted
+    /// from the end of its last stream (here one GET, answered first); a connection that never
+    /// opened a stream likewise.
+    fn idle_connection_gets_goaway(d) {
+        use std::io::Write;
+        let mock = MockUpstream::start();
+        let gw = proxy_to(d, &mock, "timeouts: { idle: 1s }");
+        // Preface, empty SETTINGS, then HEADERS (END_STREAM | END_HEADERS) on stream 1:
+        // :method GET, :scheme http, :path / (static table), :authority literal.
+        let mut block = vec![0x82, 0x86, 0x84, 0x41, 9];
+        block.extend_from_slice(b"127.0.0.1");
+        let mut req = weir_h2_preface();
+        req.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        req.extend_from_slice(&[0, 0, block.len() as u8, 1, 0x5, 0, 0, 0, 1]);
+        req.extend_from_slice(&block);
+        let mut s = std::net::TcpStream::connect(gw.addr()).unwrap();
+        s.write_all(&req).unwrap();
+        let (frames, took) = frames_until_closed(&mut s, Duration::from_secs(15));
+        let answered = frames.iter().position(|&(t, id)| t == 1 && id == 1).expect("a HEADERS answer on stream 1");
+        let goaway = frames.iter().position(|&(t, _)| t == 7).unwrap_or_else(|| panic!("no GOAWAY: {frames:?}"));
+        assert!(goaway > answered, "GOAWAY before the answer: {frames:?}");
+        assert!(took >= Duration::from_millis(900), "closed after {took:?}, before the idle timeout");
+
+        let mut s = std::net::TcpStream::connect(gw.addr()).unwrap();
+        let mut hello = weir_h2_preface();
+        hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+        s.write_all(&hello).unwrap();
+        let (frames, _) = frames_until_closed(&mut s, Duration::from_secs(15));
+        assert!(frames.iter().any(|&(t, _)| t == 7), "no GOAWAY: {frames:?}");
+        still_serves(&gw);
+    }
+}
+
+fn weir_h2_preface() -> Vec<u8> {
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec()
+}

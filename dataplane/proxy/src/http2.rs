@@ -42,6 +42,8 @@ use crate::worker::Worker;
 const PIPE_LIMIT: usize = 64 << 10;
 /// Largest error body read to make a gRPC answer's `grpc-message`.
 const GRPC_ERROR_BODY: usize = 16 << 10;
+/// How long a client may keep a connection open after GOAWAY once its streams are done.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// How long the preface and the first SETTINGS may take.
 const HANDSHAKE: Duration = Duration::from_secs(10);
 
@@ -89,15 +91,15 @@ pub(crate) async fn serve(
     let open = Rc::new(Cell::new(0usize));
     let mut drain = worker.drained();
     let mut timer = Timer::default();
-    let mut idle_since = Instant::now();
-    let mut closing = false;
+    // The idle timeout counts from the end of the last stream (or the start): the timer is aimed
+    // there, and when it fires with streams open, or a stream ended since, it is aimed again.
+    let last_end = Rc::new(Cell::new(Instant::now()));
+    // Once GOAWAY went out: when the connection is dropped if the client has not closed it (a
+    // client that never acknowledges the PING of the graceful close would hold it forever).
+    let mut close_by: Option<Instant> = None;
     loop {
-        if open.get() == 0 {
-            timer.aim(after(idle_since, idle));
-        } else {
-            idle_since = Instant::now();
-            timer.aim(after(idle_since, idle.max(Duration::from_secs(1))));
-        }
+        let closing = close_by.is_some();
+        timer.aim(close_by.unwrap_or_else(|| after(last_end.get(), idle)));
         let next = std::future::poll_fn(|cx| {
             if let Poll::Ready(r) = conn.poll_accept(cx) {
                 return Poll::Ready(Event::Stream(r));
@@ -105,13 +107,29 @@ pub(crate) async fn serve(
             if !closing && Pin::new(&mut drain).poll(cx).is_ready() {
                 return Poll::Ready(Event::Close);
             }
-            if !closing && open.get() == 0 && timer.poll_expired(cx).is_ready() {
-                return Poll::Ready(Event::Close);
+            if timer.poll_expired(cx).is_ready() {
+                return Poll::Ready(Event::Tick);
             }
             Poll::Pending
         })
         .await;
         match next {
+            Event::Tick => {
+                let now = Instant::now();
+                if closing {
+                    if open.get() == 0 {
+                        tracing::debug!(client = %peer, "HTTP/2 client did not close after GOAWAY: dropped");
+                        break;
+                    }
+                    // Streams still finishing (a drain): look again shortly.
+                    close_by = Some(now + Duration::from_secs(1));
+                } else if open.get() > 0 {
+                    last_end.set(now);
+                } else if now >= after(last_end.get(), idle) {
+                    close_by = Some(now + CLOSE_GRACE);
+                    conn.graceful_shutdown();
+                }
+            }
             Event::Stream(None) => break,
             Event::Stream(Some(Err(e))) => {
                 // A protocol error (a flood, a reset storm, a bad frame): h2 sent GOAWAY.
@@ -130,15 +148,16 @@ pub(crate) async fn serve(
                     req,
                     respond,
                 );
-                let open = open.clone();
+                let (open, last_end) = (open.clone(), last_end.clone());
                 monoio::spawn(async move {
                     task.await;
                     open.set(open.get() - 1);
+                    last_end.set(Instant::now());
                 });
             }
             Event::Close => {
                 // GOAWAY: streams in flight finish, then `poll_accept` ends.
-                closing = true;
+                close_by = Some(Instant::now() + CLOSE_GRACE);
                 conn.graceful_shutdown();
             }
         }
@@ -152,6 +171,8 @@ type Opened = (http::Request<RecvStream>, SendResponse<Bytes>);
 #[allow(clippy::large_enum_variant)]
 enum Event {
     Stream(Option<Result<Opened, h2::Error>>),
+    /// The idle timer fired.
+    Tick,
     Close,
 }
 
