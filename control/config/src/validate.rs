@@ -115,6 +115,12 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
         check_cluster(&mut c, &f, cl);
     }
 
+    let h2_clusters: HashSet<&str> = config
+        .clusters
+        .iter()
+        .filter(|c| c.protocol == UpstreamProtocol::H2)
+        .map(|c| c.name.as_str())
+        .collect();
     let mut names = HashSet::new();
     let mut addrs = HashSet::new();
     if config.listeners.is_empty() {
@@ -156,6 +162,13 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
                 );
             }
             check_route(&mut c, &f, r, &clusters);
+            if r.retry.is_some() && r.cluster.as_deref().is_some_and(|n| h2_clusters.contains(n)) {
+                c.fail(
+                    format!("{f}.retry"),
+                    "requests to a `protocol: h2` cluster are not retried (a gRPC client retries \
+                     by its own policy)",
+                );
+            }
             if let Some(ai) = &r.ai {
                 check_ai_route(&mut c, &format!("{f}.ai"), ai, &config.providers);
             }
@@ -260,6 +273,13 @@ fn check_cluster(c: &mut Checker, f: &str, cl: &Cluster) {
     }
     if cl.connect_timeout.get().is_zero() {
         c.fail(format!("{f}.connect_timeout"), "must be more than 0");
+    }
+    if cl.protocol == UpstreamProtocol::H2 && cl.health_check.is_some() {
+        c.fail(
+            format!("{f}.health_check"),
+            "health checks speak HTTP/1.1, which a `protocol: h2` cluster's servers may not; \
+             rely on `outlier` (passive ejection) for h2 clusters",
+        );
     }
     if let Some(hc) = &cl.health_check {
         if !hc.path.starts_with('/') {
