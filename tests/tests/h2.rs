@@ -240,6 +240,13 @@ both_drivers! {
         // HTTP/1.1 on the same listener.
         let r = gw.get("/bytes/5");
         assert_eq!((r.status(), r.body.as_slice()), (200, &b"abcde"[..]));
+        // The access log tells the two apart.
+        let lines = wait_until("the access log lines", Duration::from_secs(5), Duration::from_millis(50), || {
+            let l = gw.access_log_lines();
+            (l.len() >= 4).then_some(l)
+        });
+        let protocols: Vec<&str> = lines.iter().map(|l| l["protocol"].as_str().unwrap_or("?")).collect();
+        assert_eq!(protocols, ["HTTP/2", "HTTP/2", "HTTP/2", "HTTP/1.1"], "{lines:?}");
     }
 }
 

@@ -422,8 +422,14 @@ fn http2_limits_and_cluster_protocol_are_checked() {
     }
     let hc = "listeners:\n  - name: l\n    address: 127.0.0.1:1\n    routes: [{ name: r, cluster: g, retry: { attempts: 2 } }]\nclusters:\n  - { name: g, protocol: h2, endpoints: [\"127.0.0.1:2\"], health_check: { path: /h } }\n";
     let p = problems(hc);
-    assert!(p.iter().any(|p| p.field == "clusters[0].health_check"), "{p:?}");
-    assert!(p.iter().any(|p| p.field == "listeners[0].routes[0].retry"), "{p:?}");
+    assert!(
+        p.iter().any(|p| p.field == "clusters[0].health_check"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|p| p.field == "listeners[0].routes[0].retry"),
+        "{p:?}"
+    );
     let unknown = "clusters:\n  - { name: g, protocol: h3, endpoints: [\"127.0.0.1:2\"] }\nlisteners:\n  - { name: l, address: \"127.0.0.1:1\" }\n";
     assert!(crate::parse(unknown, "t.yaml").is_err());
 }

@@ -162,7 +162,11 @@ pub fn validate(config: &Config) -> Result<(), Vec<Problem>> {
                 );
             }
             check_route(&mut c, &f, r, &clusters);
-            if r.retry.is_some() && r.cluster.as_deref().is_some_and(|n| h2_clusters.contains(n)) {
+            if r.retry.is_some()
+                && r.cluster
+                    .as_deref()
+                    .is_some_and(|n| h2_clusters.contains(n))
+            {
                 c.fail(
                     format!("{f}.retry"),
                     "requests to a `protocol: h2` cluster are not retried (a gRPC client retries \

@@ -140,6 +140,8 @@ pub struct RequestCtx {
     pub ai: Option<Box<AiInfo>>,
     /// The client connection's TLS session (None on cleartext listeners).
     pub tls: Option<Rc<TlsInfo>>,
+    /// The request came as an HTTP/2 stream (else HTTP/1.x).
+    pub http2: bool,
 }
 
 impl RequestCtx {
@@ -177,6 +179,7 @@ impl RequestCtx {
             error_format: ErrorFormat::Gateway,
             ai: None,
             tls: None,
+            http2: false,
         }
     }
 }

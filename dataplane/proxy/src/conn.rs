@@ -42,6 +42,8 @@ pub struct Downstream {
     drain: SignalWait,
     /// The next head may be the HTTP/2 preface (a cleartext connection's first bytes).
     pub preface_allowed: bool,
+    /// An HTTP/2 stream through its bridge (the request context and access log say so).
+    pub http2: bool,
 }
 
 impl Downstream {
@@ -64,6 +66,7 @@ impl Downstream {
             tls,
             drain,
             preface_allowed: false,
+            http2: false,
         }
     }
 

@@ -80,6 +80,7 @@ pub fn handle<'a>(
     async move {
         let mut ctx = RequestCtx::new(request_id(&head), d.peer, lst.name.clone(), worker.index);
         ctx.tls = d.tls.clone();
+        ctx.http2 = d.http2;
         ctx.method = head.method.clone();
         ctx.target = head.target.clone();
         let route = lst.table.find(&head).map(|ri| &lst.routes[ri]);

@@ -205,6 +205,7 @@ async fn stream(
         tls,
         worker.drained(),
     );
+    d.http2 = true;
     let max_head = worker.state().max_response_head;
     monoio::spawn(async move {
         let _ = serve_http1(&worker, &listener, &mut d).await;

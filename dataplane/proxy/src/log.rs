@@ -33,6 +33,11 @@ pub fn write_line(buf: &mut Vec<u8>, ctx: &RequestCtx) {
     push_str(buf, &ctx.method);
     buf.extend_from_slice(b",\"target\":");
     push_str(buf, &ctx.target);
+    buf.extend_from_slice(if ctx.http2 {
+        b",\"protocol\":\"HTTP/2\""
+    } else {
+        b",\"protocol\":\"HTTP/1.1\""
+    });
     buf.extend_from_slice(b",\"route\":");
     push_opt(buf, ctx.route.as_deref());
     buf.extend_from_slice(b",\"cluster\":");
@@ -262,6 +267,7 @@ mod tests {
         assert_eq!(v["request_id"], "id\"1");
         assert_eq!(v["target"], "/a\nb");
         assert_eq!(v["status"], 200);
+        assert_eq!(v["protocol"], "HTTP/1.1");
         assert!(v["route"].is_null());
         assert!(v["consumer"].is_null() && v["quota_rejected"].is_null());
         ctx.consumer = Some("team-a".into());
