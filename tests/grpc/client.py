@@ -12,8 +12,9 @@ Commands:
                              order), paced-stream (5 replies 200 ms apart arrive one by one),
                              bidi (each message echoed before the next is sent), error (a non-OK
                              status with its message, details and trailing metadata)
-  expect-code --path /svc/Method --code N [--message-contains TEXT]
-                             one unary call with an empty message; its status must be N
+  expect-code --path /svc/Method --code N [--message-contains TEXT] [--size BYTES]
+                             one unary call with an empty message (or one of BYTES); its status
+                             must be N
   raw --path /svc/Method --status N [--message-contains TEXT]
                              one call spoken with the `h2` library, to see what the gRPC library
                              hides: the answer must be HTTP 200, content-type application/grpc,
@@ -236,7 +237,7 @@ def run_expect_code(a, summary):
     with channel(a) as ch:
         call = ch.unary_unary(a.path, request_serializer=None, response_deserializer=None)
         try:
-            _, c = call.with_call(b"", metadata=metadata(a), timeout=DEADLINE)
+            _, c = call.with_call(b"x" * a.size, metadata=metadata(a), timeout=DEADLINE)
             code, details = c.code(), c.details()
         except grpc.RpcError as e:
             code, details = e.code(), e.details()
@@ -338,6 +339,7 @@ def main():
     e.add_argument("--path", required=True)
     e.add_argument("--code", type=int, required=True)
     e.add_argument("--message-contains")
+    e.add_argument("--size", type=int, default=0, help="bytes of the request message")
     r = sub.add_parser("raw")
     r.add_argument("--path", required=True)
     r.add_argument("--status", type=int, required=True)

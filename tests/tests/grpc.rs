@@ -309,6 +309,24 @@ both_drivers! {
 }
 
 both_drivers! {
+    /// A route's body limit holds on an h2 cluster: a message under it is echoed, one over it is
+    /// stopped mid-upload (the upstream stream reset) and answered 8 RESOURCE_EXHAUSTED with the
+    /// limit in the message; the connection goes on serving.
+    fn body_limit_holds_towards_an_h2_cluster(d) {
+        let server = GrpcServer::start(None);
+        let gw = Gateway::new()
+            .driver(d)
+            .cluster_yaml(&h2_cluster(&server, ""))
+            .route("{ name: small, match: { path: { prefix: /echo.Echo/ } }, cluster: grpc, max_body_bytes: 64KiB }")
+            .start();
+        let target = gw.addr().to_string();
+        client(&target, &["expect-code", "--path", "/echo.Echo/Unary", "--code", "0", "--size", "1000"]);
+        client(&target, &["expect-code", "--path", "/echo.Echo/Unary", "--code", "8", "--size", "1000000", "--message-contains", "over the limit"]);
+        client(&target, &["expect-code", "--path", "/echo.Echo/Unary", "--code", "0", "--size", "10"]);
+    }
+}
+
+both_drivers! {
     /// gRPC over a TLS listener: ALPN settles on h2 (checked by the raw client), the client
     /// verifies the test CA, and the suite passes; a local error is still a trailers-only gRPC
     /// answer.

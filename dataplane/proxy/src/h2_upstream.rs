@@ -23,7 +23,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use monoio::io::Splitable;
-use weir_filter::{Filter, ProxyError, RequestCtx, Side};
+use weir_filter::{Action, Filter, ProxyError, RequestCtx, Side};
 use weir_http::{BodyDecoder, BodyKind, Headers, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, Endpoint, SharedCluster};
 
@@ -331,6 +331,14 @@ pub(crate) async fn proxy(
             return fail(scope, d, ctx, filters, pe, &head).await;
         }
     };
+    if head.expect_continue && d.reader.buf().is_empty() {
+        d.out.clear();
+        d.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if d.write_out().await.is_err() {
+            finish(scope, ctx, filters);
+            return false;
+        }
+    }
     cluster.begin(&ep);
     let failed = Cell::new(true);
     let keep = exchange(
@@ -388,13 +396,46 @@ async fn exchange(
                     let bytes = buf.split_to(scan.consumed).freeze();
                     for r in ranges {
                         let piece = bytes.slice(r);
-                        {
+                        let refused = {
                             let mut c = ctx_cell.borrow_mut();
+                            c.request_bytes += piece.len() as u64;
+                            let mut refused = None;
                             for f in filters_cell.borrow_mut().iter_mut() {
-                                let _ = f.on_request_body(&mut c, &piece, false);
+                                match f.on_request_body(&mut c, &piece, false) {
+                                    // A streamed chunk cannot wait (see `Action::Wait`).
+                                    Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
+                                    Ok(Action::Respond(r)) => {
+                                        refused = Some(ProxyError::new(
+                                            r.status,
+                                            "filter_refused_body",
+                                            Side::Downstream,
+                                            String::from_utf8_lossy(&r.body).into_owned(),
+                                        ));
+                                        break;
+                                    }
+                                    Err(e) => {
+                                        refused = Some(e);
+                                        break;
+                                    }
+                                }
                             }
+                            if refused.is_none() && c.request_bytes > route.max_body {
+                                refused = Some(ProxyError::new(
+                                    413,
+                                    "body_too_large",
+                                    Side::Downstream,
+                                    format!(
+                                        "request body is over the limit of {} bytes",
+                                        route.max_body
+                                    ),
+                                ));
+                            }
+                            refused
+                        };
+                        if let Some(e) = refused {
+                            tx.send_reset(h2::Reason::CANCEL);
+                            return Err(e);
                         }
-                        ctx_cell.borrow_mut().request_bytes += piece.len() as u64;
                         crate::http2::send_data(&mut tx, piece)
                             .await
                             .map_err(|()| {
@@ -408,6 +449,15 @@ async fn exchange(
                     }
                     if scan.done {
                         body_read.set(true);
+                        {
+                            let mut c = ctx_cell.borrow_mut();
+                            for f in filters_cell.borrow_mut().iter_mut() {
+                                if let Err(e) = f.on_request_body(&mut c, &[], true) {
+                                    tx.send_reset(h2::Reason::CANCEL);
+                                    return Err(e);
+                                }
+                            }
+                        }
                         let _ = tx.send_data(Bytes::new(), true);
                         return Ok(());
                     }
@@ -466,8 +516,8 @@ async fn exchange(
                 for f in filters_cell.borrow_mut().iter_mut() {
                     match f.on_response_headers(&mut c, &mut rh) {
                         // A response head cannot wait (see `Action::Wait`).
-                        Ok(weir_filter::Action::Continue) | Ok(weir_filter::Action::Wait(_)) => {}
-                        Ok(weir_filter::Action::Respond(r)) => {
+                        Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
+                        Ok(Action::Respond(r)) => {
                             *refused.borrow_mut() = Some(r);
                             return Ok(());
                         }
