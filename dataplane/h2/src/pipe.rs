@@ -46,6 +46,31 @@ pub struct PipeWriter(Rc<RefCell<Shared>>);
 /// The reading end.
 pub struct PipeReader(Rc<RefCell<Shared>>);
 
+/// Ends a pipe's stream from outside its writer ([`PipeWriter::closer`]).
+pub struct PipeCloser(Rc<RefCell<Shared>>);
+
+impl PipeCloser {
+    /// The reader sees the end after what is buffered.
+    pub fn close(&self) {
+        let mut s = self.0.borrow_mut();
+        s.write_closed = true;
+        s.wake_reader();
+    }
+}
+
+/// Closes a pipe's reading end from outside its reader ([`PipeReader::closer`]).
+pub struct ReadCloser(Rc<RefCell<Shared>>);
+
+impl ReadCloser {
+    /// The writer's next write fails; what is buffered is dropped.
+    pub fn close(&self) {
+        let mut s = self.0.borrow_mut();
+        s.read_closed = true;
+        s.buf.clear();
+        s.wake_writer();
+    }
+}
+
 /// A pipe that buffers up to `limit` bytes before its writer waits.
 pub fn pipe(limit: usize) -> (PipeWriter, PipeReader) {
     let s = Rc::new(RefCell::new(Shared {
@@ -99,6 +124,12 @@ impl PipeWriter {
         s.wake_reader();
     }
 
+    /// A handle that ends the stream like [`close`](PipeWriter::close), for a holder of the
+    /// writer elsewhere.
+    pub fn closer(&self) -> PipeCloser {
+        PipeCloser(self.0.clone())
+    }
+
     /// Whether the reader is gone.
     pub fn is_reader_gone(&self) -> bool {
         self.0.borrow().read_closed
@@ -140,6 +171,11 @@ impl PipeReader {
     /// [`poll_chunk`](PipeReader::poll_chunk) as a future.
     pub async fn chunk(&mut self) -> Option<Bytes> {
         std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// A handle that closes the reading end like [`close`](PipeReader::close).
+    pub fn closer(&self) -> ReadCloser {
+        ReadCloser(self.0.clone())
     }
 
     /// Closes the reading end early: the writer's next write fails.

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
+use monoio::io::AsyncWriteRent;
 use weir_filter::TlsInfo;
 use weir_h2::head::{self, RequestBody};
 use weir_h2::pipe::{pipe, PipeReader, PipeWriter};
@@ -207,34 +208,60 @@ async fn stream(
     );
     d.http2 = true;
     let max_head = worker.state().max_response_head;
-    monoio::spawn(async move {
-        let _ = serve_http1(&worker, &listener, &mut d).await;
-        // Ends the response pipe (a close-delimited body ends here).
-        drop(d);
-    });
+    let (closer, resp_closer) = (req_w.closer(), resp_r.closer());
+    // The request path, the upload and the download, driven together by this one task. The
+    // request path goes first in each poll, so what it wrote is read in the same poll; when the
+    // download is done (or the client broke off), the request pipe ends, and the request path's
+    // loop with it (its access-log line is written by then).
     let outcome = {
+        let mut path = std::pin::pin!(async {
+            let _ = serve_http1(&worker, &listener, &mut d).await;
+            // Ends the response pipe (a close-delimited body ends here).
+            let _ = d.writer.shutdown().await;
+        });
         let mut up = std::pin::pin!(upload(&mut req_w, body, framing));
         let mut down = std::pin::pin!(download(resp_r, &mut respond, grpc, is_head, max_head));
-        let mut uploading = true;
+        let (mut path_done, mut uploading) = (false, true);
+        let mut outcome: Option<Result<(), ()>> = None;
         std::future::poll_fn(|cx| {
-            if uploading {
+            if !path_done {
+                path_done = path.as_mut().poll(cx).is_ready();
+            }
+            if outcome.is_none() && uploading {
                 if let Poll::Ready(r) = up.as_mut().poll(cx) {
                     uploading = false;
                     if r.is_err() {
-                        // The client reset the stream or broke its body: the request path sees its
-                        // client gone and cancels the upstream request.
-                        return Poll::Ready(Err(()));
+                        // The client reset the stream or broke its body: the request path sees
+                        // its client gone and cancels the upstream request.
+                        outcome = Some(Err(()));
+                        closer.close();
+                        resp_closer.close();
                     }
                 }
             }
-            down.as_mut().poll(cx)
+            if outcome.is_none() {
+                if let Poll::Ready(r) = down.as_mut().poll(cx) {
+                    outcome = Some(r);
+                    closer.close();
+                    if r.is_err() {
+                        // Reset, or a broken response: the request path's writes fail now.
+                        resp_closer.close();
+                    }
+                }
+                if outcome.is_some() && !path_done {
+                    path_done = path.as_mut().poll(cx).is_ready();
+                }
+            }
+            match outcome {
+                Some(r) if path_done => Poll::Ready(r),
+                _ => Poll::Pending,
+            }
         })
         .await
     };
     if outcome.is_err() {
         respond.send_reset(h2::Reason::CANCEL);
     }
-    // Drops the request pipe: the request path's next read ends, and its loop with it.
 }
 
 /// The stream's request body into the request pipe, as HTTP/1.1 (chunked when its length is
