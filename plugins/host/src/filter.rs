@@ -2,7 +2,7 @@
 //! and the tick timer) and the per-request [`WasmFilter`] that maps the filter phases onto the
 //! Proxy-Wasm HTTP callbacks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -37,6 +37,15 @@ pub struct PluginCore {
     template: Template,
     current: RefCell<Shared>,
     callouts: Option<Rc<dyn Callouts>>,
+    /// The task delivering `proxy_on_queue_ready` runs (started once a queue is registered).
+    listening: Cell<bool>,
+}
+
+impl Drop for PluginCore {
+    fn drop(&mut self) {
+        // Ends the queue task; the queues this core owned go to their next registrant.
+        self.template.ready().close();
+    }
 }
 
 impl PluginCore {
@@ -53,8 +62,10 @@ impl PluginCore {
             template,
             current: RefCell::new(Rc::new(RefCell::new(first))),
             callouts,
+            listening: Cell::new(false),
         });
         core.start_timer();
+        core.listen_to_queues();
         Ok(core)
     }
 
@@ -104,8 +115,10 @@ impl PluginCore {
                 let mut i = inst.borrow_mut();
                 let _ = i.tick();
                 let callouts = std::mem::take(&mut i.store.data_mut().ex.callouts);
+                i.store.data_mut().ex = Default::default();
                 let ms = i.store.data().tick_ms;
                 drop(i);
+                core.listen_to_queues();
                 // Callouts made from the root context answer to it, off any request.
                 for c in callouts {
                     core.spawn_root_callout(c);
@@ -114,6 +127,37 @@ impl PluginCore {
                     return;
                 }
                 period = Duration::from_millis(u64::from(ms));
+            }
+        });
+    }
+
+    /// Once the plugin has registered a shared queue on this core, runs the task that calls
+    /// `proxy_on_queue_ready` on the root context for each queue an enqueue (from any core)
+    /// marked, until the core drops the plugin.
+    fn listen_to_queues(self: &Rc<Self>) {
+        let ready = self.template.ready().clone();
+        if self.listening.get() || !ready.registered() {
+            return;
+        }
+        self.listening.set(true);
+        let weak: Weak<PluginCore> = Rc::downgrade(self);
+        monoio::spawn(async move {
+            while let Some(ids) = ready.next().await {
+                let Some(core) = weak.upgrade() else { return };
+                let Ok(inst) = core.instance() else { continue };
+                for id in ids {
+                    let mut i = inst.borrow_mut();
+                    if i.queue_ready(id).is_err() {
+                        // Counted and logged by the guard; the next notice gets a new instance.
+                        break;
+                    }
+                    let callouts = std::mem::take(&mut i.store.data_mut().ex.callouts);
+                    i.store.data_mut().ex = Default::default();
+                    drop(i);
+                    for c in callouts {
+                        core.spawn_root_callout(c);
+                    }
+                }
             }
         });
     }
@@ -258,6 +302,7 @@ impl WasmFilter {
             fill(ex);
         }
         let res = call(&mut i, self.id);
+        let registered = !self.core.listening.get() && i.store.data().ready.registered();
         let ex = &mut i.store.data_mut().ex;
         drain(ex);
         self.props = std::mem::take(&mut ex.set_props);
@@ -265,6 +310,10 @@ impl WasmFilter {
         let mut callouts = std::mem::take(&mut ex.callouts);
         *ex = Default::default();
         drop(i);
+        if registered {
+            // A queue registered from an HTTP context also reports to the root context.
+            self.core.listen_to_queues();
+        }
         let act = res?;
         if let Some(r) = local {
             return Ok(Outcome::Respond(r));

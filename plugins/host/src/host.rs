@@ -96,8 +96,13 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 abi::log_level::DEBUG
             } else if tracing::enabled!(target: "weir_wasm", tracing::Level::INFO) {
                 abi::log_level::INFO
-            } else {
+            } else if tracing::enabled!(target: "weir_wasm", tracing::Level::WARN) {
                 abi::log_level::WARN
+            } else if tracing::enabled!(target: "weir_wasm", tracing::Level::ERROR) {
+                abi::log_level::ERROR
+            } else {
+                // Nothing is logged: only CRITICAL could be (and goes out as an error).
+                abi::log_level::CRITICAL
             };
             Ok(status_of(write_u32(&mut c, out, level as u32)))
         },
@@ -179,6 +184,9 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         ENV,
         "proxy_get_header_map_pairs",
         |mut c: C<'_>, ty: i32, rp: i32, rs: i32| -> HostResult {
+            if !known_map(ty) {
+                return Ok(Status::BadArgument.code());
+            }
             let Some(pairs) = pairs_of(&c.data().ex, ty) else {
                 return Ok(Status::NotFound.code());
             };
@@ -248,6 +256,9 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         ENV,
         "proxy_get_header_map_size",
         |mut c: C<'_>, ty: i32, out: i32| -> HostResult {
+            if !known_map(ty) {
+                return Ok(Status::BadArgument.code());
+            }
             let Some(pairs) = pairs_of(&c.data().ex, ty) else {
                 return Ok(Status::NotFound.code());
             };
@@ -378,7 +389,8 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_register_shared_queue",
         |mut c: C<'_>, np: i32, nn: i32, out: i32| -> HostResult {
             let name = read_or_fail!(&mut c, np, nn);
-            let id = shared::register(&c.data().plugin.name, &name);
+            let st = c.data();
+            let id = shared::register(&st.plugin.name, &name, &st.ready);
             Ok(status_of(write_u32(&mut c, out, id)))
         },
     )?;
@@ -502,7 +514,13 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         ENV,
         "proxy_set_effective_context",
         |mut c: C<'_>, id: i32| -> HostResult {
-            c.data_mut().effective = id as u32;
+            // Only the contexts alive in this instance. Host calls keep working on the data of
+            // the callback running now (its request or answer), whichever context is effective.
+            let st = c.data_mut();
+            if !st.contexts.contains(&(id as u32)) {
+                return Ok(Status::BadArgument.code());
+            }
+            st.effective = id as u32;
             Ok(Status::Ok.code())
         },
     )?;
@@ -532,6 +550,12 @@ fn valid(name: &[u8], value: &[u8]) -> bool {
             .iter()
             .any(|b| breaks(b) || matches!(b, b' ' | b'\t' | b':'))
         && !value.iter().any(breaks)
+}
+
+/// A map id of the ABI, whether or not that map exists in the callback running now (0–7: the
+/// request's and response's headers and trailers, gRPC metadata, a callout's answer).
+fn known_map(ty: i32) -> bool {
+    (0..=7).contains(&ty)
 }
 
 fn buffer_of(st: &HostState, ty: i32) -> Option<Bytes> {

@@ -13,6 +13,7 @@ use crate::abi::Status;
 use crate::error::{Error, Result};
 use crate::metrics::{self, kind};
 use crate::plugin::Plugin;
+use crate::shared::Ready;
 use crate::state::HostState;
 use crate::{host, wasi};
 
@@ -50,6 +51,8 @@ pub struct Template {
     pre: InstancePre<HostState>,
     plugin: Arc<Plugin>,
     worker: usize,
+    /// The core's queue notices, shared by its successive instances.
+    ready: Arc<Ready>,
 }
 
 impl Template {
@@ -110,6 +113,7 @@ impl Template {
             pre,
             plugin,
             worker,
+            ready: Arc::default(),
         })
     }
 
@@ -118,13 +122,21 @@ impl Template {
         &self.plugin
     }
 
+    /// Where the queues registered by this core's instances report new items.
+    pub fn ready(&self) -> &Arc<Ready> {
+        &self.ready
+    }
+
     /// A new, started instance: `_initialize`/`_start`, the root context, `proxy_on_vm_start`
     /// and `proxy_on_configure` (a `false` from either is an error).
     pub fn instantiate(&self) -> Result<Instance> {
         let name = self.plugin.name.clone();
         let start = |m: String| Error::Start(name.clone(), m);
         let engine = crate::engine::engine()?;
-        let mut store = Store::new(engine, HostState::new(self.plugin.clone(), self.worker));
+        let mut store = Store::new(
+            engine,
+            HostState::new(self.plugin.clone(), self.worker, self.ready.clone()),
+        );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.plugin.deadline_ticks);
@@ -155,6 +167,8 @@ impl Template {
             }
         }
         let root = me.root;
+        me.store.data_mut().contexts.insert(root);
+        me.store.data_mut().effective = root;
         let cc = me.exports.context_create.clone();
         me.guard(|s| cc.call(s, (root as i32, 0))).map_err(fail)?;
         let vm_len = self.plugin.vm_config.len() as i32;
@@ -303,6 +317,7 @@ impl Instance {
         self.next_id = self.next_id.wrapping_add(1).max(2);
         let root = self.root as i32;
         let f = self.exports.context_create.clone();
+        self.store.data_mut().contexts.insert(id);
         self.guard(|s| f.call(s, (id as i32, root)))?;
         Ok(id)
     }
@@ -339,6 +354,7 @@ impl Instance {
 
     /// The end of a context: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
     pub fn finish(&mut self, id: u32) -> Result<(), Failure> {
+        self.store.data_mut().effective = id;
         let (done, log, delete) = (
             self.exports.done.clone(),
             self.exports.log.clone(),
@@ -350,10 +366,12 @@ impl Instance {
         if let Some(f) = log {
             self.guard(|s| f.call(s, id as i32))?;
         }
-        if let Some(f) = delete {
-            self.guard(|s| f.call(s, id as i32))?;
-        }
-        Ok(())
+        let res = match delete {
+            Some(f) => self.guard(|s| f.call(s, id as i32)),
+            None => Ok(()),
+        };
+        self.store.data_mut().contexts.remove(&id);
+        res
     }
 
     /// `proxy_on_tick` on the root context.
@@ -372,6 +390,7 @@ impl Instance {
             return Ok(());
         };
         let root = self.root as i32;
+        self.store.data_mut().effective = self.root;
         self.guard(|s| f.call(s, (root, queue as i32)))
     }
 

@@ -30,17 +30,10 @@ pub fn get(st: &HostState, path: &[u8]) -> Option<Vec<u8>> {
     if let Some((_, v)) = st.ex.set_props.iter().find(|(k, _)| k == path) {
         return Some(v.clone());
     }
-    let segs: Vec<&[u8]> = path
-        .split(|b| *b == 0)
-        .filter(|seg| !seg.is_empty())
-        .collect();
+    let segs = segments(path);
     let p = &st.ex.props;
     let text = |v: &[u8]| Some(v.to_vec());
-    let segs: &[&[u8]] = match segs.as_slice() {
-        [b"weir", rest @ ..] if !rest.is_empty() => rest,
-        other => other,
-    };
-    match segs {
+    match strip_weir(&segs) {
         [b"request", b"path"] => text(&p.target),
         [b"request", b"url_path"] => {
             text(p.target.split(|b| *b == b'?').next().unwrap_or_default())
@@ -75,6 +68,51 @@ pub fn get(st: &HostState, path: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+fn segments(path: &[u8]) -> Vec<&[u8]> {
+    path.split(|b| *b == 0)
+        .filter(|seg| !seg.is_empty())
+        .collect()
+}
+
+fn strip_weir<'a, 'b>(segs: &'a [&'b [u8]]) -> &'a [&'b [u8]] {
+    match segs {
+        [b"weir", rest @ ..] if !rest.is_empty() => rest,
+        other => other,
+    }
+}
+
+/// Whether `path` names one of the gateway's own properties (read-only), whether or not it has a
+/// value in this request: `consumer` stays the gateway's even on a route without auth.
+fn builtin(path: &[u8]) -> bool {
+    let segs = segments(path);
+    matches!(
+        strip_weir(&segs),
+        [
+            b"request",
+            b"path"
+                | b"url_path"
+                | b"query"
+                | b"method"
+                | b"host"
+                | b"scheme"
+                | b"protocol"
+                | b"id"
+        ] | [b"request", b"headers", _]
+            | [b"response", b"code"]
+            | [b"source", b"address" | b"port"]
+            | [b"route_name"]
+            | [b"cluster_name"]
+            | [b"plugin_name"]
+            | [b"plugin_root_id"]
+            | [b"plugin_vm_id"]
+            | [b"consumer"]
+            | [b"model"]
+            | [b"provider"]
+            | [b"tokens", b"input" | b"output"]
+            | [b"worker"]
+    )
+}
+
 fn memchr_q(target: &[u8]) -> usize {
     target
         .iter()
@@ -82,15 +120,10 @@ fn memchr_q(target: &[u8]) -> usize {
         .map_or(target.len(), |i| i + 1)
 }
 
-/// Sets a property for the rest of the request. The gateway's own properties are read-only.
+/// Sets a property for the rest of the request. The gateway's own properties are read-only
+/// (`BadArgument`), as is an empty path.
 pub fn set(st: &mut HostState, path: Vec<u8>, value: Vec<u8>) -> Status {
-    if path.is_empty() {
-        return Status::BadArgument;
-    }
-    let saved = std::mem::take(&mut st.ex.set_props);
-    let builtin = get(st, &path).is_some();
-    st.ex.set_props = saved;
-    if builtin && !st.ex.set_props.iter().any(|(k, _)| *k == path) {
+    if segments(&path).is_empty() || builtin(&path) {
         return Status::BadArgument;
     }
     match st.ex.set_props.iter_mut().find(|(k, _)| *k == path) {

@@ -1,12 +1,14 @@
 //! The data of one instance's `Store`: the plugin, the memory cap, the exchange of the callback
 //! running now, and what the module did wrong.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 
 use crate::context::Exchange;
 use crate::plugin::Plugin;
+use crate::shared::Ready;
 
 /// `Store` data of an instance.
 pub struct HostState {
@@ -20,6 +22,10 @@ pub struct HostState {
     pub ex: Exchange,
     /// The context the plugin runs in (changed by `proxy_set_effective_context`).
     pub effective: u32,
+    /// The contexts alive in this instance: the root one and the HTTP ones not yet finished.
+    pub contexts: HashSet<u32>,
+    /// Where the shared queues this instance registers report new items (its core's).
+    pub ready: Arc<Ready>,
     /// Tick period asked for, ms (0: none).
     pub tick_ms: u32,
     /// The memory cap (the store's resource limiter).
@@ -33,14 +39,16 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// A fresh state for an instance of `plugin` on `worker`.
-    pub fn new(plugin: Arc<Plugin>, worker: usize) -> Self {
+    /// A fresh state for an instance of `plugin` on `worker`, its queues reporting to `ready`.
+    pub fn new(plugin: Arc<Plugin>, worker: usize, ready: Arc<Ready>) -> Self {
         HostState {
             plugin: plugin.clone(),
             memory: None,
             alloc: None,
             ex: Exchange::default(),
             effective: 0,
+            contexts: HashSet::new(),
+            ready,
             tick_ms: 0,
             limiter: MemoryCap {
                 max: plugin_max(&plugin),

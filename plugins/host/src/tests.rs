@@ -1,5 +1,7 @@
 //! The host against `testdata/probe.wat`: header edits, local responses, configuration, shared
-//! data, and each kind of failure confined to its request.
+//! data, and each kind of failure confined to its request; and against `testdata/abi.wat`: the
+//! answers of the other host calls (log level, header map size, properties, contexts, stream
+//! control) and `proxy_on_queue_ready`.
 
 use std::net::SocketAddr;
 
@@ -11,6 +13,7 @@ use weir_http::{HeadLimits, RequestHead};
 use crate::{Plugin, PluginCore, WasmFactory};
 
 const PROBE: &str = include_str!("../testdata/probe.wat");
+const ABI: &str = include_str!("../testdata/abi.wat");
 
 fn config(name: &str, wat: &str) -> weir_config::Plugin {
     let bytes = wat::parse_str(wat).expect("valid wat");
@@ -211,4 +214,236 @@ fn requests_in_flight_on_a_failed_instance_are_not_failed_by_it() {
     let (r, head) = run(&f, None);
     assert!(matches!(r, Ok(Action::Continue)));
     assert_eq!(head.headers.get_str("x-wasm"), Some("on"));
+}
+
+// === abi.wat ===
+
+/// Runs one request through `f`'s request and response headers; both heads as the plugin left
+/// them.
+fn exchange(f: &WasmFactory, raw: &str) -> (RequestHead, weir_http::ResponseHead) {
+    let mut head = request(raw);
+    let mut c = ctx();
+    c.route = Some("api".into());
+    let mut filt = f.create();
+    assert!(matches!(
+        filt.on_request_headers(&mut c, &mut head),
+        Ok(Action::Continue)
+    ));
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-up: 1\r\ncontent-length: 0\r\n\r\n"[..]);
+    let mut resp = weir_http::parse_response(&mut buf, 1 << 16, false)
+        .expect("valid")
+        .expect("complete");
+    assert!(matches!(
+        filt.on_response_headers(&mut c, &mut resp),
+        Ok(Action::Continue)
+    ));
+    filt.on_log(&c);
+    (head, resp)
+}
+
+/// The field `name` the plugin reported.
+fn field<'a>(h: &'a weir_http::Headers, name: &str) -> &'a str {
+    h.get_str(name)
+        .unwrap_or_else(|| panic!("the plugin reported no `{name}`"))
+}
+
+/// Runs `f` on a core's runtime, as the gateway does (abi.wat registers a shared queue at start,
+/// and the core then runs the task that delivers `proxy_on_queue_ready`).
+fn on_core<R>(f: impl FnOnce() -> R) -> R {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(async { f() })
+}
+
+/// Status codes as the plugin reports them (decimal).
+const OK: &str = "0";
+const NOT_FOUND: &str = "1";
+const BAD_ARGUMENT: &str = "2";
+
+#[test]
+fn header_map_size_is_the_serialized_size_of_the_map() {
+    on_core(|| {
+        let f = factory(&config("abi-size", ABI));
+        let raw = "GET /a?b=1 HTTP/1.1\r\nhost: x\r\nx-one: 1\r\nX-Two: zwei\r\n\r\n";
+        // What the plugin sees of that request: pseudo-headers first, then the fields, lower case.
+        let original = request(raw);
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b":authority".to_vec(), original.host.to_vec()),
+            (b":method".to_vec(), original.method.to_vec()),
+            (b":path".to_vec(), original.target.to_vec()),
+            (b":scheme".to_vec(), b"http".to_vec()),
+        ];
+        for h in original.headers.iter() {
+            pairs.push((h.name.to_ascii_lowercase(), h.value.to_vec()));
+        }
+        let expected = crate::abi::encode_map(pairs.iter().map(|(k, v)| (&k[..], &v[..]))).len();
+
+        let (head, resp) = exchange(&f, raw);
+        assert_eq!(field(&head.headers, "x-size-st"), OK);
+        assert_eq!(field(&head.headers, "x-size"), expected.to_string());
+        assert_eq!(field(&head.headers, "x-pairs-len"), expected.to_string());
+        // The spec: an unknown map id is a bad argument.
+        assert_eq!(field(&head.headers, "x-size-bad"), BAD_ARGUMENT);
+        // The response's map (":status" and its fields) the same way.
+        assert_eq!(field(&resp.headers, "x-size-st"), OK);
+        assert_eq!(
+            field(&resp.headers, "x-size"),
+            field(&resp.headers, "x-pairs-len")
+        );
+        assert_ne!(field(&resp.headers, "x-size"), "0");
+    })
+}
+
+#[test]
+fn properties_a_plugin_sets_are_read_back_and_built_ins_are_refused() {
+    on_core(|| {
+        let f = factory(&config("abi-props", ABI));
+        let (head, resp) = exchange(&f, "GET /a HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(field(&head.headers, "x-setprop"), OK);
+        assert_eq!(field(&head.headers, "x-getprop"), OK);
+        assert_eq!(field(&head.headers, "x-prop"), "v1");
+        // Kept for the rest of the request: the response callback reads it.
+        assert_eq!(field(&resp.headers, "x-prop-resp"), "v1");
+        // The gateway's own properties are read-only, with or without a value in this request.
+        assert_eq!(field(&head.headers, "x-set-builtin"), BAD_ARGUMENT);
+        assert_eq!(field(&head.headers, "x-set-unset"), BAD_ARGUMENT);
+        // A new request starts without it (this one does not set it: it only tries a queue
+        // that does not exist).
+        let (head, resp) = exchange(&f, "GET /a HTTP/1.1\r\nhost: x\r\nx-vm: none\r\n\r\n");
+        assert_eq!(field(&head.headers, "x-enq"), NOT_FOUND);
+        assert!(resp.headers.get_str("x-prop-resp").is_none());
+    })
+}
+
+#[test]
+fn the_effective_context_must_be_a_live_one() {
+    on_core(|| {
+        let f = factory(&config("abi-contexts", ABI));
+        let (head, _) = exchange(&f, "GET /a HTTP/1.1\r\nhost: x\r\n\r\n");
+        assert_eq!(field(&head.headers, "x-eff-self"), OK);
+        assert_eq!(field(&head.headers, "x-eff-root"), OK);
+        assert_eq!(field(&head.headers, "x-eff-bad"), BAD_ARGUMENT);
+    })
+}
+
+#[test]
+fn stream_control_and_done_answer_as_the_readme_says() {
+    on_core(|| {
+        let f = factory(&config("abi-stream", ABI));
+        let (head, resp) = exchange(&f, "GET /a HTTP/1.1\r\nhost: x\r\n\r\n");
+        // proxy_done: accepted.
+        assert_eq!(field(&head.headers, "x-done"), OK);
+        // proxy_close_stream: accepted for the HTTP streams, and the request is not reset (it went
+        // on to the response above); an unknown stream type is a bad argument.
+        assert_eq!(field(&head.headers, "x-close"), OK);
+        assert_eq!(field(&head.headers, "x-close-bad"), BAD_ARGUMENT);
+        assert_eq!(resp.status, 200);
+        // The 0.2.0 calls answer as proxy_continue_stream does.
+        assert_eq!(field(&head.headers, "x-cont-req"), OK);
+        assert_eq!(field(&head.headers, "x-cont-resp"), OK);
+        assert_eq!(field(&head.headers, "x-cont-bad"), BAD_ARGUMENT);
+    })
+}
+
+/// A subscriber that enables the `weir_wasm` target up to a level, and nothing else.
+struct MaxLevel(tracing::Level);
+
+impl tracing::Subscriber for MaxLevel {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        m.target() == "weir_wasm" && *m.level() <= self.0
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn log_level_follows_the_weir_wasm_filter() {
+    on_core(|| {
+        let f = factory(&config("abi-log", ABI));
+        for (level, expected) in [
+            (tracing::Level::TRACE, "0"),
+            (tracing::Level::DEBUG, "1"),
+            (tracing::Level::INFO, "2"),
+            (tracing::Level::WARN, "3"),
+            (tracing::Level::ERROR, "4"),
+        ] {
+            let head = tracing::subscriber::with_default(MaxLevel(level), || {
+                exchange(&f, "GET /a HTTP/1.1\r\nhost: x\r\n\r\n").0
+            });
+            assert_eq!(field(&head.headers, "x-log-st"), OK, "{level}");
+            assert_eq!(field(&head.headers, "x-log"), expected, "{level}");
+        }
+    })
+}
+
+/// Waits (on the runtime's timer) until the shared data `key` is not empty; its value.
+async fn shared_value(key: &[u8]) -> Vec<u8> {
+    for _ in 0..400 {
+        if let Some((v, _)) = crate::shared::get(key) {
+            if !v.is_empty() {
+                return v;
+            }
+        }
+        monoio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    panic!("`{}` never set", String::from_utf8_lossy(key));
+}
+
+async fn queue_ready_round() {
+    assert_eq!(
+        crate::shared::set(b"abi-got", b"", 0),
+        crate::abi::Status::Ok
+    );
+    // The owner's root context registers `abi-q` in proxy_on_vm_start.
+    let owner = factory(&config("abi-queue-owner", ABI));
+    let other = factory(&config("abi-queue-other", ABI));
+    let id = crate::shared::resolve("abi-queue-owner", b"abi-q").expect("registered at start");
+    // Another plugin's HTTP context resolves it and enqueues.
+    let (head, _) = exchange(
+        &other,
+        "GET /a HTTP/1.1\r\nhost: x\r\nx-vm: abi-queue-owner\r\n\r\n",
+    );
+    assert_eq!(field(&head.headers, "x-enq"), OK);
+    // The registering root context hears of it and dequeues the item.
+    assert_eq!(shared_value(b"abi-got").await, b"hello");
+    let (ids, _) = crate::shared::get(b"abi-ready").expect("called");
+    assert_eq!(String::from_utf8_lossy(&ids), format!("1/{id}"));
+    assert_eq!(crate::shared::dequeue(id), Err(crate::abi::Status::Empty));
+
+    // From another thread (another core): the owner's core is woken.
+    assert_eq!(
+        crate::shared::set(b"abi-got", b"", 0),
+        crate::abi::Status::Ok
+    );
+    std::thread::spawn(move || crate::shared::enqueue(id, b"from another core"))
+        .join()
+        .expect("thread");
+    assert_eq!(shared_value(b"abi-got").await, b"from another core");
+    assert_eq!(crate::shared::dequeue(id), Err(crate::abi::Status::Empty));
+    drop((owner, other));
+}
+
+#[test]
+fn queue_ready_reaches_the_root_context_that_registered_the_queue() {
+    // On both drivers; the second round also shows a queue whose owner went away (the first
+    // round's core) passing to the next core that registers it.
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("legacy runtime")
+        .block_on(queue_ready_round());
+    if let Ok(mut rt) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        rt.block_on(queue_ready_round());
+    }
 }
