@@ -384,6 +384,71 @@ fn log_level_follows_the_weir_wasm_filter() {
     })
 }
 
+/// Answers every callout with `200` and `ok`, and keeps what it was asked.
+#[derive(Default)]
+struct Canned(std::cell::RefCell<Vec<crate::Callout>>);
+
+impl crate::Callouts for std::rc::Rc<Canned> {
+    fn send(
+        &self,
+        call: crate::Callout,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<crate::CallAnswer, String>>>>
+    {
+        self.0.borrow_mut().push(call);
+        Box::pin(async {
+            Ok(crate::CallAnswer {
+                headers: vec![(
+                    bytes::Bytes::from_static(b":status"),
+                    bytes::Bytes::from_static(b"200"),
+                )],
+                body: bytes::Bytes::from_static(b"ok"),
+            })
+        })
+    }
+}
+
+#[test]
+fn continue_request_resumes_a_request_paused_on_a_callout() {
+    on_core(|| {
+        let canned = std::rc::Rc::new(Canned::default());
+        let plugin = Plugin::build(&config("abi-callout", ABI), None, None).expect("builds");
+        let core =
+            PluginCore::new(plugin, 0, Some(std::rc::Rc::new(canned.clone()))).expect("starts");
+        let f = WasmFactory::new(core);
+        let mut c = ctx();
+        let mut filt = f.create();
+        let mut head = request("GET /a HTTP/1.1\r\nhost: x\r\nx-call: 1\r\n\r\n");
+        let Ok(Action::Wait(w)) = filt.on_request_headers(&mut c, &mut head) else {
+            panic!("the request should wait for the callout");
+        };
+        assert_eq!(field(&head.headers, "x-call-status"), OK);
+        // The callout answers at once; drive it to completion.
+        let waker = std::task::Waker::noop();
+        let mut w = w.0;
+        assert!(w
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+            .is_ready());
+        {
+            let sent = canned.0.borrow();
+            assert_eq!(sent.len(), 1);
+            assert_eq!(sent[0].cluster, "c");
+            assert!(sent[0]
+                .headers
+                .iter()
+                .any(|(k, v)| k == b":path" && v == b"/x"));
+        }
+        // Resumed: proxy_on_http_call_response saw the answer and continued the request.
+        assert!(matches!(
+            filt.on_resume(&mut c, &mut head),
+            Ok(Action::Continue)
+        ));
+        assert_eq!(field(&head.headers, "x-answer"), "1");
+        assert_eq!(field(&head.headers, "x-resumed"), OK);
+        filt.on_log(&c);
+    })
+}
+
 /// Waits (on the runtime's timer) until the shared data `key` is not empty; its value.
 async fn shared_value(key: &[u8]) -> Vec<u8> {
     for _ in 0..400 {

@@ -6,7 +6,10 @@
 ;; name); `proxy_on_queue_ready(root, queue)` dequeues one item and stores it in the shared data
 ;; `abi-got`, and the ids it was called with in `abi-ready` ("<root>/<queue>").
 ;;
-;; `proxy_on_request_headers`, when the request has `x-vm: <plugin>`: resolves that plugin's
+;; `proxy_on_request_headers`, when the request has `x-call`: calls out to cluster `c` (status in
+;; `x-call-status`) and pauses; its `proxy_on_http_call_response` reports the answer's field count
+;; in `x-answer` and resumes the request with `proxy_continue_request` (status in `x-resumed`).
+;; When the request has `x-vm: <plugin>`: resolves that plugin's
 ;; `abi-q`, enqueues `hello` and reports the status (of the resolve if it failed) in `x-enq`, and
 ;; does nothing else. Otherwise it adds to the request:
 ;;   x-log-st, x-log        proxy_get_log_level
@@ -45,6 +48,7 @@
   (import "env" "proxy_enqueue_shared_queue" (func $qenq (param i32 i32 i32) (result i32)))
   (import "env" "proxy_dequeue_shared_queue" (func $qdeq (param i32 i32 i32) (result i32)))
   (import "env" "proxy_set_shared_data" (func $sset (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $bump (mut i32) (i32.const 8192))
   (data (i32.const 1024) "x-log-st")
@@ -78,6 +82,13 @@
   (data (i32.const 1856) "abi-got")
   (data (i32.const 1888) "abi-ready")
   (data (i32.const 1920) "x-prop-resp")
+  ;; the callout's head, serialized: :path /x, :method GET, :authority c
+  (data (i32.const 2048) "\03\00\00\00\05\00\00\00\02\00\00\00\07\00\00\00\03\00\00\00\0a\00\00\00\01\00\00\00:path\00/x\00:method\00GET\00:authority\00c\00")
+  (data (i32.const 2200) "c")
+  (data (i32.const 2208) "x-call")
+  (data (i32.const 2224) "x-resumed")
+  (data (i32.const 2240) "x-call-status")
+  (data (i32.const 2256) "x-answer")
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
     (local $p i32)
@@ -156,6 +167,13 @@
           (then (local.set $st (call $qenq (i32.load (i32.const 232)) (i32.const 1824) (i32.const 5)))))
         (call $report (i32.const 0) (i32.const 1792) (i32.const 5) (local.get $st))
         (return (i32.const 0))))
+    ;; x-call: a callout to cluster `c`, and the request paused until it is answered
+    (if (i32.eqz (call $get (i32.const 0) (i32.const 2208) (i32.const 6) (i32.const 224) (i32.const 228)))
+      (then
+        (call $report (i32.const 0) (i32.const 2240) (i32.const 13)
+          (call $call (i32.const 2200) (i32.const 1) (i32.const 2048) (i32.const 62)
+                      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 248)))
+        (return (i32.const 1))))
     ;; header map sizes, first: the request's own fields
     (call $sizes (i32.const 0))
     ;; log level
@@ -193,6 +211,11 @@
         (drop (call $add (i32.const 2) (i32.const 1920) (i32.const 11) (i32.load (i32.const 240)) (i32.load (i32.const 244))))))
     (call $sizes (i32.const 2))
     (i32.const 0))
+  ;; The callout's answer: the number of its fields in `x-answer`, and the request resumed with the
+  ;; 0.2.0 call (status in `x-resumed`).
+  (func (export "proxy_on_http_call_response") (param i32) (param $token i32) (param $n i32) (param i32) (param i32)
+    (call $report (i32.const 0) (i32.const 2256) (i32.const 8) (local.get $n))
+    (call $report (i32.const 0) (i32.const 2224) (i32.const 9) (call $contreq)))
   (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
   (func (export "proxy_on_log") (param i32))
   (func (export "proxy_on_delete") (param i32))
