@@ -115,6 +115,10 @@ pub struct Props {
     pub target: Bytes,
     /// Response status, once known.
     pub status: u16,
+    /// The request came as an HTTP/2 stream (`request.protocol`).
+    pub http2: bool,
+    /// The client connection is TLS (`request.scheme`).
+    pub tls: bool,
 }
 
 impl Props {
@@ -133,6 +137,8 @@ impl Props {
             method: ctx.method.clone(),
             target: ctx.target.clone(),
             status: ctx.status,
+            http2: ctx.http2,
+            tls: ctx.tls.is_some(),
         }
     }
 }

@@ -44,8 +44,8 @@ pub fn get(st: &HostState, path: &[u8]) -> Option<Vec<u8>> {
         }
         [b"request", b"method"] => text(&p.method),
         [b"request", b"host"] => st.ex.req.as_ref().map(|r| r.host.to_vec()),
-        [b"request", b"scheme"] => Some(s("http")),
-        [b"request", b"protocol"] => Some(s("HTTP/1.1")),
+        [b"request", b"scheme"] => Some(s(if p.tls { "https" } else { "http" })),
+        [b"request", b"protocol"] => Some(s(if p.http2 { "HTTP/2" } else { "HTTP/1.1" })),
         [b"request", b"id"] => p.request_id.as_deref().map(s),
         [b"request", b"headers", name] => {
             let name = std::str::from_utf8(name).ok()?;
