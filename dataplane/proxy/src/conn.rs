@@ -296,7 +296,9 @@ async fn prelude(
     let lst = find_listener(state, listener)?;
     let stats = lst.conn_stats.as_deref();
     let mut early = Vec::new();
-    let mut local = stream.local_addr().unwrap_or(peer);
+    // The address the client connected to: only a `tcp` listener needs it (for the PROXY header
+    // it may send), so a TLS listener's handshake costs no getsockname.
+    let mut local: Option<SocketAddr> = None;
     if let Some(pp) = &lst.proxy_in {
         let ip = peer.ip().to_canonical();
         if !pp.trusted.iter().any(|n| n.contains(&ip)) {
@@ -310,7 +312,7 @@ async fn prelude(
             Ok((h, rest)) => {
                 if let Some((src, dst)) = h.addresses {
                     peer = src;
-                    local = dst;
+                    local = Some(dst);
                 }
                 early = rest;
             }
@@ -324,6 +326,7 @@ async fn prelude(
         }
     }
     if let Some(tcp) = &lst.tcp {
+        let local = local.unwrap_or_else(|| stream.local_addr().unwrap_or(peer));
         crate::l4::serve(worker, listener, tcp, stats, stream, peer, local, early).await;
         return None;
     }

@@ -97,6 +97,10 @@ impl ServerTls {
         config.ignore_client_order = true;
         if opts.session_tickets {
             config.ticketer = ticketer()?;
+            // One ticket per handshake, not rustls's two: a client resumes with one (each
+            // handshake, a resumption too, brings a fresh one), and each costs an encryption and
+            // a record.
+            config.send_tls13_tickets = 1;
         }
         // Replaced per core (`Acceptor`); none in the shared base.
         config.session_storage = Arc::new(NoServerSessionStorage {});
