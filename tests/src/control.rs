@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{bin_path, wait_until, TempDir};
+use crate::util::{bin_path, TempDir};
 
 /// How long `weir-control` may take to answer on its socket (a debug build on a busy machine).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -311,8 +311,8 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
-/// Runs `cmd` with stdout and stderr captured in files (no pipe to deadlock on), killing it after
-/// `limit`; panics on time-out.
+/// Runs `cmd` (stdin closed) with stdout and stderr captured in files (no pipe to deadlock on);
+/// after `limit` it is killed and this panics with what it printed.
 pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
     let dir = TempDir::new("run");
     let out = dir.path().join("stdout");
@@ -327,17 +327,25 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
         .stderr(create(&err))
         .spawn()
         .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    let status = wait_until(
-        &format!("{cmd:?} to exit"),
-        limit,
-        Duration::from_millis(10),
-        || match child.try_wait() {
-            Ok(Some(st)) => Some(st),
-            Ok(None) => None,
-            Err(e) => panic!("waiting for {cmd:?}: {e}"),
-        },
-    );
     let read = |p: &Path| std::fs::read(p).unwrap_or_default();
+    let start = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) => {}
+            Err(e) => panic!("waiting for {cmd:?}: {e}"),
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                String::from_utf8_lossy(&read(&out)),
+                String::from_utf8_lossy(&read(&err))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     Output {
         status,
         stdout: read(&out),

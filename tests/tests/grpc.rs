@@ -16,9 +16,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::Digest;
 use weir_tests::*;
@@ -35,43 +35,9 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs `cmd` (stdin closed) for at most `limit`, killing it when the time is up; panics then with
-/// what it printed.
-fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
-    let dir = TempDir::new("cmd");
-    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not finish within {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                std::fs::read_to_string(&out).unwrap_or_default(),
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&out).unwrap_or_default(),
-        stderr: std::fs::read(&err).unwrap_or_default(),
-    }
-}
-
 /// Fails with the install command when the Python side is missing, rather than with a traceback.
 fn need_python_grpc() {
-    let out = run_limited(
+    let out = run_bounded(
         Command::new("python3").args(["-c", "import grpc, grpc_tools, h2"]),
         Duration::from_secs(30),
     );
@@ -165,7 +131,7 @@ impl Drop for GrpcServer {
 /// Runs `client.py --target ADDR ARGS...`; panics with its `FAIL` line and output unless it
 /// exits 0. Returns its JSON summary (the last line).
 fn client(target: &str, args: &[&str]) -> serde_json::Value {
-    let out = run_limited(
+    let out = run_bounded(
         Command::new("python3")
             .arg(script("client.py"))
             .args(["--target", target])

@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -29,40 +29,6 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("h2")
         .join("h2probe.py")
-}
-
-/// Runs `cmd` (stdin closed) for at most `limit`, killing it when the time is up; panics then with
-/// what it printed.
-fn run_limited(cmd: &mut Command, limit: Duration) -> Output {
-    let dir = TempDir::new("cmd");
-    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not finish within {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                std::fs::read_to_string(&out).unwrap_or_default(),
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: std::fs::read(&out).unwrap_or_default(),
-        stderr: std::fs::read(&err).unwrap_or_default(),
-    }
 }
 
 // === h2probe.py ===
@@ -81,7 +47,7 @@ fn probe_at(addr: std::net::SocketAddr, pid: u32, ca: Option<&Path>, args: &[&st
     if let Some(ca) = ca {
         cmd.arg("--ca").arg(ca).args(["--server-name", "localhost"]);
     }
-    let out = run_limited(cmd.args(args), Duration::from_secs(90));
+    let out = run_bounded(cmd.args(args), Duration::from_secs(90));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -120,7 +86,7 @@ struct Curl {
 fn curl(args: &[&str], url: &str) -> Curl {
     let dir = TempDir::new("curl");
     let body = dir.path().join("body");
-    let out = run_limited(
+    let out = run_bounded(
         Command::new("curl")
             .args(["-sS", "-v", "--max-time", "30", "-o"])
             .arg(&body)
@@ -294,7 +260,7 @@ both_drivers! {
         assert_eq!((r.code, r.version.as_str()), (200, "1.1"), "{}", r.stderr);
         // curl fails or gets an HTTP/1.1 answer (a 400): either way not an HTTP/2 exchange.
         let plain = gw.listener("plain");
-        let out = run_limited(
+        let out = run_bounded(
             Command::new("curl")
                 .args(["-sS", "--http2-prior-knowledge", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_version}"])
                 .arg(format!("http://{plain}/bytes/3")),
@@ -452,7 +418,7 @@ fn h2load_figures(text: &str) -> Option<(u64, u64, u64, u64, u64, u64)> {
 }
 
 fn h2load(args: &[&str], url: &str) -> String {
-    let out = run_limited(
+    let out = run_bounded(
         Command::new("h2load").args(args).arg(url),
         Duration::from_secs(180),
     );

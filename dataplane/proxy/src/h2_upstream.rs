@@ -256,6 +256,26 @@ fn response_head(parts: &http::response::Parts) -> ResponseHead {
     }
 }
 
+/// The upstream reset the stream (or the connection broke) mid-exchange.
+fn reset_error(e: &h2::Error) -> ProxyError {
+    ProxyError::new(
+        502,
+        "upstream_reset",
+        Side::Upstream,
+        format!("HTTP/2 upstream reset the stream: {e}"),
+    )
+}
+
+/// Nothing came from the upstream for the route's idle timeout.
+fn idle_error() -> ProxyError {
+    ProxyError::new(
+        504,
+        "upstream_idle_timeout",
+        Side::Upstream,
+        "the upstream stopped sending",
+    )
+}
+
 /// Proxies the request to an h2 cluster; returns whether the client connection may be kept.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn proxy(
@@ -485,14 +505,7 @@ async fn exchange(
         let download = async {
             let resp = match within!(timer, first_byte, response) {
                 Some(Ok(r)) => r,
-                Some(Err(e)) => {
-                    return Err(ProxyError::new(
-                        502,
-                        "upstream_reset",
-                        Side::Upstream,
-                        format!("HTTP/2 upstream reset the stream: {e}"),
-                    ))
-                }
+                Some(Err(e)) => return Err(reset_error(&e)),
                 None => {
                     return Err(ProxyError::new(
                         504,
@@ -553,23 +566,9 @@ async fn exchange(
             loop {
                 let data = match monoio::time::timeout(idle, recv.data()).await {
                     Ok(Some(Ok(b))) => b,
-                    Ok(Some(Err(e))) => {
-                        return Err(ProxyError::new(
-                            502,
-                            "upstream_reset",
-                            Side::Upstream,
-                            format!("HTTP/2 upstream reset the stream: {e}"),
-                        ))
-                    }
+                    Ok(Some(Err(e))) => return Err(reset_error(&e)),
                     Ok(None) => break,
-                    Err(_) => {
-                        return Err(ProxyError::new(
-                            504,
-                            "upstream_idle_timeout",
-                            Side::Upstream,
-                            "the upstream stopped sending",
-                        ))
-                    }
+                    Err(_) => return Err(idle_error()),
                 };
                 let _ = recv.flow_control().release_capacity(data.len());
                 {
@@ -599,22 +598,8 @@ async fn exchange(
             }
             let trailers = match monoio::time::timeout(idle, recv.trailers()).await {
                 Ok(Ok(t)) => t,
-                Ok(Err(e)) => {
-                    return Err(ProxyError::new(
-                        502,
-                        "upstream_reset",
-                        Side::Upstream,
-                        format!("HTTP/2 upstream reset the stream: {e}"),
-                    ))
-                }
-                Err(_) => {
-                    return Err(ProxyError::new(
-                        504,
-                        "upstream_idle_timeout",
-                        Side::Upstream,
-                        "the upstream stopped sending",
-                    ))
-                }
+                Ok(Err(e)) => return Err(reset_error(&e)),
+                Err(_) => return Err(idle_error()),
             };
             if chunked {
                 pending.extend_from_slice(b"0\r\n");
