@@ -313,7 +313,7 @@ async fn download(
             Ok(None) => {}
             Err(_) => return Err(()),
         }
-        match next_chunk(&mut r, respond).await? {
+        match next_chunk(&mut r, |cx| respond.poll_reset(cx)).await? {
             Some(c) => buf.extend_from_slice(&c),
             None => return Err(()),
         }
@@ -335,7 +335,7 @@ async fn download(
             if scan.done {
                 break;
             }
-            match next_chunk(&mut r, respond).await? {
+            match next_chunk(&mut r, |cx| respond.poll_reset(cx)).await? {
                 Some(c) => buf.extend_from_slice(&c),
                 None => break,
             }
@@ -378,7 +378,7 @@ async fn download(
                 break;
             }
         }
-        match next_chunk_sending(&mut r, &mut send).await? {
+        match next_chunk(&mut r, |cx| send.poll_reset(cx)).await? {
             Some(c) => {
                 if buf.is_empty() {
                     buf = BytesMut::from(c);
@@ -404,36 +404,17 @@ async fn download(
     Ok(())
 }
 
-/// The next bytes of the response, or the client's reset first (`Err`).
-async fn next_chunk(
+/// The next bytes of the response, or the client's reset first (`Err`): `reset` polls for it on
+/// the stream's response handle, or on its send stream once the head went out.
+async fn next_chunk<R>(
     r: &mut PipeReader,
-    respond: &mut SendResponse<Bytes>,
+    mut reset: impl FnMut(&mut std::task::Context<'_>) -> Poll<R>,
 ) -> Result<Option<Bytes>, ()> {
     std::future::poll_fn(|cx| {
         if let Poll::Ready(c) = r.poll_chunk(cx) {
             return Poll::Ready(Ok(c));
         }
-        match respond.poll_reset(cx) {
-            Poll::Ready(_) => Poll::Ready(Err(())),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
-}
-
-/// [`next_chunk`] once the response head went out.
-async fn next_chunk_sending(
-    r: &mut PipeReader,
-    send: &mut SendStream<Bytes>,
-) -> Result<Option<Bytes>, ()> {
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(c) = r.poll_chunk(cx) {
-            return Poll::Ready(Ok(c));
-        }
-        match send.poll_reset(cx) {
-            Poll::Ready(_) => Poll::Ready(Err(())),
-            Poll::Pending => Poll::Pending,
-        }
+        reset(cx).map(|_| Err(()))
     })
     .await
 }
