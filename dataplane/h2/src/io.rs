@@ -43,8 +43,6 @@ pub struct Io<R, W> {
     wr: WriteSide<W>,
     /// The buffer of the next write (the one in flight owns its own).
     wbuf: Vec<u8>,
-    /// The error of a write that completed after `poll_write` returned: reported next time.
-    werr: Option<io::Error>,
 }
 
 impl<R, W> Io<R, W>
@@ -61,7 +59,6 @@ where
             rpos: 0,
             wr: WriteSide::Idle(write),
             wbuf: Vec::with_capacity(READ_SIZE),
-            werr: None,
         }
     }
 
@@ -79,10 +76,7 @@ where
                 return Poll::Ready(Err(e));
             }
         }
-        match self.werr.take() {
-            Some(e) => Poll::Ready(Err(e)),
-            None => Poll::Ready(Ok(())),
-        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -180,7 +174,6 @@ where
                 this.wbuf = buf;
                 if let Err(e) = r {
                     this.wr = WriteSide::Broken;
-                    this.werr = None;
                     return Poll::Ready(Err(e));
                 }
             }

@@ -130,11 +130,6 @@ impl PipeWriter {
         PipeCloser(self.0.clone())
     }
 
-    /// Whether the reader is gone.
-    pub fn is_reader_gone(&self) -> bool {
-        self.0.borrow().read_closed
-    }
-
     async fn write_from(&mut self, ptr: *const u8, len: usize) -> io::Result<usize> {
         self.ready().await?;
         // SAFETY: `ptr..ptr+len` is the initialized part of a buffer the caller owns for the

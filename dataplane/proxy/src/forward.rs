@@ -1223,6 +1223,48 @@ fn until(deadline: Option<Instant>, from: Instant, d: Duration) -> Instant {
     deadline.map_or(t, |dl| t.min(dl))
 }
 
+/// Shows a piece of the request body to each filter's `on_request_body` until one answers other
+/// than `Continue` (a streamed piece cannot wait: `Wait` counts as `Continue`); that answer.
+pub(crate) fn body_piece_verdict(
+    filters: &mut [Box<dyn Filter>],
+    ctx: &mut RequestCtx,
+    piece: &[u8],
+) -> Option<Result<Action, ProxyError>> {
+    for f in filters.iter_mut() {
+        match f.on_request_body(ctx, piece, false) {
+            Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
+            other => return Some(other),
+        }
+    }
+    None
+}
+
+/// A filter's answer that stops a streamed upload, as the error that answers the request.
+pub(crate) fn refused_body(verdict: Result<Action, ProxyError>) -> ProxyError {
+    match verdict {
+        Err(e) => e,
+        Ok(Action::Respond(r)) => ProxyError::new(
+            r.status,
+            "filter_refused_body",
+            Side::Downstream,
+            String::from_utf8_lossy(&r.body).into_owned(),
+        ),
+        Ok(Action::Continue) | Ok(Action::Wait(_)) => {
+            ProxyError::new(500, "internal", Side::Internal, "filter verdict lost")
+        }
+    }
+}
+
+/// The body's limit on a route, passed.
+pub(crate) fn body_too_large(route: &RouteState) -> ProxyError {
+    ProxyError::new(
+        413,
+        "body_too_large",
+        Side::Downstream,
+        format!("request body is over the limit of {} bytes", route.max_body),
+    )
+}
+
 /// One pass of the body decoder over the client's buffer for a body read whole: each payload
 /// piece is added to `body` and shown to the filters' `on_request_body` until one answers other
 /// than `Continue` (a streamed chunk cannot wait: `Wait` counts as `Continue`). The scan, and that
@@ -1239,15 +1281,7 @@ pub(crate) fn scan_whole(
         .scan(buf, |r| {
             body.extend_from_slice(&buf[r.clone()]);
             if verdict.is_none() {
-                for f in filters.iter_mut() {
-                    match f.on_request_body(ctx, &buf[r.clone()], false) {
-                        Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
-                        other => {
-                            verdict = Some(other);
-                            break;
-                        }
-                    }
-                }
+                verdict = body_piece_verdict(filters, ctx, &buf[r]);
             }
         })
         .map_err(|e| ProxyError::from_codec(&e))?;
@@ -1311,12 +1345,7 @@ async fn buffer_request(
                 _ => {}
             }
             if dec.payload_bytes() > route.max_body {
-                return Err(ProxyError::new(
-                    413,
-                    "body_too_large",
-                    Side::Downstream,
-                    format!("request body is over the limit of {} bytes", route.max_body),
-                ));
+                return Err(body_too_large(route));
             }
             let _ = d.reader.buf().split_to(scan.consumed);
             if scan.done {
@@ -1523,41 +1552,16 @@ async fn send_body(
             let scan = dec
                 .scan(buf, |r| {
                     if verdict.is_none() {
-                        for f in filters.iter_mut() {
-                            match f.on_request_body(ctx, &buf[r.clone()], false) {
-                                // A streamed chunk cannot wait (see `Action::Wait`).
-                                Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
-                                other => {
-                                    verdict = Some(other);
-                                    break;
-                                }
-                            }
-                        }
+                        verdict = body_piece_verdict(filters, ctx, &buf[r]);
                     }
                 })
                 .map_err(|e| AttemptError::Fatal(ProxyError::from_codec(&e)))?;
             ctx.request_bytes = dec.payload_bytes();
             if let Some(v) = verdict {
-                return Err(AttemptError::Fatal(match v {
-                    Err(e) => e,
-                    Ok(Action::Respond(r)) => ProxyError::new(
-                        r.status,
-                        "filter_refused_body",
-                        Side::Downstream,
-                        String::from_utf8_lossy(&r.body).into_owned(),
-                    ),
-                    Ok(Action::Continue) | Ok(Action::Wait(_)) => {
-                        ProxyError::new(500, "internal", Side::Internal, "filter verdict lost")
-                    }
-                }));
+                return Err(AttemptError::Fatal(refused_body(v)));
             }
             if dec.payload_bytes() > route.max_body {
-                return Err(AttemptError::Fatal(ProxyError::new(
-                    413,
-                    "body_too_large",
-                    Side::Downstream,
-                    format!("request body is over the limit of {} bytes", route.max_body),
-                )));
+                return Err(AttemptError::Fatal(body_too_large(route)));
             }
             let piece = d.reader.buf().split_to(scan.consumed).freeze();
             if !piece.is_empty() {

@@ -23,12 +23,15 @@ use std::time::Instant;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use monoio::io::Splitable;
+use smallvec::SmallVec;
 use weir_filter::{Action, Filter, ProxyError, RequestCtx, Side};
 use weir_http::{BodyDecoder, BodyKind, Headers, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, Endpoint, SharedCluster};
 
 use crate::conn::Downstream;
-use crate::forward::{client_gone, fail, finish, Scope};
+use crate::forward::{
+    body_piece_verdict, body_too_large, client_gone, fail, finish, refused_body, Scope,
+};
 use crate::io::{within, BODY_READ};
 use crate::state::RouteState;
 
@@ -43,29 +46,32 @@ struct Conn {
     cluster: Weak<SharedCluster>,
 }
 
-/// The core's h2 upstream connections, by cluster config and endpoint address.
+/// The core's h2 upstream connections, by cluster config and endpoint.
 #[derive(Default)]
 pub struct H2Pool {
-    conns: RefCell<HashMap<(usize, Box<str>), Conn>>,
+    conns: RefCell<HashMap<(usize, usize), Conn>>,
 }
 
 impl H2Pool {
+    /// The key of an endpoint of a cluster config: both addresses of their shared parts (no
+    /// allocation per request). The cluster's `Weak` in the entry keeps its allocation, so an
+    /// address is never reused by a later config while its entry stands.
+    fn key(cluster: &Cluster, ep: &Endpoint) -> (usize, usize) {
+        (
+            Arc::as_ptr(&cluster.shared) as usize,
+            Arc::as_ptr(&ep.shared) as usize,
+        )
+    }
+
     fn get(
         &self,
         cluster: &Cluster,
         ep: &Endpoint,
     ) -> Option<(SendRequest<Bytes>, std::net::SocketAddr)> {
-        let key = (
-            Arc::as_ptr(&cluster.shared) as usize,
-            Box::<str>::from(ep.address()),
-        );
+        let key = Self::key(cluster, ep);
         let mut conns = self.conns.borrow_mut();
         let c = conns.get(&key)?;
-        let same = c
-            .cluster
-            .upgrade()
-            .is_some_and(|s| Arc::ptr_eq(&s, &cluster.shared));
-        if c.alive.get() && same {
+        if c.alive.get() && std::ptr::eq(c.cluster.as_ptr(), Arc::as_ptr(&cluster.shared)) {
             return Some((c.send.clone(), c.peer));
         }
         conns.remove(&key);
@@ -73,10 +79,7 @@ impl H2Pool {
     }
 
     fn put(&self, cluster: &Cluster, ep: &Endpoint, conn: Conn) {
-        let key = (
-            Arc::as_ptr(&cluster.shared) as usize,
-            Box::<str>::from(ep.address()),
-        );
+        let key = Self::key(cluster, ep);
         let mut conns = self.conns.borrow_mut();
         // Connections of configs that are gone.
         conns.retain(|_, c| c.alive.get() && c.cluster.strong_count() > 0);
@@ -409,7 +412,7 @@ async fn exchange(
             loop {
                 if !reader.buf().is_empty() {
                     let buf = reader.buf();
-                    let mut ranges = Vec::new();
+                    let mut ranges: SmallVec<[std::ops::Range<usize>; 4]> = SmallVec::new();
                     let scan = dec
                         .scan(buf, |r| ranges.push(r))
                         .map_err(|e| ProxyError::from_codec(&e))?;
@@ -419,38 +422,14 @@ async fn exchange(
                         let refused = {
                             let mut c = ctx_cell.borrow_mut();
                             c.request_bytes += piece.len() as u64;
-                            let mut refused = None;
-                            for f in filters_cell.borrow_mut().iter_mut() {
-                                match f.on_request_body(&mut c, &piece, false) {
-                                    // A streamed chunk cannot wait (see `Action::Wait`).
-                                    Ok(Action::Continue) | Ok(Action::Wait(_)) => {}
-                                    Ok(Action::Respond(r)) => {
-                                        refused = Some(ProxyError::new(
-                                            r.status,
-                                            "filter_refused_body",
-                                            Side::Downstream,
-                                            String::from_utf8_lossy(&r.body).into_owned(),
-                                        ));
-                                        break;
-                                    }
-                                    Err(e) => {
-                                        refused = Some(e);
-                                        break;
-                                    }
+                            match body_piece_verdict(&mut filters_cell.borrow_mut(), &mut c, &piece)
+                            {
+                                Some(v) => Some(refused_body(v)),
+                                None if c.request_bytes > route.max_body => {
+                                    Some(body_too_large(route))
                                 }
+                                None => None,
                             }
-                            if refused.is_none() && c.request_bytes > route.max_body {
-                                refused = Some(ProxyError::new(
-                                    413,
-                                    "body_too_large",
-                                    Side::Downstream,
-                                    format!(
-                                        "request body is over the limit of {} bytes",
-                                        route.max_body
-                                    ),
-                                ));
-                            }
-                            refused
                         };
                         if let Some(e) = refused {
                             tx.send_reset(h2::Reason::CANCEL);

@@ -29,6 +29,7 @@ use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use monoio::io::AsyncWriteRent;
+use smallvec::SmallVec;
 use weir_filter::TlsInfo;
 use weir_h2::head::{self, RequestBody};
 use weir_h2::pipe::{pipe, PipeReader, PipeWriter};
@@ -358,7 +359,7 @@ async fn download(
     let chunked = resp.body == BodyKind::Chunked;
     loop {
         if !buf.is_empty() {
-            let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
+            let mut ranges: SmallVec<[std::ops::Range<usize>; 4]> = SmallVec::new();
             let scan = dec.scan(&buf, |range| ranges.push(range)).map_err(|_| ())?;
             let bytes = buf.split_to(scan.consumed).freeze();
             if chunked {

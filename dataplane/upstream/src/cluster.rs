@@ -80,6 +80,8 @@ pub struct Cluster {
     idle_timeout: Duration,
     max_connections: usize,
     outlier: Option<weir_config::Outlier>,
+    /// `protocol: h2` (read once per request on the request path, so kept here).
+    h2: bool,
 }
 
 impl Cluster {
@@ -120,6 +122,7 @@ impl Cluster {
             idle_timeout: cfg.pool.idle_timeout.get(),
             max_connections: cfg.pool.max_connections,
             outlier: cfg.outlier.clone(),
+            h2: cfg.protocol == weir_config::UpstreamProtocol::H2,
             endpoints,
             shared,
         }
@@ -132,7 +135,7 @@ impl Cluster {
 
     /// Whether the endpoints speak HTTP/2 (`protocol: h2`).
     pub fn is_h2(&self) -> bool {
-        self.shared.config.protocol == weir_config::UpstreamProtocol::H2
+        self.h2
     }
 
     /// What consistent hashing hashes, if this cluster uses it.
