@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{ring, CryptoProvider};
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
@@ -39,7 +39,7 @@ pub fn pem_certs(path: &Path) -> Vec<CertificateDer<'static>> {
 
 /// A client config for `opts` (keep it to resume sessions: it holds the session cache).
 pub fn tls_client_config(opts: &TlsClientOptions<'_>) -> Arc<ClientConfig> {
-    let provider = Arc::new(ring::default_provider());
+    let provider = Arc::new(aws_lc_rs::default_provider());
     let versions: &[&'static rustls::SupportedProtocolVersion] = if opts.tls12_only {
         &[&rustls::version::TLS12]
     } else {

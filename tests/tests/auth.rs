@@ -317,7 +317,7 @@ impl JwksServer {
             .unwrap();
         let key = PrivateKeyDer::from_pem_file(pki.server_key()).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .unwrap()

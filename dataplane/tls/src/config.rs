@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use monoio::net::TcpStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{ring, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::{aws_lc_rs, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -133,11 +133,11 @@ impl Connector {
     }
 }
 
-/// rustls on *ring*, whatever provider another crate may have installed process-wide.
+/// rustls on aws-lc-rs, whatever provider another crate may have installed process-wide.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(ring::default_provider()))
+        .get_or_init(|| Arc::new(aws_lc_rs::default_provider()))
         .clone()
 }
 

@@ -1,4 +1,4 @@
-//! `weir-tls`: TLS on rustls with the *ring* provider and monoio-rustls streams, towards clients
+//! `weir-tls`: TLS on rustls with the aws-lc-rs provider and monoio-rustls streams, towards clients
 //! (listeners) and towards upstreams (clusters and LLM providers).
 //!
 //! Towards clients:

@@ -132,13 +132,13 @@ impl ServerTls {
     }
 }
 
-/// *ring* with the suites on SHA-256 first (AES-128-GCM, then ChaCha20-Poly1305), those on
+/// aws-lc-rs with the suites on SHA-256 first (AES-128-GCM, then ChaCha20-Poly1305), those on
 /// SHA-384 last: every suite stays available, and a client that offers both gets the cheaper one.
 fn server_provider() -> Arc<rustls::crypto::CryptoProvider> {
     static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| {
-            let mut p = rustls::crypto::ring::default_provider();
+            let mut p = rustls::crypto::aws_lc_rs::default_provider();
             p.cipher_suites.sort_by_key(|s| {
                 use rustls::CipherSuite as C;
                 matches!(
@@ -160,7 +160,7 @@ fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>> {
     if let Some(t) = TICKETER.get() {
         return Ok(t.clone());
     }
-    let t = rustls::crypto::ring::Ticketer::new().map_err(Error::Config)?;
+    let t = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(Error::Config)?;
     Ok(TICKETER.get_or_init(|| t).clone())
 }
 

@@ -128,7 +128,7 @@ enum Behaviour {
 /// A TLS server on 127.0.0.1:0, spawned on the current runtime. `client_ca`: require client
 /// certificates issued by it.
 fn server(pki: &Pki, client_ca: Option<&Path>, behaviour: Behaviour) -> Server {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let certs = load_certs(&pki.path("server.pem")).unwrap();
     let key = provider
         .key_provider

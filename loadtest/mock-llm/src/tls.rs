@@ -31,7 +31,7 @@ const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// The server config of `--tls-cert`/`--tls-key`: that chain and key, ALPN `http/1.1`.
 pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .with_context(|| format!("reading certificates from {}", cert.display()))?;
