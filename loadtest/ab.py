@@ -12,6 +12,7 @@ spread across rounds.
   python3 loadtest/ab.py weir-epoll weir-wasm-epoll      # a Wasm plugin's own cost
   python3 loadtest/ab.py bare-epoll weir-epoll           # Weir against the floor
   python3 loadtest/ab.py weir-ai weir-guarded            # key auth + quota on an AI route
+  python3 loadtest/ab.py envoy weir-epoll --tls --close  # a TLS handshake per request
 
 The systems are those of `harness.py bench` (envoy, nginx, weir-*, bare-*) and of its `ai` mode
 (weir-ai, weir-guarded, weir-plain; chat completions with the harness's body). The SUT runs alone
@@ -41,7 +42,8 @@ def start(system: str, args, mock_port: int):
               "env": {"AI_HEADERS": "|".join(f"{k}: {v}" for k, v in headers.items())}}
         return p, url, kw
     p, url = h.start_sut(system, args, workers=1, cpu=h.SUT_CPU)
-    return p, url, {}
+    # `Connection: close`: a new connection (and with --tls a new handshake) per request.
+    return p, url, ({"script": h.close_lua()} if args.close else {})
 
 
 def one(system: str, args, mock, mock_port: int) -> dict:
@@ -74,10 +76,14 @@ def main() -> int:
     ap.add_argument("--weir-driver", default="epoll", choices=("uring", "epoll", "auto"),
                     help="driver of the ai systems")
     ap.add_argument("--tls", action="store_true", help="HTTPS, as harness.py --tls")
+    ap.add_argument("--close", action="store_true",
+                    help="`Connection: close` on every request: a new connection (and TLS handshake) each")
     args = ap.parse_args()
     ai = [s in AI for s in (args.a, args.b)]
     if any(ai) and not all(ai):
         raise SystemExit("compare ai systems with ai systems (they need the AI mock and body)")
+    if args.close and any(ai):
+        raise SystemExit("--close is for the bench systems")
     os.makedirs(h.RUN, exist_ok=True)
     if args.tls:
         h.make_cert()

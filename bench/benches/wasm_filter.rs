@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use bytes::BytesMut;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use weir_filter::{FilterFactory, RequestCtx};
 use weir_http::{HeadLimits, RequestHead, ResponseHead};
 
@@ -46,7 +46,9 @@ fn run(f: &dyn FilterFactory, ctx: &mut RequestCtx) {
     black_box((req, resp));
 }
 
-fn bench(c: &mut Criterion) {
+/// The plugin's factory (checked to make the edit the Envoy side makes), the native `headers`
+/// filter doing the same edit, and a request context.
+fn setup() -> (Box<dyn FilterFactory>, Box<dyn FilterFactory>, RequestCtx) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm = root.join("plugins/examples/wasm/add_headers.wasm");
     let cfg_json = std::fs::read_to_string(root.join("loadtest/envoy-wasm/add_headers.bench.json"))
@@ -78,6 +80,7 @@ fn bench(c: &mut Criterion) {
     let _ = filt.on_request_headers(&mut ctx, &mut req);
     let _ = filt.on_response_headers(&mut ctx, &mut resp);
     filt.on_log(&ctx);
+    drop(filt);
     assert_eq!(req.headers.get_str("x-plugin"), Some("on"));
     assert!(req.headers.get_str("x-secret").is_none());
     assert_eq!(resp.headers.get_str("x-plugin-resp"), Some("on"));
@@ -87,7 +90,11 @@ fn bench(c: &mut Criterion) {
     )
     .expect("headers config");
     let native = weir_filters::build(&native_cfg).expect("headers filter");
+    (Box::new(factory), native, ctx)
+}
 
+fn bench(c: &mut Criterion) {
+    let (factory, native, mut ctx) = setup();
     let mut g = c.benchmark_group("wasm_filter");
     g.bench_function("heads_only", |b| {
         b.iter(|| {
@@ -95,12 +102,43 @@ fn bench(c: &mut Criterion) {
             black_box(response());
         })
     });
-    g.bench_function("add_headers_wasm", |b| b.iter(|| run(&factory, &mut ctx)));
+    g.bench_function("add_headers_wasm", |b| {
+        b.iter(|| run(factory.as_ref(), &mut ctx))
+    });
     g.bench_function("native_headers", |b| {
         b.iter(|| run(native.as_ref(), &mut ctx))
     });
     g.finish();
 }
 
+/// `WASM_FILTER_REQUESTS=N [WASM_FILTER_ONLY=add_headers_wasm|native_headers]`: runs N requests
+/// through each filter (or the one named) without criterion, for counting instructions under
+/// `valgrind --tool=callgrind` (run it with N and with 0; the difference / N is the instructions
+/// per request, head parsing included).
+fn count_mode(requests: usize) {
+    let (factory, native, mut ctx) = setup();
+    let only = std::env::var("WASM_FILTER_ONLY").ok();
+    for (name, f) in [("add_headers_wasm", &factory), ("native_headers", &native)] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        for _ in 0..requests {
+            run(f.as_ref(), &mut ctx);
+        }
+        println!("{name}: {requests} requests");
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("WASM_FILTER_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        count_mode(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

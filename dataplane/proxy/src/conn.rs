@@ -121,7 +121,8 @@ pub fn spawn(worker: &Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: So
 
 /// Serves one accepted connection until it closes (counted by [`spawn`]).
 async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+    // No `set_nodelay` here: the listening socket has `TCP_NODELAY` (weir-runtime's `adopt`),
+    // and Linux hands it on to every connection accepted from it.
     // What comes before HTTP (a PROXY header, TLS, or a `tcp` listener's proxying) is settled
     // once per connection: a cleartext HTTP listener goes straight to its split.
     let before = {

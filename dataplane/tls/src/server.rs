@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use rustls::server::{NoServerSessionStorage, ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::{HandshakeKind, ProtocolVersion, ServerConfig, ServerConnection};
@@ -236,11 +236,12 @@ impl HandshakeError {
 impl Acceptor {
     /// Runs the server handshake on `tcp` within the handshake timeout. `early`: bytes already
     /// read from the connection (they are the start of the ClientHello).
-    pub async fn accept(
+    pub async fn accept<IO: AsyncReadRent + AsyncWriteRent>(
         &self,
-        mut tcp: TcpStream,
+        mut tcp: IO,
         early: &[u8],
-    ) -> std::result::Result<(ServerStream, SessionInfo), HandshakeError> {
+    ) -> std::result::Result<(monoio_rustls::ServerTlsStream<IO>, SessionInfo), HandshakeError>
+    {
         let mut conn = ServerConnection::new(self.config.clone()).map_err(HandshakeError::tls)?;
         match monoio::time::timeout(self.timeout, handshake(&mut conn, &mut tcp, early)).await {
             Ok(Ok(())) => {}
@@ -273,7 +274,7 @@ impl Acceptor {
                     }
                 }),
         };
-        Ok((ServerStream::new(tcp, conn), info))
+        Ok((monoio_rustls::ServerTlsStream::new(tcp, conn), info))
     }
 }
 
@@ -290,7 +291,7 @@ fn feed(conn: &mut ServerConnection, mut data: &[u8]) -> std::result::Result<(),
 /// Writes what the session has to send.
 async fn flush(
     conn: &mut ServerConnection,
-    tcp: &mut TcpStream,
+    tcp: &mut impl AsyncWriteRent,
 ) -> std::result::Result<(), HandshakeError> {
     let mut out = Vec::with_capacity(4096);
     while conn.wants_write() {
@@ -303,12 +304,13 @@ async fn flush(
     Ok(())
 }
 
-async fn handshake(
+async fn handshake<IO: AsyncReadRent + AsyncWriteRent>(
     conn: &mut ServerConnection,
-    tcp: &mut TcpStream,
+    tcp: &mut IO,
     early: &[u8],
 ) -> std::result::Result<(), HandshakeError> {
-    let mut buf = vec![0u8; 8192];
+    // Not zeroed: a read fills it from the start and sets its length.
+    let mut buf = Vec::with_capacity(8192);
     let mut fed = feed(conn, early);
     loop {
         if let Err(e) = fed {
@@ -316,10 +318,17 @@ async fn handshake(
             let _ = flush(conn, tcp).await;
             return Err(e);
         }
-        flush(conn, tcp).await?;
         if !conn.is_handshaking() {
+            // TLS 1.3: what rustls queued once the handshake was over (the session ticket) is
+            // left for the stream's first write and leaves in the same send as the response
+            // (see dataplane/vendor/README.md). TLS 1.2's last flight (ChangeCipherSpec,
+            // Finished) goes now: the client waits for it before it sends a request.
+            if conn.protocol_version() != Some(ProtocolVersion::TLSv1_3) {
+                flush(conn, tcp).await?;
+            }
             return Ok(());
         }
+        flush(conn, tcp).await?;
         let (r, b) = tcp.read(buf).await;
         buf = b;
         match r {

@@ -3,13 +3,17 @@
 //! and a peer that closes without `close_notify`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpListener, TcpStream};
+use monoio::BufResult;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
@@ -114,6 +118,42 @@ impl ResolvesServerCert for Recorder {
 struct Server {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+/// A TCP stream that counts its writes.
+struct Counted {
+    io: TcpStream,
+    writes: Rc<Cell<usize>>,
+}
+
+impl AsyncReadRent for Counted {
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.io.read(buf)
+    }
+
+    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.io.readv(buf)
+    }
+}
+
+impl AsyncWriteRent for Counted {
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.writes.set(self.writes.get() + 1);
+        self.io.write(buf)
+    }
+
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.writes.set(self.writes.get() + 1);
+        self.io.writev(buf)
+    }
+
+    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> {
+        self.io.flush()
+    }
+
+    fn shutdown(&mut self) -> impl Future<Output = std::io::Result<()>> {
+        self.io.shutdown()
+    }
 }
 
 /// What the server does after its handshake.
@@ -447,6 +487,108 @@ fn split_halves_work_at_once() {
         assert_eq!(&got[..1000], &[b'a'; 1000][..]);
         assert_eq!(&got[2000..], &[b'c'; 1000][..]);
         wr.shutdown().await.unwrap();
+    });
+}
+
+/// Weir's own listener TLS (`ServerTls` → `Acceptor`, the path a listener takes) on
+/// 127.0.0.1:0, echoing; its writes to the sockets are counted.
+fn weir_server(pki: &Pki) -> (SocketAddr, Rc<Cell<usize>>) {
+    let tls = ServerTls::new(
+        "test",
+        &ServerOptions {
+            certificates: vec![CertSpec {
+                cert: pki.path("server.pem"),
+                key: pki.path("server.key"),
+                names: Vec::new(),
+            }],
+            tls13_only: false,
+            alpn: vec![b"http/1.1".to_vec()],
+            session_tickets: true,
+            session_cache: 0,
+            handshake_timeout: std::time::Duration::from_secs(5),
+            client_ca: None,
+            client_cert_optional: false,
+        },
+    )
+    .unwrap();
+    let acceptor = tls.acceptor();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let writes = Rc::new(Cell::new(0));
+    let counter = writes.clone();
+    monoio::spawn(async move {
+        let _keep = tls;
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let io = Counted {
+                io: tcp,
+                writes: counter.clone(),
+            };
+            monoio::spawn(async move {
+                let Ok((mut s, _)) = acceptor.accept(io, &[]).await else {
+                    return;
+                };
+                loop {
+                    let (r, buf) = s.read(Vec::with_capacity(1024)).await;
+                    if !matches!(r, Ok(n) if n > 0) || s.write_all(buf).await.0.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, writes)
+}
+
+#[test]
+fn tls13_session_ticket_leaves_with_the_first_write() {
+    // The server's flight is one send; the session ticket rustls queues once the handshake is
+    // over waits for the first response and leaves in its send: two sends in all, not three.
+    let pki = Pki::new("coalesce");
+    both(|| async {
+        let (addr, writes) = weir_server(&pki);
+        let c = Connector::new(&pki.options("ca.pem")).unwrap();
+        let mut s = dial(&c, addr, "localhost").await.unwrap();
+        assert_eq!(echo(&mut s, "ping").await, "ping");
+        assert_eq!(writes.get(), 2);
+        assert_eq!(echo(&mut s, "again").await, "again");
+        assert_eq!(writes.get(), 3);
+    });
+}
+
+#[test]
+fn tls12_last_flight_is_written_at_once() {
+    // TLS 1.2's client waits for the server's Finished before it sends data: the handshake must
+    // not leave it queued for the first write.
+    let pki = Pki::new("tls12");
+    both(|| async {
+        let (addr, writes) = weir_server(&pki);
+        let mut roots = rustls::RootCertStore::empty();
+        for c in load_certs(&pki.path("ca.pem")).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(crate::config::provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = monoio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect_addr(addr).await.unwrap();
+        let name = server_name("localhost").unwrap();
+        let mut s = connector.connect(name, tcp).await.unwrap();
+        let (r, _) = s.write_all(b"ping".to_vec()).await;
+        r.unwrap();
+        let (r, buf) = s.read(Vec::with_capacity(64)).await;
+        r.unwrap();
+        assert_eq!(buf, b"ping");
+        // ServerHello..ServerHelloDone, then the ticket, ChangeCipherSpec and Finished, then the
+        // echo.
+        assert_eq!(writes.get(), 3);
+        let (_, session) = s.into_parts();
+        assert_eq!(
+            session.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
     });
 }
 
