@@ -2,9 +2,14 @@
 //! payload and where the message ends, and never copies. The proxy forwards the scanned bytes as they
 //! are (framing included), so a chunked stream passes through unchanged and filters still see the
 //! payload of every chunk.
+//!
+//! A decoder told to [`keep_trailers`](BodyDecoder::keep_trailers) (only where a filter reads
+//! trailers) also keeps the trailer section of a chunked body, so the proxy can forward everything
+//! before it as received and write the section anew; [`parse_trailers`] reads its fields.
 
 use crate::error::{Error, Result};
 use crate::head::BodyKind;
+use crate::headers::{Headers, Span, Spans, HOP_BY_HOP};
 
 /// Longest chunk-size line (size, extensions) and longest trailer section accepted.
 const MAX_CHUNK_LINE: usize = 4096;
@@ -46,6 +51,9 @@ pub struct BodyDecoder {
     line: usize,
     trailers: usize,
     payload: u64,
+    /// The trailer section as received (its field lines and the final CRLF), when kept (only
+    /// decoders on routes that read trailers; the others allocate nothing).
+    kept: Option<Vec<u8>>,
 }
 
 /// What one call to [`BodyDecoder::scan`] found.
@@ -73,7 +81,36 @@ impl BodyDecoder {
             line: 0,
             trailers: 0,
             payload: 0,
+            kept: None,
         }
+    }
+
+    /// Keeps the trailer section of a chunked body (bounded like every trailer section, 16 KiB
+    /// of fields): its bytes still count as consumed by [`scan`](BodyDecoder::scan), and
+    /// [`trailer_len`](BodyDecoder::trailer_len) tells how many of them were the section's. No
+    /// effect on other framings, which have no trailers.
+    pub fn keep_trailers(&mut self) {
+        if self.kind == BodyKind::Chunked && self.kept.is_none() {
+            self.kept = Some(Vec::new());
+        }
+    }
+
+    /// Whether the trailer section is kept.
+    pub fn keeps_trailers(&self) -> bool {
+        self.kept.is_some()
+    }
+
+    /// Bytes of the trailer section kept so far: the field lines and, once the body is done, the
+    /// final CRLF (so a body without trailers ends with a section of just `\r\n`). The last
+    /// bytes a scan consumed are the section's when this grew during that scan: as many as it
+    /// grew, all at the end.
+    pub fn trailer_len(&self) -> usize {
+        self.kept.as_ref().map_or(0, |k| k.len())
+    }
+
+    /// The trailer section kept (see [`trailer_len`](BodyDecoder::trailer_len)), taken out.
+    pub fn take_trailers(&mut self) -> Vec<u8> {
+        self.kept.as_mut().map_or_else(Vec::new, std::mem::take)
     }
 
     /// The framing being decoded.
@@ -213,19 +250,23 @@ impl BodyDecoder {
                         value: 0,
                     }
                 }
-                Chunk::TrailerStart => match b {
-                    b'\r' => Chunk::FinalLf,
-                    b'\n' => return Err(BAD),
-                    _ => {
-                        self.trailers += 1;
-                        Chunk::TrailerLine
+                Chunk::TrailerStart => {
+                    self.keep(b);
+                    match b {
+                        b'\r' => Chunk::FinalLf,
+                        b'\n' => return Err(BAD),
+                        _ => {
+                            self.trailers += 1;
+                            Chunk::TrailerLine
+                        }
                     }
-                },
+                }
                 Chunk::TrailerLine => {
                     self.trailers += 1;
                     if self.trailers > MAX_TRAILERS {
                         return Err(BAD);
                     }
+                    self.keep(b);
                     match b {
                         b'\r' => Chunk::TrailerLf,
                         b'\n' => return Err(BAD),
@@ -236,12 +277,14 @@ impl BodyDecoder {
                     if b != b'\n' {
                         return Err(BAD);
                     }
+                    self.keep(b);
                     Chunk::TrailerStart
                 }
                 Chunk::FinalLf => {
                     if b != b'\n' {
                         return Err(BAD);
                     }
+                    self.keep(b);
                     self.state = Chunk::Done;
                     return Ok(Scan {
                         consumed: i + 1,
@@ -262,6 +305,101 @@ impl BodyDecoder {
             done: self.state == Chunk::Done,
         })
     }
+}
+
+impl BodyDecoder {
+    /// A byte of the trailer section, kept when asked (only trailer states call this).
+    #[inline]
+    fn keep(&mut self, b: u8) {
+        if let Some(k) = self.kept.as_mut() {
+            k.push(b);
+        }
+    }
+}
+
+/// Most fields of a trailer section (its bytes are bounded by the decoder).
+const MAX_TRAILER_FIELDS: usize = 100;
+
+/// The fields of a trailer section as a decoder kept it (`name: value` lines, then the final
+/// CRLF), as spans of `section` (no copies). Field syntax is checked here (the decoder checks only
+/// the line structure): an invalid field, or more than 100, is an error of whoever sent it.
+pub fn parse_trailers(section: bytes::Bytes) -> Result<Headers> {
+    const BAD: Error = Error::BadRequest("invalid trailer section");
+    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
+    let (len, parsed) = match httparse::parse_headers(&section, &mut fields) {
+        Ok(httparse::Status::Complete((len, parsed))) => (len, parsed),
+        _ => return Err(BAD),
+    };
+    if len != section.len() {
+        return Err(BAD);
+    }
+    let base = section.as_ptr() as usize;
+    let at = |p: &[u8]| p.as_ptr() as usize - base;
+    let mut spans = Spans::new();
+    for (i, f) in parsed.iter().enumerate() {
+        let name = at(f.name.as_bytes());
+        let value = at(f.value);
+        // The line runs to the next field's name, or to the final CRLF.
+        let line_end = parsed
+            .get(i + 1)
+            .map_or(section.len() - 2, |n| at(n.name.as_bytes()));
+        spans.push(Span::new(
+            name,
+            name + f.name.len(),
+            (value, value + f.value.len()),
+            line_end,
+        ));
+    }
+    Ok(Headers::raw(section, spans))
+}
+
+/// Fields that may never be sent as trailers (RFC 9110 §6.5.1): those about framing and the
+/// connection (hop-by-hop, [`HOP_BY_HOP`]), routing (`host`) and the proxy's own authentication.
+/// [`write_trailers`] drops them.
+pub fn is_forbidden_trailer(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        || name.eq_ignore_ascii_case(b"host")
+        || name.eq_ignore_ascii_case(b"proxy-authorization")
+}
+
+/// Writes a trailer section: each field that may be a trailer, then the final CRLF. Dropped, and
+/// counted in the result: the fields [`is_forbidden_trailer`] names, and any field whose name is
+/// not a token or whose value holds CR, LF or NUL (what could end the section early and smuggle a
+/// message). Fields parsed by [`parse_trailers`] and left alone go out as received.
+pub fn write_trailers(out: &mut Vec<u8>, trailers: &Headers) -> usize {
+    let mut dropped = 0;
+    let unsafe_field = |n: &[u8], v: &[u8]| {
+        n.is_empty()
+            || !n.iter().all(|b| is_tchar(*b))
+            || v.iter().any(|b| matches!(b, b'\r' | b'\n' | 0))
+    };
+    if trailers
+        .fields()
+        .any(|(n, v)| is_forbidden_trailer(n) || unsafe_field(n, v))
+    {
+        // Rare: written field by field (the values are needed to judge).
+        for (n, v) in trailers.fields() {
+            if is_forbidden_trailer(n) || unsafe_field(n, v) {
+                dropped += 1;
+                continue;
+            }
+            out.extend_from_slice(n);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+    } else {
+        trailers.write_to(out);
+    }
+    out.extend_from_slice(b"\r\n");
+    dropped
+}
+
+/// A character of a token (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn hex(b: u8) -> Option<u64> {

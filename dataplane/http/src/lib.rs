@@ -8,6 +8,9 @@
 //!   `chunked`, bare CR/LF, obs-fold, missing or duplicate Host.
 //! - [`BodyDecoder`] scans a body as it streams (Content-Length, chunked, until-close), reporting
 //!   payload ranges and where the message ends, so the proxy forwards the very buffers it read.
+//!   Where a filter reads trailers, it also keeps a chunked body's trailer section
+//!   ([`parse_trailers`] reads it, [`write_trailers`] writes it back without the fields a trailer
+//!   may not carry).
 //! - [`write_request_head`] / [`write_response_head`] serialize heads with fresh framing fields.
 //!
 //! It sits at both ends of the request path: downstream requests in, upstream responses back.
@@ -19,7 +22,9 @@ mod error;
 mod head;
 mod headers;
 
-pub use body::{write_chunk_header, BodyDecoder, Scan};
+pub use body::{
+    is_forbidden_trailer, parse_trailers, write_chunk_header, write_trailers, BodyDecoder, Scan,
+};
 pub use error::{Error, Result};
 pub use head::{
     parse_request, parse_response, push_header, reason_phrase, write_request_head,

@@ -366,3 +366,94 @@ fn many_fields() {
     let mut b = BytesMut::from(format!("HTTP/1.1 200 OK\r\n{many}\r\n").as_bytes());
     assert!(parse_response(&mut b, 1 << 16, false).is_err());
 }
+
+/// Scans `body` in reads of `step` bytes with a decoder that keeps trailers, as the proxy does:
+/// what it would forward (each read's consumed bytes less the trailer bytes at their end), the
+/// section kept, and the bytes left after the message.
+fn forward_keeping(body: &[u8], step: usize) -> (Vec<u8>, Vec<u8>, usize) {
+    let mut d = BodyDecoder::new(BodyKind::Chunked);
+    d.keep_trailers();
+    assert!(d.keeps_trailers());
+    let mut forwarded = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let end = (pos + step).min(body.len());
+        let before = d.trailer_len();
+        let s = d.scan(&body[pos..end], |_| {}).unwrap();
+        let held = d.trailer_len() - before;
+        forwarded.extend_from_slice(&body[pos..pos + s.consumed - held]);
+        pos += s.consumed;
+        if s.done {
+            break;
+        }
+    }
+    assert!(d.is_done());
+    (forwarded, d.take_trailers(), pos)
+}
+
+#[test]
+fn a_kept_trailer_section_is_cut_off_the_forwarded_bytes_at_any_split() {
+    let body = b"5\r\nhello\r\n0;x=1\r\ngrpc-status: 0\r\nX-Sum:  ab \r\n\r\nNEXT";
+    for step in [1, 2, 5, 13, 100] {
+        let (fwd, section, used) = forward_keeping(body, step);
+        assert_eq!(fwd, b"5\r\nhello\r\n0;x=1\r\n", "step {step}");
+        assert_eq!(
+            section, b"grpc-status: 0\r\nX-Sum:  ab \r\n\r\n",
+            "step {step}"
+        );
+        assert_eq!(&body[used..], b"NEXT", "step {step}");
+    }
+    // No trailers: the section is the final CRLF alone.
+    let (fwd, section, _) = forward_keeping(b"3\r\nabc\r\n0\r\n\r\n", 4);
+    assert_eq!(
+        (&fwd[..], &section[..]),
+        (&b"3\r\nabc\r\n0\r\n"[..], &b"\r\n"[..])
+    );
+    // Other framings keep nothing, and a plain decoder keeps nothing either.
+    let mut d = BodyDecoder::new(BodyKind::Length(3));
+    d.keep_trailers();
+    assert!(!d.keeps_trailers());
+    let mut d = BodyDecoder::new(BodyKind::Chunked);
+    d.scan(b"0\r\nA: b\r\n\r\n", |_| {}).unwrap();
+    assert_eq!(d.trailer_len(), 0);
+}
+
+#[test]
+fn trailers_parse_as_spans_and_write_back_verbatim() {
+    let section = bytes::Bytes::from_static(b"grpc-status: 0\r\nX-Sum:  ab \r\n\r\n");
+    let t = parse_trailers(section.clone()).unwrap();
+    assert_eq!(t.len(), 2);
+    assert_eq!(t.get_str("grpc-status"), Some("0"));
+    assert_eq!(t.get_str("x-sum"), Some("ab"));
+    let mut out = Vec::new();
+    assert_eq!(write_trailers(&mut out, &t), 0);
+    assert_eq!(out, &section[..], "unchanged fields go out as received");
+    assert!(parse_trailers(bytes::Bytes::from_static(b"\r\n"))
+        .unwrap()
+        .is_empty());
+    for bad in [&b"no colon\r\n\r\n"[..], b"a b: c\r\n\r\n", b"a: b\r\n"] {
+        assert!(
+            parse_trailers(bytes::Bytes::from_static(bad)).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn framing_and_hop_by_hop_fields_are_never_written_as_trailers() {
+    let mut t = parse_trailers(bytes::Bytes::from_static(b"a: 1\r\n\r\n")).unwrap();
+    t.append("Content-Length", "5");
+    t.append("transfer-encoding", "chunked");
+    t.append("Connection", "close");
+    t.append("host", "evil");
+    t.append("x-split", "v\r\n\r\nGET / HTTP/1.1");
+    t.append("bad name", "v");
+    t.set("a", "2");
+    t.append("x-ok", "yes");
+    let mut out = Vec::new();
+    assert_eq!(write_trailers(&mut out, &t), 6);
+    assert_eq!(out, b"a: 2\r\nx-ok: yes\r\n\r\n");
+    assert!(is_forbidden_trailer(b"TE"));
+    assert!(is_forbidden_trailer(b"trailer"));
+    assert!(!is_forbidden_trailer(b"grpc-status"));
+}
