@@ -91,6 +91,8 @@ def check_unary(stub, a, summary):
     expect("unary", "binary trailing metadata x-echo-trailer-bin", TRAILER_BIN, trailing.get("x-echo-trailer-bin"))
     expect("unary", "status", grpc.StatusCode.OK, call.code())
     summary["unary_metadata"] = dict(reply.metadata)
+    # Text trailing metadata as the client got it (a plugin's trailer edits show here).
+    summary["unary_trailing"] = {k: v for k, v in trailing.items() if isinstance(v, str)}
 
 
 def check_large(stub, a, summary):

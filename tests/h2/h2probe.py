@@ -12,7 +12,7 @@ exchange ran (whatever the server did), 2 on a usage or environment error.
 --timeout: the bound on the whole command (default 20 s); every wait is bounded by it.
 
 Commands (all on one connection unless said otherwise):
-  get --path P [--header K:V ...]  one GET: status, headers, body length; --window W: our
+  get --path P [--header K:V ...]  one GET: status, headers, body length, trailers; --window W: our
       [--window W] [--check-pattern] windows (a small one makes the server wait for our
                                    WINDOW_UPDATEs); --check-pattern: is it the mock's /bytes body
   streams --count N                N GETs of /bytes/SIZE (sizes vary up to ~70 KB), as many in
@@ -197,6 +197,8 @@ def one_get(a, path, headers=(), window=1 << 24, keep_body=False):
                 out["body_len"] += len(ev.data)
                 if keep_body:
                     body += ev.data
+            elif isinstance(ev, h2.events.TrailersReceived):
+                out["trailers"] = dict(ev.headers)
             elif isinstance(ev, h2.events.StreamReset):
                 out["reset"] = int(ev.error_code)
                 done = True

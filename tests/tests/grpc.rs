@@ -7,7 +7,8 @@
 //! (no route, an unreachable cluster, auth, quota) come back as gRPC: HTTP 200, trailers-only,
 //! with `grpc-status` and `grpc-message`, checked frame by frame with the `h2` library because
 //! the gRPC library maps plain HTTP 404/502/401/429 to the same codes. Then TLS: gRPC over a TLS
-//! listener (ALPN h2) and to a TLS upstream.
+//! listener (ALPN h2) and to a TLS upstream. And a Wasm plugin reading and editing the trailers
+//! of a call.
 //!
 //! Needs `python3` with `grpcio`, `grpcio-tools` and `h2` (`tests/run.sh` installs them); the
 //! stubs are generated from `tests/grpc/echo.proto` into a temp dir at each start.
@@ -201,6 +202,32 @@ both_drivers! {
         let opened = metric(&gw.metrics(), "weir_upstream_connections_opened_total", &[("cluster", "grpc")]);
         assert_eq!(opened, Some(1.0), "one multiplexed upstream connection");
     }
+}
+
+/// A Wasm plugin with trailer callbacks (`plugins/host/testdata/trailers.wat`) on a gRPC route
+/// to an h2 cluster: it observes the upstream's `grpc-status` in the response trailers and adds
+/// fields, which the gRPC client gets as trailing metadata beside the server's own.
+#[test]
+fn a_plugin_reads_and_edits_grpc_trailers() {
+    let server = GrpcServer::start(None);
+    let dir = TempDir::new("grpc-trailers");
+    let wasm = dir.path().join("trailers.wasm");
+    let wat = include_str!("../../plugins/host/testdata/trailers.wat");
+    std::fs::write(&wasm, wat::parse_str(wat).unwrap()).unwrap();
+    let gw = Gateway::new()
+        .driver(Driver::Epoll)
+        .cluster_yaml(&h2_cluster(&server, ""))
+        .top_yaml(&format!(
+            "plugins:\n  - {{ name: trailers, file: \"{}\" }}\n",
+            wasm.display()
+        ))
+        .route("{ name: echo, match: { path: { prefix: /echo.Echo/ } }, cluster: grpc, filters: [ { type: wasm, plugin: trailers } ] }")
+        .start();
+    let summary = client(&gw.addr().to_string(), &["suite", "--only", "unary"]);
+    let t = &summary["unary_trailing"];
+    assert_eq!(t["x-seen-status"], "0", "{summary}");
+    assert_eq!(t["x-wasm-trailer"], "on", "{summary}");
+    assert_eq!(t["x-echo-trailer"], "unary-done", "{summary}");
 }
 
 both_drivers! {

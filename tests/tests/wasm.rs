@@ -2,7 +2,9 @@
 //! (built by `plugins/examples/build.sh`, which `tests/run.sh` runs first) each doing what it
 //! promises; plugins that trap, loop, allocate without bound or misuse the ABI failing only their
 //! own request; a plugin hot-swapped under load without a dropped request; plugin metrics on
-//! `/metrics`, valid for promtool.
+//! `/metrics`, valid for promtool; trailer callbacks (`plugins/host/testdata/trailers.wat`)
+//! editing an upload's and a response's trailers (to an HTTP/1.1 and an HTTP/2 client), and
+//! trailers passing byte for byte where no plugin reads them.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -475,4 +477,291 @@ fn chat_guard_judges_the_body_on_an_ai_route_too() {
     let r = post(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"forbidden"}]}"#);
     assert_eq!(r.status(), 400, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "content_blocked");
+}
+
+// === trailers ===
+
+/// `plugins/host/testdata/trailers.wat` (the trailer callbacks: see its header) compiled into
+/// `dir`.
+fn trailer_plugin(dir: &TempDir) -> String {
+    let wat = include_str!("../../plugins/host/testdata/trailers.wat");
+    let path = dir.path().join("trailers.wasm");
+    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+/// The chunked response body of the raw upstream's `/trailers`: odd spacing on purpose, so a
+/// section passed as received is told from one written anew.
+const UP_TRAILERS: &[u8] =
+    b"5\r\nhello\r\n0\r\ngrpc-status: 0\r\ngrpc-message: fine\r\nX-Up:  spaced \r\n\r\n";
+
+/// A raw HTTP/1.1 upstream: keeps each request's body exactly as it arrived (framing and trailer
+/// section included), and answers `/trailers` with [`UP_TRAILERS`], `/no-trailers` with a
+/// chunked body without trailers, anything else with `ok`.
+fn raw_upstream() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    use std::io::BufRead;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let seen = seen.clone();
+            thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = std::io::BufReader::new(s);
+                loop {
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = Vec::new();
+                        if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.extend_from_slice(&line);
+                        if line == b"\r\n" {
+                            break;
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let mut body = Vec::new();
+                    if head.contains("transfer-encoding: chunked") {
+                        loop {
+                            let mut line = Vec::new();
+                            if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            body.extend_from_slice(&line);
+                            let text = String::from_utf8_lossy(&line);
+                            let size = text.trim().split(';').next().unwrap_or("");
+                            let size = usize::from_str_radix(size, 16).unwrap();
+                            if size == 0 {
+                                break;
+                            }
+                            let mut data = vec![0u8; size + 2];
+                            if r.read_exact(&mut data).is_err() {
+                                return;
+                            }
+                            body.extend_from_slice(&data);
+                        }
+                        // The trailer section, to its empty line.
+                        loop {
+                            let mut line = Vec::new();
+                            if r.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            body.extend_from_slice(&line);
+                            if line == b"\r\n" {
+                                break;
+                            }
+                        }
+                    } else if let Some(n) = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                    {
+                        body.resize(n, 0);
+                        if r.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                    }
+                    seen.lock().unwrap().push(body);
+                    let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                    let mut answer = Vec::new();
+                    match path.as_str() {
+                        "/trailers" | "/no-trailers" => {
+                            answer.extend_from_slice(
+                                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n",
+                            );
+                            answer.extend_from_slice(if path == "/trailers" {
+                                UP_TRAILERS
+                            } else {
+                                b"5\r\nhello\r\n0\r\n\r\n"
+                            });
+                        }
+                        _ => answer
+                            .extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
+                    }
+                    if w.write_all(&answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, bodies)
+}
+
+/// Sends `raw` (which asks to close) and returns the response's status line and head, and its
+/// body bytes exactly as they came (framing and trailers included).
+fn exchange_raw(gw: &Gateway, raw: &[u8]) -> (String, Vec<u8>) {
+    let mut c = gw.connect();
+    c.send(raw);
+    let (bytes, closed) = c.read_until_close(Duration::from_secs(10));
+    assert!(
+        closed,
+        "the gateway did not close: {}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no head in {}", String::from_utf8_lossy(&bytes)));
+    (
+        String::from_utf8_lossy(&bytes[..end + 4]).into_owned(),
+        bytes[end + 4..].to_vec(),
+    )
+}
+
+/// The trailer lines of a chunked body that ends with `0\r\n<lines>\r\n`, lower case.
+fn trailer_lines(body: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    let at = text.rfind("\r\n0\r\n").expect("a last chunk") + 5;
+    assert!(
+        text.ends_with("\r\n\r\n") || &text[at..] == "\r\n",
+        "{text:?}"
+    );
+    text[at..]
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A chunked upload `hello` with this trailer section, asking to close.
+fn upload(path: &str, section: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n{section}\r\n"
+    )
+    .into_bytes()
+}
+
+both_drivers! {
+    /// A plugin with trailer callbacks reads and edits a chunked upload's trailers (the upstream
+    /// sees the edited section, without the `host` field it tried to add) and a chunked
+    /// response's trailers (the client sees `grpc-status` observed and `grpc-message` replaced);
+    /// a body without trailers calls no trailer callback and ends as it came; a plugin's answer
+    /// from its request-trailer callback refuses the upload.
+    fn a_plugin_edits_trailers_both_ways(d) {
+        let (up, bodies) = raw_upstream();
+        let dir = TempDir::new("wasm-trailers");
+        let file = trailer_plugin(&dir);
+        let gw = Gateway::new()
+            .driver(d)
+            .workers(2)
+            .cluster("raw", &[up.to_string()])
+            .top_yaml(&format!("plugins:\n  - {{ name: trailers, file: \"{file}\" }}\n"))
+            .route("{ name: all, cluster: raw, filters: [ { type: wasm, plugin: trailers } ] }")
+            .start();
+
+        let (head, body) = exchange_raw(
+            &gw,
+            &upload("/trailers", "x-in: hi\r\nX-Replace: old\r\nx-drop: 1\r\n"),
+        );
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        // Upstream: the payload as sent, the trailers as the plugin left them.
+        let sent = bodies.lock().unwrap().pop().expect("the upstream got the upload");
+        assert!(sent.starts_with(b"5\r\nhello\r\n0\r\n"), "{}", String::from_utf8_lossy(&sent));
+        let lines = trailer_lines(&sent);
+        for want in ["x-in: hi", "x-replace: new", "x-in-seen: hi", "x-count: 3"] {
+            assert!(lines.iter().any(|l| l == want), "no `{want}` upstream: {lines:?}");
+        }
+        for gone in ["x-drop", "host", "content-length"] {
+            assert!(
+                !lines.iter().any(|l| l.starts_with(&format!("{gone}:"))),
+                "`{gone}` reached the upstream: {lines:?}"
+            );
+        }
+        // Client: the payload as the upstream sent it, the trailers edited.
+        assert!(body.starts_with(b"5\r\nhello\r\n0\r\n"), "{}", String::from_utf8_lossy(&body));
+        let lines = trailer_lines(&body);
+        for want in [
+            "grpc-status: 0",
+            "grpc-message: edited",
+            "x-up: spaced",
+            "x-seen-status: 0",
+            "x-wasm-trailer: on",
+            "x-count: 3",
+        ] {
+            assert!(lines.iter().any(|l| l == want), "no `{want}` downstream: {lines:?}");
+        }
+        assert!(!lines.iter().any(|l| l.contains("fine")), "{lines:?}");
+
+        // No trailers either way: no callback, and the body ends as it came.
+        let (head, body) = exchange_raw(&gw, &upload("/no-trailers", ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(bodies.lock().unwrap().pop().as_deref(), Some(&b"5\r\nhello\r\n0\r\n\r\n"[..]));
+        assert_eq!(body, b"5\r\nhello\r\n0\r\n\r\n");
+
+        // The plugin answers from its request-trailer callback: the upload is refused.
+        let (head, _) = exchange_raw(&gw, &upload("/trailers", "x-deny: 1\r\n"));
+        assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    }
+}
+
+both_drivers! {
+    /// Where no plugin has trailer callbacks (the probe exports none), trailers pass byte for
+    /// byte both ways, odd spacing and all.
+    fn trailers_pass_unchanged_without_trailer_callbacks(d) {
+        let (up, bodies) = raw_upstream();
+        let dir = TempDir::new("wasm-trailers-plain");
+        let file = probe(&dir);
+        let gw = Gateway::new()
+            .driver(d)
+            .workers(2)
+            .cluster("raw", &[up.to_string()])
+            .top_yaml(&format!("plugins:\n  - {{ name: probe, file: \"{file}\" }}\n"))
+            .route("{ name: all, cluster: raw, filters: [ { type: wasm, plugin: probe } ] }")
+            .start();
+        let section = "X-In:  hi \r\nx-drop: 1\r\n";
+        let (head, body) = exchange_raw(&gw, &upload("/trailers", section));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("x-wasm-resp"), "the probe ran: {head}");
+        let sent = bodies.lock().unwrap().pop().expect("the upstream got the upload");
+        assert_eq!(
+            String::from_utf8_lossy(&sent),
+            format!("5\r\nhello\r\n0\r\n{section}\r\n")
+        );
+        assert_eq!(String::from_utf8_lossy(&body), String::from_utf8_lossy(UP_TRAILERS));
+    }
+}
+
+/// Response trailers a plugin edited reach an HTTP/2 client as its trailing HEADERS (the h2
+/// bridge turns the edited chunked section back into trailers).
+#[test]
+fn trailers_edited_by_a_plugin_reach_an_h2_client() {
+    let (up, _) = raw_upstream();
+    let dir = TempDir::new("wasm-trailers-h2");
+    let file = trailer_plugin(&dir);
+    let gw = Gateway::new()
+        .driver(Driver::Epoll)
+        .cluster("raw", &[up.to_string()])
+        .top_yaml(&format!(
+            "plugins:\n  - {{ name: trailers, file: \"{file}\" }}\n"
+        ))
+        .route("{ name: all, cluster: raw, filters: [ { type: wasm, plugin: trailers } ] }")
+        .start();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("h2/h2probe.py");
+    let out = run_bounded(
+        Command::new("python3")
+            .arg(script)
+            .args(["--target", &gw.addr().to_string(), "--timeout", "30"])
+            .args(["get", "--path", "/trailers"]),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "h2probe.py (python3 -m pip install h2?): {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["body_len"], 5, "{v}");
+    let t = &v["trailers"];
+    assert_eq!(t["grpc-status"], "0", "{v}");
+    assert_eq!(t["grpc-message"], "edited", "{v}");
+    assert_eq!(t["x-seen-status"], "0", "{v}");
+    assert_eq!(t["x-wasm-trailer"], "on", "{v}");
+    assert_eq!(t["x-up"], "spaced", "{v}");
 }

@@ -3,8 +3,9 @@
 //! A [`Filter`] has phases, called in this order for each request:
 //!
 //! ```text
-//! on_request_headers → on_request_body (per chunk) → (upstream chosen) →
-//! on_response_headers → on_response_body (per chunk, synchronous) → on_log (always)
+//! on_request_headers → on_request_body (per chunk) → [on_request_trailers] → (upstream chosen) →
+//! on_response_headers → on_response_body (per chunk, synchronous) → [on_response_trailers] →
+//! on_log (always)
 //! ```
 //!
 //! A request-side phase returns [`Action::Continue`] or [`Action::Respond`] (stop and answer: an
@@ -19,6 +20,14 @@
 //! also return [`Action::Wait`] (a Wasm plugin's HTTP callout): the runner awaits the future, then
 //! calls [`Filter::on_resume`], which decides as the phase would have. Routes whose filters need
 //! neither run exactly the streaming path.
+//!
+//! Trailers work the same way: a filter that reads or edits them says so in [`Needs`]
+//! (`request_trailers`, `response_trailers`). On such routes only, when a chunked body (an
+//! HTTP/1.1 one, or one bridged from an HTTP/2 stream or an HTTP/2 upstream) ends with a trailer
+//! section, its fields are parsed and [`Filter::on_request_trailers`] /
+//! [`Filter::on_response_trailers`] run (after the body's last chunk, before its end); the section
+//! is written anew from what the filters left. A body without trailers calls neither. Other
+//! routes forward the section as received, with the rest of the body.
 //!
 //! [`ProxyError`] is the single error of the request path: it knows which [`Side`] failed and
 //! whether a retry may help, and it becomes an HTTP response in exactly one place,
@@ -73,6 +82,10 @@ pub struct Needs {
     pub request_body: bool,
     /// The whole response body, to read or rewrite it before it goes downstream.
     pub response_body: bool,
+    /// The request's trailer fields ([`Filter::on_request_trailers`]).
+    pub request_trailers: bool,
+    /// The response's trailer fields ([`Filter::on_response_trailers`]).
+    pub response_trailers: bool,
 }
 
 impl Needs {
@@ -81,6 +94,8 @@ impl Needs {
         Needs {
             request_body: self.request_body || other.request_body,
             response_body: self.response_body || other.response_body,
+            request_trailers: self.request_trailers || other.request_trailers,
+            response_trailers: self.response_trailers || other.response_trailers,
         }
     }
 
@@ -165,6 +180,38 @@ pub trait Filter {
         _ctx: &mut RequestCtx,
         _chunk: &[u8],
         _end: bool,
+    ) -> Result<(), ProxyError> {
+        Ok(())
+    }
+
+    /// The request body ended with these trailer fields (only on routes whose chain needs
+    /// request trailers, and only when the body had at least one). They may be read, changed,
+    /// removed or added to; what is left is sent upstream in their place, less the fields a
+    /// trailer may not carry (framing, hop-by-hop, `host`: see `weir_http::is_forbidden_trailer`),
+    /// which are dropped. Called after the last `on_request_body` chunk, before its `end`.
+    ///
+    /// `Respond` answers with that response when the body was read whole first (the route also
+    /// needs the request body: nothing was sent upstream yet). On a streamed upload the head and
+    /// payload are already upstream: the upload is abandoned unfinished (the upstream never sees
+    /// its end) and the client gets the response's status as an error, as a `Respond` from
+    /// `on_request_body` does. `Wait` counts as `Continue`.
+    fn on_request_trailers(
+        &mut self,
+        _ctx: &mut RequestCtx,
+        _trailers: &mut Headers,
+    ) -> Result<Action, ProxyError> {
+        Ok(Action::Continue)
+    }
+
+    /// The response body ended with these trailer fields (only on routes whose chain needs
+    /// response trailers, and only when the body had at least one), before they are written
+    /// downstream; they may be edited as in [`Filter::on_request_trailers`]. The head and payload
+    /// are out: an error aborts the response (the client never sees its end). Called after the
+    /// last `on_response_body` chunk, before its `end`.
+    fn on_response_trailers(
+        &mut self,
+        _ctx: &mut RequestCtx,
+        _trailers: &mut Headers,
     ) -> Result<(), ProxyError> {
         Ok(())
     }

@@ -317,8 +317,10 @@ pub fn handle<'a>(
                                 cluster.end(&conn.endpoint, false);
                                 Step::Tunnel(cluster.detach(conn), ubuf)
                             } else {
+                                // A de-chunked body (an HTTP/1.0 client) has no trailers to show.
+                                let trailers = route.needs.response_trailers && !framing.dechunk;
                                 Step::Body(Body {
-                                    dec: BodyDecoder::new(resp.body),
+                                    dec: decoder(resp.body, trailers),
                                     upstream_keep: resp.keep_alive,
                                     framing,
                                     failed,
@@ -1067,6 +1069,7 @@ fn take_piece(
 ) -> Result<(weir_http::Scan, BytesMut), ProxyError> {
     let mut filter_err = None;
     let mut payload = dechunk.then(BytesMut::new);
+    let kept = dec.trailer_len();
     let scan = dec
         .scan(ubuf, |r| {
             if let Some(p) = payload.as_mut() {
@@ -1083,8 +1086,25 @@ fn take_piece(
         return Err(e);
     }
     ctx.response_bytes = dec.payload_bytes();
-    let framed = ubuf.split_to(scan.consumed);
+    let mut framed = ubuf.split_to(scan.consumed);
+    if dec.keeps_trailers() {
+        // The trailer section is held back, and written anew at the end (see `trailers`).
+        framed.truncate(framed.len() - (dec.trailer_len() - kept));
+        if scan.done {
+            let section = crate::trailers::response_section(ctx, filters, dec.take_trailers())?;
+            framed.extend_from_slice(&section);
+        }
+    }
     Ok((scan, payload.unwrap_or(framed)))
+}
+
+/// A body decoder that keeps the trailer section when the route's filters read trailers.
+pub(crate) fn decoder(kind: BodyKind, trailers: bool) -> BodyDecoder {
+    let mut dec = BodyDecoder::new(kind);
+    if trailers {
+        dec.keep_trailers();
+    }
+    dec
 }
 
 /// The endpoints an exchange tried, inline: a request makes at most 1 + 10 attempts.
@@ -1333,7 +1353,7 @@ async fn buffer_request(
             return Err(client_gone());
         }
     }
-    let mut dec = BodyDecoder::new(head.body);
+    let mut dec = decoder(head.body, route.needs.request_trailers);
     let mut body = BytesMut::new();
     loop {
         if !d.reader.buf().is_empty() {
@@ -1366,6 +1386,22 @@ async fn buffer_request(
             }
         }
     }
+    // Trailers, on routes whose filters read them: nothing went upstream yet, so a filter's
+    // answer is sent as it is.
+    let mut trailers = None;
+    if dec.keeps_trailers() {
+        let section = dec.take_trailers();
+        if section != b"\r\n" {
+            let mut t = weir_http::parse_trailers(Bytes::from(section))
+                .map_err(|e| ProxyError::from_codec(&e))?;
+            match crate::trailers::request_phase(ctx, filters, &mut t) {
+                Some(Ok(Action::Respond(r))) => return Ok(Some(r)),
+                Some(Err(e)) => return Err(e),
+                _ => {}
+            }
+            trailers = Some(crate::trailers::section_of(ctx, &t));
+        }
+    }
     for f in filters.iter_mut() {
         if let Action::Respond(r) = f.on_request_body(ctx, &[], true)? {
             return Ok(Some(r));
@@ -1374,7 +1410,24 @@ async fn buffer_request(
     if let Some(r) = whole_body_phase(filters, ctx, &mut body, head).await? {
         return Ok(Some(r));
     }
-    head.body = BodyKind::Length(body.len() as u64);
+    match trailers.filter(|t| t != b"\r\n") {
+        // Trailers left: the body goes as one chunk, then the trailer section.
+        Some(section) => {
+            head.body = BodyKind::Chunked;
+            let mut framed = BytesMut::with_capacity(body.len() + section.len() + 32);
+            if !body.is_empty() {
+                let mut size = Vec::with_capacity(16);
+                weir_http::write_chunk_header(&mut size, body.len());
+                framed.extend_from_slice(&size);
+                framed.extend_from_slice(&body);
+                framed.extend_from_slice(b"\r\n");
+            }
+            framed.extend_from_slice(b"0\r\n");
+            framed.extend_from_slice(&section);
+            body = framed;
+        }
+        None => head.body = BodyKind::Length(body.len() as u64),
+    }
     head.expect_continue = false;
     let rest = d.reader.buf().split();
     body.extend_from_slice(&rest);
@@ -1412,7 +1465,11 @@ async fn whole_response(
     let idle = scope
         .route
         .map_or(Duration::from_secs(60), |r| r.idle_timeout);
-    let mut dec = BodyDecoder::new(resp.body);
+    // Trailers are kept for the filters that read them, unless the client cannot take them.
+    let trailers_read = scope.route.is_some_and(|r| r.needs.response_trailers)
+        && head.version == Version::Http11
+        && !head.is_head();
+    let mut dec = decoder(resp.body, trailers_read);
     let mut body = BytesMut::new();
     let read: Result<bool, ProxyError> = loop {
         let scan = match dec.scan(&ubuf, |r| body.extend_from_slice(&ubuf[r])) {
@@ -1498,6 +1555,15 @@ async fn whole_response(
             break;
         }
     }
+    // Nothing went downstream yet: the trailer phase runs before the whole-body one, and its
+    // error is answered cleanly.
+    let mut trailers = Vec::new();
+    if verdict.is_ok() && dec.keeps_trailers() {
+        match crate::trailers::response_section(ctx, filters, dec.take_trailers()) {
+            Ok(section) => trailers = section,
+            Err(e) => verdict = Err(e),
+        }
+    }
     if verdict.is_ok() {
         for f in filters.iter_mut() {
             verdict = f.on_response_body_whole(ctx, &mut resp, &mut body);
@@ -1513,9 +1579,35 @@ async fn whole_response(
         }
         Ok(_) => {}
     }
+    if trailers.len() > 2 {
+        // Trailers left: the body goes as one chunk, then the trailer section.
+        resp.body = BodyKind::Chunked;
+        let framing = write_response_head(scope.worker, d, ctx, head, &mut resp, false);
+        if !body.is_empty() {
+            weir_http::write_chunk_header(&mut d.out, body.len());
+            d.out.extend_from_slice(&body);
+            d.out.extend_from_slice(b"\r\n");
+        }
+        d.out.extend_from_slice(b"0\r\n");
+        d.out.extend_from_slice(&trailers);
+        return sent_whole(scope, d, ctx, filters, head, framing).await;
+    }
     resp.body = BodyKind::Length(body.len() as u64);
     let framing = write_response_head(scope.worker, d, ctx, head, &mut resp, false);
     d.out.extend_from_slice(&body);
+    sent_whole(scope, d, ctx, filters, head, framing).await
+}
+
+/// Writes a whole response made in `d.out`, then ends the request; whether the client
+/// connection stays.
+async fn sent_whole(
+    scope: Scope<'_>,
+    d: &mut Downstream,
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    head: &RequestHead,
+    framing: Framing,
+) -> bool {
     let ok = d.write_out().await.is_ok();
     if !ok {
         ctx.status = 499;
@@ -1544,10 +1636,15 @@ async fn send_body(
             return Err(AttemptError::ClientGone);
         }
     }
-    let mut dec = BodyDecoder::new(head.body);
+    // (A body read whole beforehand comes with no filters to show: its trailers were shown then.)
+    let mut dec = decoder(
+        head.body,
+        route.needs.request_trailers && !filters.is_empty(),
+    );
     loop {
         if !d.reader.buf().is_empty() {
             let mut verdict: Option<Result<Action, ProxyError>> = None;
+            let kept = dec.trailer_len();
             let buf = d.reader.buf();
             let scan = dec
                 .scan(buf, |r| {
@@ -1563,7 +1660,19 @@ async fn send_body(
             if dec.payload_bytes() > route.max_body {
                 return Err(AttemptError::Fatal(body_too_large(route)));
             }
-            let piece = d.reader.buf().split_to(scan.consumed).freeze();
+            let mut piece = d.reader.buf().split_to(scan.consumed);
+            if dec.keeps_trailers() {
+                // The trailer section is held back, and written anew at the end (see `trailers`):
+                // the upstream sees no end of the body before the filters had their say.
+                piece.truncate(piece.len() - (dec.trailer_len() - kept));
+                if scan.done {
+                    match crate::trailers::request_section(ctx, filters, dec.take_trailers()) {
+                        Ok(section) => piece.extend_from_slice(&section),
+                        Err(e) => return Err(AttemptError::Fatal(e)),
+                    }
+                }
+            }
+            let piece = piece.freeze();
             if !piece.is_empty() {
                 let (r, _) = conn.stream.write_all(piece).await;
                 if r.is_err() {

@@ -6,7 +6,9 @@
 //! path), and its body is streamed up while the response streams down, both at once, so a
 //! bidirectional gRPC stream flows message by message. The response goes to the client as
 //! HTTP/1.1, chunked when its length is unknown, its trailers (`grpc-status`) in the chunked
-//! trailer section, which the h2 bridge turns back into a trailing HEADERS frame.
+//! trailer section, which the h2 bridge turns back into a trailing HEADERS frame. On routes whose
+//! filters read trailers (`Needs`), the response's trailers pass their trailer phase first, and
+//! the client's request trailers go up as HTTP/2 trailers after theirs.
 //!
 //! Connections are opened with the cluster's connect timeout and TLS (ALPN `h2`), kept in the
 //! worker's map while they live, and shared by every request of the core to that endpoint; h2
@@ -25,7 +27,7 @@ use h2::client::SendRequest;
 use monoio::io::Splitable;
 use smallvec::SmallVec;
 use weir_filter::{Action, Filter, ProxyError, RequestCtx, Side};
-use weir_http::{BodyDecoder, BodyKind, Headers, RequestHead, ResponseHead, Version};
+use weir_http::{BodyKind, Headers, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, Endpoint, SharedCluster};
 
 use crate::conn::Downstream;
@@ -259,6 +261,28 @@ fn response_head(parts: &http::response::Parts) -> ResponseHead {
     }
 }
 
+/// The client's request trailers (a kept section) as HTTP/2 trailers, after the filters'
+/// trailer phase (`shown`: it ran already, on a body read whole); `None` when there were none.
+/// A filter's answer stops the upload as a streamed body's refusal does.
+fn request_trailers(
+    ctx: &mut RequestCtx,
+    filters: &mut [Box<dyn Filter>],
+    section: Vec<u8>,
+    shown: bool,
+) -> Result<Option<http::HeaderMap>, ProxyError> {
+    if section == b"\r\n" {
+        return Ok(None);
+    }
+    let mut fields =
+        weir_http::parse_trailers(Bytes::from(section)).map_err(|e| ProxyError::from_codec(&e))?;
+    if !shown {
+        if let Some(v) = crate::trailers::request_phase(ctx, filters, &mut fields) {
+            return Err(refused_body(v));
+        }
+    }
+    Ok(Some(crate::trailers::to_h2(&fields)))
+}
+
 /// The upstream reset the stream (or the connection broke) mid-exchange.
 fn reset_error(e: &h2::Error) -> ProxyError {
     ProxyError::new(
@@ -408,7 +432,9 @@ async fn exchange(
             if head.body == BodyKind::Empty {
                 return Ok::<(), ProxyError>(());
             }
-            let mut dec = BodyDecoder::new(head.body);
+            // On routes whose filters read trailers, the client's go up as HTTP/2 trailers
+            // (elsewhere a body's trailer section is not sent to an h2 upstream).
+            let mut dec = crate::forward::decoder(head.body, route.needs.request_trailers);
             loop {
                 if !reader.buf().is_empty() {
                     let buf = reader.buf();
@@ -448,16 +474,39 @@ async fn exchange(
                     }
                     if scan.done {
                         body_read.set(true);
+                        let mut trailers = None;
                         {
                             let mut c = ctx_cell.borrow_mut();
-                            for f in filters_cell.borrow_mut().iter_mut() {
+                            let mut filters = filters_cell.borrow_mut();
+                            if dec.keeps_trailers() {
+                                match request_trailers(
+                                    &mut c,
+                                    &mut filters,
+                                    dec.take_trailers(),
+                                    route.needs.request_body,
+                                ) {
+                                    Ok(t) => trailers = t,
+                                    Err(e) => {
+                                        tx.send_reset(h2::Reason::CANCEL);
+                                        return Err(e);
+                                    }
+                                }
+                            }
+                            for f in filters.iter_mut() {
                                 if let Err(e) = f.on_request_body(&mut c, &[], true) {
                                     tx.send_reset(h2::Reason::CANCEL);
                                     return Err(e);
                                 }
                             }
                         }
-                        let _ = tx.send_data(Bytes::new(), true);
+                        match trailers {
+                            Some(t) if !t.is_empty() => {
+                                let _ = tx.send_trailers(t);
+                            }
+                            _ => {
+                                let _ = tx.send_data(Bytes::new(), true);
+                            }
+                        }
                         return Ok(());
                     }
                 }
@@ -582,13 +631,30 @@ async fn exchange(
             };
             if chunked {
                 pending.extend_from_slice(b"0\r\n");
-                for (n, v) in trailers.iter().flat_map(|t| t.iter()) {
-                    pending.extend_from_slice(n.as_str().as_bytes());
-                    pending.extend_from_slice(b": ");
-                    pending.extend_from_slice(v.as_bytes());
-                    pending.extend_from_slice(b"\r\n");
+                match trailers {
+                    Some(t) if route.needs.response_trailers && !t.is_empty() => {
+                        // Shown to the filters that read trailers, and written from what they
+                        // left.
+                        let mut fields = crate::trailers::from_h2(&t);
+                        let mut c = ctx_cell.borrow_mut();
+                        crate::trailers::response_phase(
+                            &mut c,
+                            &mut filters_cell.borrow_mut(),
+                            &mut fields,
+                        )?;
+                        let section = crate::trailers::section_of(&c, &fields);
+                        pending.extend_from_slice(&section);
+                    }
+                    _ => {
+                        for (n, v) in trailers.iter().flat_map(|t| t.iter()) {
+                            pending.extend_from_slice(n.as_str().as_bytes());
+                            pending.extend_from_slice(b": ");
+                            pending.extend_from_slice(v.as_bytes());
+                            pending.extend_from_slice(b"\r\n");
+                        }
+                        pending.extend_from_slice(b"\r\n");
+                    }
                 }
-                pending.extend_from_slice(b"\r\n");
             }
             {
                 let mut c = ctx_cell.borrow_mut();

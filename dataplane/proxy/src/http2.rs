@@ -3,7 +3,8 @@
 //!
 //! The bridge gives every stream its own [`Downstream`] whose halves are two in-process pipes
 //! ([`weir_h2::pipe`]): the stream's request goes in as an HTTP/1.1 head (and its DATA frames as
-//! the body, chunked when the length is unknown), and the request path's HTTP/1.1 response comes
+//! the body, chunked when the length is unknown, its trailing HEADERS as the chunked trailer
+//! section), and the request path's HTTP/1.1 response comes
 //! out, its head turned into an h2 HEADERS frame and its body (de-chunked) into DATA frames as it
 //! arrives, trailers included. So routes, every filter, AI routes, quotas, Wasm plugins, SSE
 //! streaming, retries and the access log are the same code for both protocols, and gRPC (whose
@@ -292,7 +293,20 @@ async fn upload(w: &mut PipeWriter, mut body: RecvStream, framing: RequestBody) 
         let _ = body.flow_control().release_capacity(n);
     }
     if framing == RequestBody::Chunked {
-        w.push(b"0\r\n\r\n");
+        // The stream's trailing HEADERS, if it had them, as the chunked trailer section (a body
+        // of known length has no room for them: they are dropped there).
+        let trailers = body.trailers().await.map_err(|_| ())?;
+        w.push(b"0\r\n");
+        for (n, v) in trailers.iter().flat_map(|t| t.iter()) {
+            if head::is_connection_field(n.as_str().as_bytes()) {
+                continue;
+            }
+            w.push(n.as_str().as_bytes());
+            w.push(b": ");
+            w.push(v.as_bytes());
+            w.push(b"\r\n");
+        }
+        w.push(b"\r\n");
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ mod l4;
 mod log;
 mod retry;
 mod state;
+mod trailers;
 mod worker;
 
 pub use ai_metrics::RoutePrices;

@@ -65,6 +65,16 @@ pub struct BodyBuf {
     pub changed: bool,
 }
 
+/// The trailers of the request or the response, moved in while its trailer callback runs (the
+/// only time map 1 or 3 holds fields).
+#[derive(Debug)]
+pub struct TrailerMap {
+    /// `map::HTTP_REQUEST_TRAILERS` or `HTTP_RESPONSE_TRAILERS`.
+    pub map: i32,
+    /// The fields.
+    pub fields: Headers,
+}
+
 /// A callout's answer, while `proxy_on_http_call_response` runs.
 #[derive(Debug, Default)]
 pub struct CallAnswer {
@@ -152,6 +162,8 @@ pub struct Exchange {
     pub resp: Option<RespParts>,
     /// Body (body callbacks).
     pub body: Option<BodyBuf>,
+    /// Trailers (trailer callbacks).
+    pub trailers: Option<TrailerMap>,
     /// A callout's answer.
     pub answer: Option<CallAnswer>,
     /// Properties.

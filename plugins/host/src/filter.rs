@@ -14,10 +14,10 @@ use bytes::BytesMut;
 use weir_filter::{
     Action, Filter, FilterFactory, LocalResponse, Needs, ProxyError, RequestCtx, Side, Waiting,
 };
-use weir_http::{BodyKind, RequestHead, ResponseHead};
+use weir_http::{BodyKind, Headers, RequestHead, ResponseHead};
 
-use crate::abi::{action, buffer};
-use crate::context::{BodyBuf, CallAnswer, Callout, Props, ReqParts, RespParts};
+use crate::abi::{action, buffer, map};
+use crate::context::{BodyBuf, CallAnswer, Callout, Props, ReqParts, RespParts, TrailerMap};
 use crate::error::Result;
 use crate::instance::{Failure, Instance, Phase, Template};
 use crate::metrics::{self, kind};
@@ -218,6 +218,8 @@ impl FilterFactory for WasmFactory {
         Needs {
             request_body: p.buffer_request,
             response_body: p.buffer_response,
+            request_trailers: p.request_trailers,
+            response_trailers: p.response_trailers,
         }
     }
 }
@@ -348,6 +350,28 @@ impl WasmFilter {
             };
             *slot.borrow_mut() = Some((token, answer.ok()));
         })))
+    }
+
+    /// Runs a trailer callback with `trailers` as map `map` (1 or 3), moved in and back.
+    fn trailer_callback(
+        &mut self,
+        ctx: &RequestCtx,
+        map: i32,
+        trailers: &mut Headers,
+    ) -> Result<Outcome, Failure> {
+        let fields = std::mem::take(trailers);
+        let n = fields.len();
+        let mut back = None;
+        let out = self.callback(
+            ctx,
+            |ex| ex.trailers = Some(TrailerMap { map, fields }),
+            |i, id| i.trailers(map == map::HTTP_REQUEST_TRAILERS, id, n),
+            |ex| back = ex.trailers.take(),
+        );
+        if let Some(t) = back {
+            *trailers = t.fields;
+        }
+        out
     }
 
     fn take_head(req: &mut RequestHead) -> ReqParts {
@@ -570,6 +594,36 @@ impl Filter for WasmFilter {
             Action::Wait(_) => Ok(Action::Continue),
             other => Ok(other),
         }
+    }
+
+    fn on_request_trailers(
+        &mut self,
+        ctx: &mut RequestCtx,
+        trailers: &mut Headers,
+    ) -> Result<Action, ProxyError> {
+        if self.done || !self.plugin().request_trailers {
+            return Ok(Action::Continue);
+        }
+        let out = self.trailer_callback(ctx, map::HTTP_REQUEST_TRAILERS, trailers);
+        match self.decide(out)? {
+            // The body is on its way: its end cannot wait.
+            Action::Wait(_) => Ok(Action::Continue),
+            other => Ok(other),
+        }
+    }
+
+    fn on_response_trailers(
+        &mut self,
+        ctx: &mut RequestCtx,
+        trailers: &mut Headers,
+    ) -> Result<(), ProxyError> {
+        if self.done || !self.plugin().response_trailers {
+            return Ok(());
+        }
+        let out = self.trailer_callback(ctx, map::HTTP_RESPONSE_TRAILERS, trailers);
+        // As a body chunk: the head is out, a local response cannot replace it; a failure
+        // closed aborts the response.
+        self.decide(out).map(|_| ())
     }
 
     fn on_log(&mut self, ctx: &RequestCtx) {

@@ -203,7 +203,7 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 return Ok(Status::ParseFailure.code());
             };
             let ex = &mut c.data_mut().ex;
-            if pairs_of(ex, ty).is_none() {
+            if pairs_of(ex, ty).is_none() || (is_trailer_map(ty) && trailers_of(ex, ty).is_none()) {
                 return Ok(Status::NotFound.code());
             }
             if pairs.iter().any(|(k, v)| !valid(k, v)) {
@@ -604,12 +604,32 @@ fn pairs_of(ex: &Exchange, ty: i32) -> Option<Vec<(Bytes, Bytes)>> {
         map::HTTP_CALL_RESPONSE_HEADERS => {
             ex.answer.as_ref().map(|a: &CallAnswer| a.headers.clone())
         }
-        // Trailers are not forwarded by the gateway: an empty map where the stream has them.
-        map::HTTP_REQUEST_TRAILERS => ex.req.as_ref().map(|_| Vec::new()),
-        map::HTTP_RESPONSE_TRAILERS => ex.resp.as_ref().map(|_| Vec::new()),
+        // The trailers while their callback runs; in any other callback of a request, an empty
+        // map (SDKs treat an error from reading a map as fatal); outside requests, none.
+        map::HTTP_REQUEST_TRAILERS | map::HTTP_RESPONSE_TRAILERS => match trailers_of(ex, ty) {
+            Some(t) => {
+                let mut out = Vec::with_capacity(t.len());
+                fields(t, &mut out);
+                Some(out)
+            }
+            None => ex.props.request_id.as_ref().map(|_| Vec::new()),
+        },
         map::HTTP_CALL_RESPONSE_TRAILERS => ex.answer.as_ref().map(|_| Vec::new()),
         _ => None,
     }
+}
+
+/// Map 1 or 3.
+fn is_trailer_map(ty: i32) -> bool {
+    ty == map::HTTP_REQUEST_TRAILERS || ty == map::HTTP_RESPONSE_TRAILERS
+}
+
+/// The trailers of map `ty`, when its trailer callback runs now.
+fn trailers_of(ex: &Exchange, ty: i32) -> Option<&weir_http::Headers> {
+    ex.trailers
+        .as_ref()
+        .filter(|t| t.map == ty)
+        .map(|t| &t.fields)
 }
 
 enum Lookup {
@@ -680,6 +700,11 @@ fn clear_map(ex: &mut Exchange, ty: i32) {
                 r.changed = true;
             }
         }
+        map::HTTP_REQUEST_TRAILERS | map::HTTP_RESPONSE_TRAILERS => {
+            if let Some(t) = ex.trailers.as_mut().filter(|t| t.map == ty) {
+                t.fields = weir_http::Headers::with_capacity(4);
+            }
+        }
         _ => {}
     }
 }
@@ -746,7 +771,18 @@ fn edit(ex: &mut Exchange, ty: i32, op: Edit, key: &[u8], value: Option<&[u8]>) 
             }
             edit_fields(&mut r.headers, op, key, value)
         }
-        map::HTTP_REQUEST_TRAILERS | map::HTTP_RESPONSE_TRAILERS => Status::Unimplemented,
+        map::HTTP_REQUEST_TRAILERS | map::HTTP_RESPONSE_TRAILERS => {
+            // Writable in their own callback only; a trailer has no pseudo-fields. Fields a
+            // trailer may not carry besides the managed ones (`host`, ...) are accepted here
+            // and dropped by the gateway when it writes the section.
+            let Some(t) = ex.trailers.as_mut().filter(|t| t.map == ty) else {
+                return Status::NotFound;
+            };
+            if key.first() == Some(&b':') {
+                return Status::BadArgument;
+            }
+            edit_fields(&mut t.fields, op, key, value)
+        }
         map::HTTP_CALL_RESPONSE_HEADERS | map::HTTP_CALL_RESPONSE_TRAILERS => Status::BadArgument,
         _ => Status::BadArgument,
     }

@@ -39,6 +39,8 @@ struct Exports {
     request_body: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_headers: Option<TypedFunc<(i32, i32, i32), i32>>,
     response_body: Option<TypedFunc<(i32, i32, i32), i32>>,
+    request_trailers: Option<TypedFunc<(i32, i32), i32>>,
+    response_trailers: Option<TypedFunc<(i32, i32), i32>>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -223,6 +225,8 @@ fn bind(inst: &WasmInstance, store: &mut Store<HostState>) -> wasmtime::Result<E
         request_body: opt(inst, store, "proxy_on_request_body")?,
         response_headers: opt(inst, store, "proxy_on_response_headers")?,
         response_body: opt(inst, store, "proxy_on_response_body")?,
+        request_trailers: opt(inst, store, "proxy_on_request_trailers")?,
+        response_trailers: opt(inst, store, "proxy_on_response_trailers")?,
         done: opt(inst, store, "proxy_on_done")?,
         log: opt(inst, store, "proxy_on_log")?,
         delete: opt(inst, store, "proxy_on_delete")?,
@@ -335,6 +339,21 @@ impl Instance {
         };
         self.store.data_mut().effective = id;
         self.guard(|s| f.call(s, (id as i32, n as i32, i32::from(end))))
+    }
+
+    /// `proxy_on_request_trailers` (`request`) or `proxy_on_response_trailers`, with the number
+    /// of fields; its `proxy_action_t`.
+    pub fn trailers(&mut self, request: bool, id: u32, n: usize) -> Result<i32, Failure> {
+        let f = if request {
+            self.exports.request_trailers.clone()
+        } else {
+            self.exports.response_trailers.clone()
+        };
+        let Some(f) = f else {
+            return Ok(crate::abi::action::CONTINUE);
+        };
+        self.store.data_mut().effective = id;
+        self.guard(|s| f.call(s, (id as i32, n as i32)))
     }
 
     /// `proxy_on_http_call_response`.

@@ -13,8 +13,9 @@
 //!   new instance for the next request.
 //! - [`WasmFactory`]/[`WasmFilter`] implement `weir_filter`'s interface: request and response
 //!   headers and bodies (streamed chunk by chunk, or whole when the plugin's `buffer` asks, then
-//!   writable), local responses, HTTP callouts (the request [`weir_filter::Action::Wait`]s for
-//!   them), properties from the typed request context.
+//!   writable), request and response trailers (when the module exports the trailer callbacks:
+//!   maps 1 and 3, writable in them), local responses, HTTP callouts (the request
+//!   [`weir_filter::Action::Wait`]s for them), properties from the typed request context.
 //! - [`host`] and [`wasi`] are the functions a module imports; [`shared`] the process-wide shared
 //!   data and queues; [`metrics`] the plugins' metrics on `/metrics`.
 //!

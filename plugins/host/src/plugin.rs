@@ -35,6 +35,10 @@ pub struct Plugin {
     pub buffer_request: bool,
     /// Sees the response body whole.
     pub buffer_response: bool,
+    /// Exports `proxy_on_request_trailers`: its routes read request trailers.
+    pub request_trailers: bool,
+    /// Exports `proxy_on_response_trailers`: its routes read response trailers.
+    pub response_trailers: bool,
     /// The settings it was built from, to reuse it when a new generation keeps them.
     pub source: weir_config::Plugin,
 }
@@ -78,6 +82,17 @@ impl Plugin {
             other => other,
         })?;
         check_abi(&cfg.name, &module)?;
+        // Decided once, from the exports: a plugin without trailer callbacks costs its routes
+        // nothing at a body's end. (The Rust SDK exports both whatever the plugin implements.)
+        let exports = |n: &str| {
+            module
+                .exports()
+                .any(|e| e.name() == n && matches!(e.ty(), ExternType::Func(_)))
+        };
+        let (request_trailers, response_trailers) = (
+            exports("proxy_on_request_trailers"),
+            exports("proxy_on_response_trailers"),
+        );
         let deadline: Duration = cfg.callback_deadline.get();
         Ok(Arc::new(Plugin {
             name: cfg.name.clone(),
@@ -91,6 +106,8 @@ impl Plugin {
             global: cfg.global,
             buffer_request: cfg.buffer.request,
             buffer_response: cfg.buffer.response,
+            request_trailers,
+            response_trailers,
             source: cfg.clone(),
         }))
     }

@@ -520,3 +520,161 @@ fn queue_ready_reaches_the_root_context_that_registered_the_queue() {
         rt.block_on(queue_ready_round());
     }
 }
+
+// === trailers.wat ===
+
+const TRAILERS: &str = include_str!("../testdata/trailers.wat");
+
+/// Trailer fields parsed as the gateway parses a chunked body's trailer section.
+fn trailers(section: &str) -> weir_http::Headers {
+    weir_http::parse_trailers(bytes::Bytes::from(section.to_owned())).expect("valid section")
+}
+
+/// The fields in order, as (name, value) text.
+fn pairs(h: &weir_http::Headers) -> Vec<(String, String)> {
+    h.fields()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn trailer_needs_come_from_the_exports() {
+    let f = factory(&config("trailers-needs", TRAILERS));
+    let n = f.needs();
+    assert!(n.request_trailers && n.response_trailers, "{n:?}");
+    assert!(!n.request_body && !n.response_body);
+    // A plugin without trailer callbacks asks for nothing: its routes keep the plain path.
+    let p = factory(&config("trailers-needs-probe", PROBE));
+    assert!(p.needs().is_none(), "{:?}", p.needs());
+}
+
+#[test]
+fn request_trailers_are_read_and_edited_in_their_callback() {
+    let f = factory(&config("trailers-req", TRAILERS));
+    let mut c = ctx();
+    let mut filt = f.create();
+    let mut head = request("POST /a HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n");
+    assert!(matches!(
+        filt.on_request_headers(&mut c, &mut head),
+        Ok(Action::Continue)
+    ));
+    // Outside their callback: no such map to read a value from or to write, an empty one to list.
+    assert_eq!(field(&head.headers, "x-rt-get"), NOT_FOUND);
+    assert_eq!(field(&head.headers, "x-rt-add"), NOT_FOUND);
+    assert_eq!(field(&head.headers, "x-rt-set"), NOT_FOUND);
+    assert_eq!(field(&head.headers, "x-rt-size-st"), OK);
+    assert_eq!(field(&head.headers, "x-rt-size"), "4");
+
+    let section = "x-in: hello\r\nX-Replace: old\r\nx-drop: 1\r\n\r\n";
+    let mut t = trailers(section);
+    // What the plugin saw: the fields, lower case, in the ABI's encoding.
+    let seen = crate::abi::encode_map(
+        [
+            (&b"x-in"[..], &b"hello"[..]),
+            (&b"x-replace"[..], &b"old"[..]),
+            (&b"x-drop"[..], &b"1"[..]),
+        ]
+        .into_iter(),
+    )
+    .len();
+    assert!(matches!(
+        filt.on_request_trailers(&mut c, &mut t),
+        Ok(Action::Continue)
+    ));
+    assert_eq!(field(&t, "x-size"), seen.to_string());
+    assert_eq!(field(&t, "x-pairs-len"), seen.to_string());
+    assert_eq!(field(&t, "x-count"), "3");
+    assert_eq!(field(&t, "x-in-seen"), "hello");
+    assert_eq!(field(&t, "x-replace"), "new");
+    assert!(t.get_str("x-drop").is_none());
+    // Accepted from the plugin (the gateway drops it when writing the section).
+    assert_eq!(field(&t, "host"), "evil");
+    // Managed: an edit has no effect.
+    assert!(t.get_str("content-length").is_none());
+    // Map 3 is not this callback's.
+    assert_eq!(field(&t, "x-other"), NOT_FOUND);
+    filt.on_log(&c);
+}
+
+#[test]
+fn response_trailers_are_read_edited_and_replaced() {
+    let f = factory(&config("trailers-resp", TRAILERS));
+    let mut c = ctx();
+    let mut filt = f.create();
+    let mut t = trailers("grpc-status: 0\r\ngrpc-message: fine\r\n\r\n");
+    filt.on_response_trailers(&mut c, &mut t)
+        .expect("continues");
+    assert_eq!(
+        pairs(&t),
+        [
+            ("grpc-status", "0"),
+            ("grpc-message", "edited"),
+            ("x-seen-status", "0"),
+            ("x-wasm-trailer", "on"),
+            ("x-count", "2"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    filt.on_log(&c);
+
+    // proxy_set_header_map_pairs replaces the whole map.
+    let mut filt = f.create();
+    let mut t = trailers("grpc-status: 0\r\nx-set: 1\r\n\r\n");
+    filt.on_response_trailers(&mut c, &mut t)
+        .expect("continues");
+    assert_eq!(
+        pairs(&t),
+        [("only", "yes"), ("x-set-st", OK)].map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    filt.on_log(&c);
+}
+
+#[test]
+fn a_request_trailer_callback_may_answer_and_fails_as_the_others_do() {
+    let f = factory(&config("trailers-fail", TRAILERS));
+    let mut c = ctx();
+    let mut filt = f.create();
+    let mut t = trailers("x-deny: 1\r\n\r\n");
+    match filt.on_request_trailers(&mut c, &mut t) {
+        Ok(Action::Respond(r)) => {
+            assert_eq!(r.status, 403);
+            assert_eq!(&r.body[..], b"denied");
+        }
+        other => panic!("expected a local response, got {other:?}"),
+    }
+    filt.on_log(&c);
+
+    // A trap fails the request closed (503), its trailers left as they were, and is counted.
+    let before = crate::metrics::failures("trailers-fail", "trap")
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut filt = f.create();
+    let mut t = trailers("x-trap: 1\r\n\r\n");
+    let e = filt
+        .on_request_trailers(&mut c, &mut t)
+        .expect_err("closed");
+    assert_eq!((e.status, e.kind), (503, "plugin_failed"));
+    assert_eq!(pairs(&t), [("x-trap".to_owned(), "1".to_owned())]);
+    let mut t = trailers("x-trap: 1\r\n\r\n");
+    let mut filt = f.create();
+    let e = filt
+        .on_response_trailers(&mut c, &mut t)
+        .expect_err("closed");
+    assert_eq!(e.status, 503);
+    let after = crate::metrics::failures("trailers-fail", "trap")
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after, before + 2);
+
+    // Fail open: the trailers go on untouched.
+    let mut cfg = config("trailers-open", TRAILERS);
+    cfg.on_error = weir_config::OnError::Open;
+    let f = factory(&cfg);
+    let mut filt = f.create();
+    let mut t = trailers("x-trap: 1\r\n\r\n");
+    filt.on_response_trailers(&mut c, &mut t).expect("open");
+    assert_eq!(pairs(&t), [("x-trap".to_owned(), "1".to_owned())]);
+}
