@@ -10,6 +10,7 @@
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, Criterion};
@@ -48,7 +49,7 @@ fn run(f: &dyn FilterFactory, ctx: &mut RequestCtx) {
 
 /// The plugin's factory (checked to make the edit the Envoy side makes), the native `headers`
 /// filter doing the same edit, and a request context.
-fn setup() -> (Box<dyn FilterFactory>, Box<dyn FilterFactory>, RequestCtx) {
+fn setup() -> (Rc<dyn FilterFactory>, Rc<dyn FilterFactory>, RequestCtx) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let wasm = root.join("plugins/examples/wasm/add_headers.wasm");
     let cfg_json = std::fs::read_to_string(root.join("loadtest/envoy-wasm/add_headers.bench.json"))
@@ -90,7 +91,7 @@ fn setup() -> (Box<dyn FilterFactory>, Box<dyn FilterFactory>, RequestCtx) {
     )
     .expect("headers config");
     let native = weir_filters::build(&native_cfg).expect("headers filter");
-    (Box::new(factory), native, ctx)
+    (Rc::new(factory), native, ctx)
 }
 
 fn bench(c: &mut Criterion) {

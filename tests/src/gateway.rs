@@ -57,6 +57,7 @@ pub struct GatewayBuilder {
     plane_id: Option<String>,
     upgrade_socket: Option<PathBuf>,
     env: Vec<(String, String)>,
+    wrapper: Vec<String>,
 }
 
 /// Removes the common indentation of `text` and drops blank leading/trailing lines, so tests can
@@ -123,6 +124,7 @@ impl Default for GatewayBuilder {
             plane_id: None,
             upgrade_socket: None,
             env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -233,6 +235,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Runs `weir` through a command that execs it (`prlimit --as=N`, say).
+    pub fn wrapper(mut self, argv: &[&str]) -> Self {
+        self.wrapper = argv.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
     /// Adds a command-line argument for `weir`.
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_owned());
@@ -326,7 +334,16 @@ impl GatewayBuilder {
         let open = |p: &Path| {
             std::fs::File::create(p).unwrap_or_else(|e| panic!("creating {}: {e}", p.display()))
         };
-        let child = Command::new(bin_path("weir"))
+        // A wrapper execs `weir` (`prlimit ...`), so the pid stays the gateway's.
+        let mut cmd = match self.wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(bin_path("weir"));
+                c
+            }
+            None => Command::new(bin_path("weir")),
+        };
+        let child = cmd
             .args(&mode_args)
             .args([
                 "--workers",

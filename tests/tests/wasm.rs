@@ -70,6 +70,26 @@ both_drivers! {
 }
 
 #[test]
+fn plugins_run_under_a_virtual_memory_limit() {
+    // The instance pool reserves address space for every instance at once; under a limit on
+    // virtual memory (here 16 GiB, `ulimit -v`) that reservation is refused and the engine
+    // allocates instances on demand instead of refusing every plugin.
+    let m = MockUpstream::start();
+    let cfg = r#"config: { request_add: { x-plugin: "on" } }"#;
+    let gw = with_plugin(&m, Driver::Epoll, "add", &example("add_headers"), cfg)
+        .wrapper(&["prlimit", "--as=17179869184"])
+        .start();
+    let r = gw.request(b"GET /inspect HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status(), 200, "{}", r.text());
+    assert_eq!(r.inspected("x-plugin"), vec!["on"]);
+    assert!(
+        gw.stderr().contains("instances are allocated on demand"),
+        "{}",
+        gw.stderr()
+    );
+}
+
+#[test]
 fn auth_check_refuses_without_a_token() {
     let m = MockUpstream::start();
     let cfg = r#"config: { header: x-api-token, tokens: [tok-1, tok-2] }"#;

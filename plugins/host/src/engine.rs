@@ -35,7 +35,19 @@ pub fn engine() -> Result<&'static Engine> {
                 .max_memory_size(MAX_MEMORY as usize)
                 .table_elements(100_000);
             cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-            let engine = Engine::new(&cfg).map_err(|e| e.to_string())?;
+            let engine = match Engine::new(&cfg) {
+                Ok(e) => e,
+                Err(e) => {
+                    // The pool reserves address space for every instance up front, which a
+                    // limit on virtual memory (`ulimit -v`, strict overcommit, valgrind) can
+                    // refuse. Instances are then mapped one by one when made: slower to
+                    // (re)create, the same per request, and each still capped by `max_memory`.
+                    tracing::warn!(target: "weir_wasm", error = %format!("{e:#}"),
+                        "the Wasm instance pool could not be reserved; instances are allocated on demand");
+                    cfg.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                    Engine::new(&cfg).map_err(|e| e.to_string())?
+                }
+            };
             let weak = engine.weak();
             std::thread::Builder::new()
                 .name("weir-wasm-epoch".into())
