@@ -173,6 +173,27 @@ impl Client {
         })
     }
 
+    /// Connects to `addr` from the local address `from` (port 0: any), e.g. `127.0.0.2` to be
+    /// another loopback client; panics on failure.
+    pub fn connect_from(addr: SocketAddr, from: std::net::IpAddr) -> Client {
+        let connect = || -> io::Result<TcpStream> {
+            let domain = socket2::Domain::for_address(addr);
+            let s = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+            s.bind(&SocketAddr::new(from, 0).into())?;
+            s.connect_timeout(&addr.into(), IO_TIMEOUT)?;
+            Ok(s.into())
+        };
+        let stream = connect().unwrap_or_else(|e| panic!("connecting to {addr} from {from}: {e}"));
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+        let _ = stream.set_nodelay(true);
+        Client {
+            stream,
+            buf: Vec::new(),
+            eof: false,
+        }
+    }
+
     /// The socket, e.g. to clone it for a writer thread or to change its timeouts.
     pub fn stream(&self) -> &TcpStream {
         &self.stream

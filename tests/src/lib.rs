@@ -35,6 +35,10 @@
 //! - [`TlsClient`]: a blocking rustls client for the listener TLS tests (a test CA or no
 //!   verification, RSA-only or TLS 1.2-only offers, a client certificate, resumption, the
 //!   certificate the server sent); [`TestPki::server`] and [`TestPki::client`] issue more leaves.
+//! - [`PpUpstream`]: an HTTP/1.1 upstream in threads that requires a PROXY protocol header (v1
+//!   or v2) on every connection, records what each declared ([`Accepted`]) and answers with the
+//!   connection's number and declared client, so tests see which client each upstream
+//!   connection spoke for. [`Client::connect_from`] binds a client to another loopback address.
 //! - [`RedisServer`]: a real `redis-server` on a Unix socket in a temp dir, for the cluster-mode
 //!   quota tests ([`RedisServer::kill`] and [`RedisServer::restart`] for outages,
 //!   [`RedisServer::calls`] to count the commands it ran).
@@ -54,6 +58,7 @@ mod control;
 mod gateway;
 mod mock;
 mod pki;
+mod pp_upstream;
 mod redis;
 mod tls_client;
 mod util;
@@ -63,6 +68,7 @@ pub use control::{run_bounded, ControlDaemon};
 pub use gateway::{Gateway, GatewayBuilder, StartError};
 pub use mock::{MockBuilder, MockUpstream};
 pub use pki::{KeyKind, TestPki, SERVER_NAMES};
+pub use pp_upstream::{Accepted, PpUpstream};
 pub use redis::RedisServer;
 pub use tls_client::{pem_certs, tls_client_config, TlsClient, TlsClientOptions, TlsResponse};
 pub use util::{

@@ -3,7 +3,8 @@
 //! sees the upstream's own certificate); the PROXY protocol honoured from a trusted source (the
 //! declared address is the one in `x-forwarded-for` and the access log), refused from others
 //! and when malformed, and sent on by a `tcp` listener's cluster so the client's address
-//! survives two hops.
+//! survives two hops; sent by the clusters of HTTP routes, on upstream connections kept per
+//! client connection (v1, v2, before TLS, health checks, retries, the balancer's client).
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -214,8 +215,143 @@ both_drivers! {
     }
 }
 
-/// Config checks: `tcp` listeners have no routes and no `tls`, a cluster that sends the PROXY
-/// header serves no HTTP route, trusted ranges parse.
+/// The JSON answer of a [`PpUpstream`].
+fn pp_answer(r: &Response) -> serde_json::Value {
+    assert_eq!(r.status(), 200, "{}", r.text());
+    r.json()
+}
+
+both_drivers! {
+    /// `proxy_protocol` on the clusters of HTTP routes (v1 and v2, each in front of an upstream
+    /// that requires the header): each client connection gets an upstream connection of its own
+    /// whose header declares that client (its source address and port, and the listener's
+    /// address); its keep-alive requests reuse that one; a second client, from 127.0.0.2, never
+    /// shares it, even interleaved; a client that closes takes its upstream connection with it.
+    /// Health checks send a header that declares no client and pass. A retried request
+    /// reconnects with the same client's header. A listener that accepted a PROXY header from a
+    /// trusted balancer sends the declared client on (the whole chain).
+    fn proxy_protocol_to_http_clusters(d) {
+        let up1 = PpUpstream::start();
+        let up2 = PpUpstream::start();
+        let hc = "health_check: { path: /healthz, interval: 200ms }";
+        let gw = Gateway::new()
+            .driver(d)
+            .cluster_yaml(&format!("{{ name: pp1, endpoints: [\"{}\"], proxy_protocol: v1, {hc} }}", up1.endpoint()))
+            .cluster_yaml(&format!("{{ name: pp2, endpoints: [\"{}\"], proxy_protocol: v2, {hc} }}", up2.endpoint()))
+            .route("{ name: v1, match: { path: { prefix: /v1 } }, cluster: pp1 }")
+            .route("{ name: v2, match: { path: { prefix: /v2 } }, cluster: pp2, retry: { attempts: 1, on: [reset] } }")
+            .extra_listener(
+                "{ name: edge, address: \"127.0.0.2:0\", proxy_protocol: { trusted: [\"127.0.0.0/8\"] }, routes: [ { name: e, cluster: pp2 } ] }",
+            )
+            .start();
+        // Health checks: the gateway's own connections, a header without a client.
+        for (up, version) in [(&up1, 1), (&up2, 2)] {
+            wait_until("a health check", Duration::from_secs(10), Duration::from_millis(50), || {
+                up.accepted().iter().any(|a| a.version == version && a.addresses.is_none()).then_some(())
+            });
+        }
+        let gw_addr = gw.addr().to_string();
+        let (lo1, lo2) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap());
+        for (prefix, up, version) in [("/v1", &up1, 1), ("/v2", &up2, 2)] {
+            let mut a = Client::connect_from(gw.addr(), lo1);
+            let mut b = Client::connect_from(gw.addr(), lo2);
+            let a_src = a.stream().local_addr().unwrap().to_string();
+            let b_src = b.stream().local_addr().unwrap().to_string();
+            let (mut a_conn, mut b_conn) = (None, None);
+            for i in 0..3 {
+                for (c, src, conn) in [(&mut a, &a_src, &mut a_conn), (&mut b, &b_src, &mut b_conn)] {
+                    let v = pp_answer(&c.get(&format!("{prefix}/{i}")));
+                    assert_eq!((v["src"].as_str(), v["dst"].as_str()), (Some(src.as_str()), Some(gw_addr.as_str())), "{v}");
+                    assert_eq!(v["version"], version, "{v}");
+                    // Keep-alive requests of one client: one upstream connection.
+                    let n = v["conn"].as_u64().unwrap();
+                    assert_eq!(*conn.get_or_insert(n), n, "{prefix}: {v}");
+                }
+            }
+            let (a_n, b_n) = (a_conn.unwrap() as usize, b_conn.unwrap() as usize);
+            assert_ne!(a_n, b_n, "two clients share no upstream connection");
+            assert_eq!(up.client_conns().len(), 2, "{:?}", up.accepted());
+            // a closes: its upstream connection closes too; b's stays and serves b.
+            drop(a);
+            wait_until("a's upstream connection closed", Duration::from_secs(10), Duration::from_millis(20), || {
+                up.accepted()[a_n - 1].closed.then_some(())
+            });
+            let v = pp_answer(&b.get(&format!("{prefix}/again")));
+            assert_eq!(v["conn"].as_u64(), Some(b_n as u64), "{v}");
+            assert!(!up.accepted()[b_n - 1].closed);
+            assert_eq!(up.client_conns().len(), 2, "{:?}", up.accepted());
+        }
+
+        // A retry: the upstream drops the reused connection without an answer (the free retry
+        // on a new connection), then that one (the route's retry on `reset`): every connection
+        // the request made declares the same client.
+        let mut c = Client::connect_from(gw.addr(), lo2);
+        let c_src = c.stream().local_addr().unwrap().to_string();
+        let first = pp_answer(&c.get("/v2/first"));
+        assert_eq!(first["src"].as_str(), Some(c_src.as_str()));
+        let before = up2.client_conns().len();
+        let r = c.get("/v2/drop");
+        assert_eq!(r.status(), 502, "{}", r.text());
+        let made = up2.client_conns().split_off(before);
+        assert_eq!(made.len(), 2, "{made:?}");
+        for a in &made {
+            assert_eq!(a.addresses.map(|x| x.0.to_string()), Some(c_src.clone()), "{made:?}");
+        }
+
+        // The chain: a balancer's PROXY header into the `edge` listener; its client goes on.
+        let mut e = Client::connect(gw.listener("edge"));
+        let r = e.request(&with_header(b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 80\r\n", "/edge"));
+        let v = pp_answer(&r);
+        assert_eq!((v["src"].as_str(), v["dst"].as_str()), (Some("203.0.113.7:5555"), Some("10.0.0.1:80")), "{v}");
+        let again = pp_answer(&e.get("/edge/2"));
+        assert_eq!((again["conn"].clone(), again["src"].clone()), (v["conn"].clone(), v["src"].clone()));
+    }
+}
+
+both_drivers! {
+    /// A TLS cluster with `proxy_protocol`: the header goes first on the TCP connection, then
+    /// the handshake. The upstream is a second gateway whose TLS listener accepts the PROXY
+    /// protocol (as HAProxy's `accept-proxy ssl`): it reads the header, then TLS, and logs the
+    /// client the first gateway saw; the client's keep-alive requests take one handshake.
+    fn proxy_protocol_before_tls(d) {
+        let pki = TestPki::new();
+        let mock = MockUpstream::start();
+        let inner = Gateway::new()
+            .driver(d)
+            .listener_yaml(&format!(
+                "proxy_protocol: {{ trusted: [\"127.0.0.1\"] }}\ntls: {{ certificates: [ {{ cert: \"{}\", key: \"{}\" }} ] }}",
+                pki.server_cert().display(),
+                pki.server_key().display()
+            ))
+            .cluster("up", &[mock.endpoint()])
+            .route("{ name: r, cluster: up }")
+            .start();
+        let edge = Gateway::new()
+            .driver(d)
+            .cluster_yaml(&format!(
+                "{{ name: inner, endpoints: [\"{}\"], proxy_protocol: v1, tls: {{ ca_file: \"{}\" }} }}",
+                inner.addr(),
+                pki.ca().display()
+            ))
+            .route("{ name: r, cluster: inner }")
+            .start();
+        let mut c = Client::connect_from(edge.addr(), "127.0.0.2".parse().unwrap());
+        let src = c.stream().local_addr().unwrap().to_string();
+        for _ in 0..3 {
+            let r = c.get("/inspect");
+            assert_eq!(r.status(), 200, "{}", r.text());
+        }
+        let lines = inner.wait_access_log(3, Duration::from_secs(10), |_| true);
+        for l in &lines {
+            assert_eq!(l["client"].as_str(), Some(src.as_str()), "{l}");
+        }
+        let m = inner.metrics();
+        assert_eq!(metric(&m, "weir_tls_handshakes_total", &[("listener", "main")]), Some(1.0), "{m}");
+    }
+}
+
+/// Config checks: `tcp` listeners have no routes and no `tls`, trusted ranges parse, a cluster
+/// that sends the PROXY header may serve HTTP routes but not as `protocol: h2`.
 #[test]
 fn l4_config_is_checked() {
     for (listener, cluster, want) in [
@@ -242,10 +378,26 @@ fn l4_config_is_checked() {
             .expect_err(listener);
         assert!(err.stderr.contains(want), "{listener}: {}", err.stderr);
     }
-    let err = Gateway::new()
+    let gw = Gateway::new()
         .cluster_yaml("{ name: up, endpoints: [\"127.0.0.1:1\"], proxy_protocol: v2 }")
         .route("{ name: r, cluster: up }")
+        .try_start();
+    assert!(
+        gw.is_ok(),
+        "proxy_protocol on an HTTP cluster: {:?}",
+        gw.err().map(|e| e.stderr)
+    );
+    let err = Gateway::new()
+        .cluster_yaml(
+            "{ name: up, protocol: h2, endpoints: [\"127.0.0.1:1\"], proxy_protocol: v2 }",
+        )
+        .route("{ name: r, cluster: up }")
         .try_start()
-        .expect_err("proxy_protocol on an HTTP cluster");
-    assert!(err.stderr.contains("proxy_protocol"), "{}", err.stderr);
+        .expect_err("proxy_protocol on an h2 cluster");
+    assert!(
+        err.stderr.contains("clusters[0].proxy_protocol"),
+        "{}",
+        err.stderr
+    );
+    assert!(err.stderr.contains("protocol: h2"), "{}", err.stderr);
 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::listener_tls::valid_sni_name;
-use crate::schema::{Config, Listener};
+use crate::schema::{Config, Listener, UpstreamProtocol};
 use crate::units::Dur;
 
 /// The PROXY protocol on a listener: every connection must come from a trusted source and start
@@ -28,7 +28,9 @@ fn header_timeout() -> Dur {
     Dur::secs(5)
 }
 
-/// The version of the PROXY header sent to a cluster's endpoints.
+/// The version of the PROXY header sent to a cluster's endpoints: first on each connection
+/// (before TLS), describing the one client connection it serves (HTTP clusters keep such
+/// connections per client connection).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyProtocolVersion {
@@ -77,7 +79,6 @@ pub struct SniRoute {
 /// Checks the L4 parts of `config`; each problem goes to `fail(field, message)`.
 pub(crate) fn check(config: &Config, fail: &mut dyn FnMut(String, String)) {
     let clusters: HashSet<&str> = config.clusters.iter().map(|c| c.name.as_str()).collect();
-    let mut tcp_clusters = HashSet::new();
     for (i, l) in config.listeners.iter().enumerate() {
         let f = format!("listeners[{i}]");
         if let Some(pp) = &l.proxy_protocol {
@@ -98,26 +99,19 @@ pub(crate) fn check(config: &Config, fail: &mut dyn FnMut(String, String)) {
         }
         if let Some(tcp) = &l.tcp {
             check_tcp(&f, l, tcp, &clusters, fail);
-            tcp_clusters.extend(tcp.cluster.iter().map(String::as_str));
-            tcp_clusters.extend(tcp.sni.iter().map(|r| r.cluster.as_str()));
         }
     }
-    // The header belongs to one client connection: an HTTP pool shares its connections.
+    // The header describes one client connection: an HTTP/1.1 cluster keeps such connections
+    // per client connection, but an h2 cluster multiplexes every client's requests on one.
     for (i, c) in config.clusters.iter().enumerate() {
-        if c.proxy_protocol.is_none() {
-            continue;
-        }
-        let http = config.listeners.iter().any(|l| {
-            l.routes
-                .iter()
-                .any(|r| r.cluster.as_deref() == Some(c.name.as_str()))
-        });
-        if http {
+        if c.proxy_protocol.is_some() && c.protocol == UpstreamProtocol::H2 {
             fail(
                 format!("clusters[{i}].proxy_protocol"),
                 format!(
-                    "cluster `{}` is used by HTTP routes, whose pooled connections serve many clients; \
-                     the PROXY header is sent on connections of `tcp` listeners only",
+                    "cluster `{}` has `protocol: h2`, whose one connection per endpoint carries \
+                     every client's requests, and a PROXY header describes one client \
+                     connection; use `protocol: http1` (each client connection then gets \
+                     upstream connections of its own) or drop `proxy_protocol`",
                     c.name
                 ),
             );

@@ -614,7 +614,9 @@ pub struct Cluster {
     #[serde(default)]
     pub tls: Option<UpstreamTls>,
     /// Send a PROXY protocol header (`v1` or `v2`) with the client's address first on each
-    /// connection (connections of `tcp` listeners).
+    /// connection (before TLS). Each connection then serves one client connection: a `tcp`
+    /// listener's, or an HTTP client's keep-alive requests (HTTP/1.1 clusters only). Health
+    /// checks send a header that declares no client (v2 `LOCAL`, v1 `PROXY UNKNOWN`).
     #[serde(default)]
     pub proxy_protocol: Option<crate::l4::ProxyProtocolVersion>,
 }

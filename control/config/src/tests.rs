@@ -433,3 +433,21 @@ fn http2_limits_and_cluster_protocol_are_checked() {
     let unknown = "clusters:\n  - { name: g, protocol: h3, endpoints: [\"127.0.0.1:2\"] }\nlisteners:\n  - { name: l, address: \"127.0.0.1:1\" }\n";
     assert!(crate::parse(unknown, "t.yaml").is_err());
 }
+
+#[test]
+fn proxy_protocol_to_http_clusters() {
+    // An HTTP/1.1 cluster behind HTTP routes may send the header (its connections are kept per
+    // client connection), with TLS and health checks too.
+    let ok = "listeners:\n  - name: l\n    address: 127.0.0.1:1\n    routes: [{ name: r, cluster: g }]\nclusters:\n  - { name: g, endpoints: [\"127.0.0.1:2\"], proxy_protocol: v2, tls: {}, health_check: { path: /h } }\n";
+    let c = crate::parse(ok, "t.yaml").expect("valid");
+    assert_eq!(
+        c.clusters[0].proxy_protocol,
+        Some(crate::ProxyProtocolVersion::V2)
+    );
+    // An h2 cluster shares one connection among all clients: refused, on its field.
+    let h2 = "listeners:\n  - name: l\n    address: 127.0.0.1:1\n    routes: [{ name: r, cluster: g }]\nclusters:\n  - { name: g, protocol: h2, endpoints: [\"127.0.0.1:2\"], proxy_protocol: v1 }\n";
+    let p = problems(h2);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].field, "clusters[0].proxy_protocol");
+    assert!(p[0].message.contains("protocol: h2"), "{p:?}");
+}

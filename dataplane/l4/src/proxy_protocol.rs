@@ -231,6 +231,20 @@ pub fn encode(version: u8, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
     out
 }
 
+/// A header of `version` (1 or 2) that declares no client: the sender's own connection (a health
+/// check, a request the gateway makes itself). v1 `PROXY UNKNOWN`, v2 the `LOCAL` command; a
+/// receiver keeps the connection's real addresses, as [`parse`] does.
+pub fn encode_local(version: u8) -> Vec<u8> {
+    if version == 1 {
+        return b"PROXY UNKNOWN\r\n".to_vec();
+    }
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&V2_SIGNATURE);
+    // Version 2, LOCAL; family UNSPEC, no address block.
+    out.extend_from_slice(&[0x20, 0x00, 0, 0]);
+    out
+}
+
 fn ipv6_of(ip: IpAddr) -> Ipv6Addr {
     match ip {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),

@@ -2,7 +2,7 @@
 //! connection is kept alive (pipelined requests are served in order from the same buffer).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -14,6 +14,7 @@ use monoio::net::TcpStream;
 use weir_filter::{ProxyError, RequestCtx, TlsInfo};
 use weir_http::RequestHead;
 use weir_metrics::bump;
+use weir_upstream::ClientConn;
 
 use crate::forward;
 use crate::io::{after, ClientIn, ClientOut, ClientReader, Timer, HEAD_BUF};
@@ -28,6 +29,9 @@ pub struct Downstream {
     pub writer: crate::io::ClientOut,
     /// Client address.
     pub peer: SocketAddr,
+    /// The client connection as a `proxy_protocol` cluster's PROXY header describes it (shared by
+    /// the streams of an HTTP/2 connection): its upstream connections are kept for it alone.
+    pub client: ClientConn,
     /// The client IP as text, formatted once per connection (X-Forwarded-For).
     pub peer_ip: Box<str>,
     /// Scratch buffer for heads written to this client.
@@ -47,18 +51,21 @@ pub struct Downstream {
 }
 
 impl Downstream {
-    /// A client (a connection, or an h2 stream's bridge) on these halves.
+    /// A client (a connection, or an h2 stream's bridge) on these halves; its address is
+    /// `client.src`.
     pub fn new(
         reader: ClientReader,
         writer: ClientOut,
-        peer: SocketAddr,
+        client: ClientConn,
         tls: Option<Rc<TlsInfo>>,
         drain: SignalWait,
     ) -> Self {
+        let peer = client.src;
         Downstream {
             reader,
             writer,
             peer,
+            client,
             peer_ip: peer.ip().to_canonical().to_string().into_boxed_str(),
             out: Vec::with_capacity(512),
             up_out: Vec::with_capacity(512),
@@ -123,21 +130,26 @@ pub fn spawn(worker: &Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: So
 async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: SocketAddr) {
     // No `set_nodelay` here: the listening socket has `TCP_NODELAY` (weir-runtime's `adopt`),
     // and Linux hands it on to every connection accepted from it.
+    let id = worker.next_conn_id();
     // What comes before HTTP (a PROXY header, TLS, or a `tcp` listener's proxying) is settled
     // once per connection: a cleartext HTTP listener goes straight to its split.
-    let before = {
+    let (before, local) = {
         let state = worker.state();
-        find_listener(&state, &listener)
+        let lst = find_listener(&state, &listener);
+        let local = local_addr(lst, &stream, peer);
+        let before = lst
             .is_some_and(|l| l.tls.is_some() || l.proxy_in.is_some() || l.tcp.is_some())
-            .then(|| state.clone())
+            .then(|| state.clone());
+        (before, local)
     };
-    let (rd, wr, tls, peer, early, alpn_h2) = match before {
+    let client = ClientConn::new(id, peer, local);
+    let (rd, wr, tls, client, early, alpn_h2) = match before {
         None => {
             let (rd, wr) = weir_tls::split_plain(stream);
-            (rd, wr, None, peer, Vec::new(), false)
+            (rd, wr, None, client, Vec::new(), false)
         }
         // Boxed: these futures are large, and the connection's own stays small.
-        Some(state) => match Box::pin(prelude(&worker, &state, &listener, stream, peer)).await {
+        Some(state) => match Box::pin(prelude(&worker, &state, &listener, stream, client)).await {
             Some(ready) => ready,
             None => {
                 worker.stats.connections_add(-1);
@@ -149,7 +161,7 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
     if alpn_h2 {
         // Boxed: the HTTP/2 connection's future is not the HTTP/1.1 one's size.
         Box::pin(crate::http2::serve(
-            &worker, &listener, rd, wr, early, peer, tls,
+            &worker, &listener, rd, wr, early, client, tls,
         ))
         .await;
     } else {
@@ -157,7 +169,7 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
         let mut d = Downstream::new(
             ClientReader::with_bytes(ClientIn::Conn(rd), &early),
             ClientOut::Conn(wr),
-            peer,
+            client,
             tls,
             worker.drained(),
         );
@@ -172,6 +184,7 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
                     reader,
                     writer,
                     tls,
+                    client,
                     ..
                 } = d;
                 if let (Some((ClientIn::Conn(rd), buf)), ClientOut::Conn(wr)) =
@@ -179,15 +192,40 @@ async fn serve(worker: Rc<Worker>, listener: Rc<str>, stream: TcpStream, peer: S
                 {
                     let early = buf.to_vec();
                     Box::pin(crate::http2::serve(
-                        &worker, &listener, rd, wr, early, peer, tls,
+                        &worker, &listener, rd, wr, early, client, tls,
                     ))
                     .await;
                 }
             }
         }
     }
+    worker.client_closed(id);
     worker.stats.connections_add(-1);
     worker.connections.set(worker.connections.get() - 1);
+}
+
+/// The address a connection reached, for the PROXY header of `proxy_protocol` clusters: the
+/// listener's bound address, or, when it is bound to a wildcard address, the socket's own (a
+/// `getsockname`, made only for a listener whose routes reach such a cluster; any other keeps
+/// the wildcard, which only a reload that adds `proxy_protocol` would ever send).
+fn local_addr(lst: Option<&ListenerState>, stream: &TcpStream, peer: SocketAddr) -> SocketAddr {
+    let bound = lst.and_then(|l| l.bound);
+    if let Some(b) = bound.filter(|b| !b.ip().is_unspecified()) {
+        return b;
+    }
+    if lst.is_some_and(|l| l.proxy_out) {
+        if let Ok(a) = stream.local_addr() {
+            return a;
+        }
+    }
+    bound.unwrap_or_else(|| {
+        let any: IpAddr = if peer.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        };
+        SocketAddr::new(any, 0)
+    })
 }
 
 /// How an HTTP/1.1 connection ended.
@@ -271,35 +309,33 @@ pub(crate) async fn serve_http1(
     Served::Closed
 }
 
-/// A connection ready for HTTP: its halves, its TLS session, the client's address, and bytes
+/// A connection ready for HTTP: its halves, its TLS session, the client's addresses, and bytes
 /// already read from it.
 type Ready = (
     weir_tls::ClientRead,
     weir_tls::ClientWrite,
     Option<Rc<TlsInfo>>,
-    SocketAddr,
+    ClientConn,
     Vec<u8>,
     bool,
 );
 
 /// What a listener does before HTTP: checks the source of a PROXY protocol listener and reads
-/// its header (the client's address replaces the peer's), serves a `tcp` listener's connection
-/// whole, runs a TLS handshake. `None` when the connection is done (refused, failed, or served
-/// at layer 4); refusals and failed handshakes are logged at debug (scanners make many) and
-/// counted.
+/// its header (the client's addresses replace the peer's and the listener's), serves a `tcp`
+/// listener's connection whole, runs a TLS handshake. `None` when the connection is done
+/// (refused, failed, or served at layer 4); refusals and failed handshakes are logged at debug
+/// (scanners make many) and counted.
 async fn prelude(
     worker: &Worker,
     state: &CoreState,
     listener: &str,
     mut stream: TcpStream,
-    mut peer: SocketAddr,
+    mut client: ClientConn,
 ) -> Option<Ready> {
     let lst = find_listener(state, listener)?;
     let stats = lst.conn_stats.as_deref();
     let mut early = Vec::new();
-    // The address the client connected to: only a `tcp` listener needs it (for the PROXY header
-    // it may send), so a TLS listener's handshake costs no getsockname.
-    let mut local: Option<SocketAddr> = None;
+    let peer = client.src;
     if let Some(pp) = &lst.proxy_in {
         let ip = peer.ip().to_canonical();
         if !pp.trusted.iter().any(|n| n.contains(&ip)) {
@@ -312,8 +348,7 @@ async fn prelude(
         match read_proxy_header(&mut stream, pp.timeout).await {
             Ok((h, rest)) => {
                 if let Some((src, dst)) = h.addresses {
-                    peer = src;
-                    local = Some(dst);
+                    client = ClientConn::new(client.id, src, dst);
                 }
                 early = rest;
             }
@@ -327,13 +362,12 @@ async fn prelude(
         }
     }
     if let Some(tcp) = &lst.tcp {
-        let local = local.unwrap_or_else(|| stream.local_addr().unwrap_or(peer));
-        crate::l4::serve(worker, listener, tcp, stats, stream, peer, local, early).await;
+        crate::l4::serve(worker, listener, tcp, stats, stream, client, early).await;
         return None;
     }
     let Some(tls) = lst.tls.as_ref() else {
         let (rd, wr) = weir_tls::split_plain(stream);
-        return Some((rd, wr, None, peer, early, false));
+        return Some((rd, wr, None, client, early, false));
     };
     match tls.acceptor.accept(stream, &early).await {
         Ok((stream, info)) => {
@@ -345,13 +379,20 @@ async fn prelude(
             }
             let h2 = lst.http2.is_some() && info.alpn.as_deref() == Some(b"h2");
             let (rd, wr) = weir_tls::split_tls(stream);
-            Some((rd, wr, Some(Rc::new(tls_info(info))), peer, Vec::new(), h2))
+            Some((
+                rd,
+                wr,
+                Some(Rc::new(tls_info(info))),
+                client,
+                Vec::new(),
+                h2,
+            ))
         }
         Err(e) => {
             if let Some(s) = stats {
                 s.handshake_failed(e.reason);
             }
-            tracing::debug!(listener, client = %peer, reason = e.reason, error = %e.message, "TLS handshake failed");
+            tracing::debug!(listener, client = %client.src, reason = e.reason, error = %e.message, "TLS handshake failed");
             None
         }
     }

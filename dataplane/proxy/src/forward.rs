@@ -179,9 +179,11 @@ pub fn handle<'a>(
             let mut b = match {
                 let attempt: Result<(UpstreamConn, ResponseHead), AttemptError> = 'attempt: {
                     // A pooled connection without a wait; a new one (a connect, a TLS handshake) boxed.
-                    let mut conn = match cluster.pooled(now, &ep) {
+                    // A `proxy_protocol` cluster keeps its connections per client connection, so
+                    // a retry reconnects with this client's header too.
+                    let mut conn = match cluster.pooled_for(now, &ep, &d.client) {
                         Some(c) => c,
-                        None => match Box::pin(cluster.acquire_at(now, &ep)).await {
+                        None => match Box::pin(cluster.acquire_for(now, &ep, d.client)).await {
                             Ok(c) => c,
                             Err(e) => break 'attempt Err(connect_error(cluster, &ep, e)),
                         },

@@ -20,7 +20,6 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -59,9 +58,10 @@ pub(crate) async fn serve(
     rd: weir_tls::ClientRead,
     wr: weir_tls::ClientWrite,
     early: Vec<u8>,
-    peer: SocketAddr,
+    client: weir_upstream::ClientConn,
     tls: Option<Rc<TlsInfo>>,
 ) {
+    let peer = client.src;
     let (limits, idle) = {
         let state = worker.state();
         match state.listeners.iter().find(|l| l.name == *listener) {
@@ -146,7 +146,7 @@ pub(crate) async fn serve(
                 let task = stream(
                     worker.clone(),
                     listener.clone(),
-                    peer,
+                    client,
                     tls.clone(),
                     req,
                     respond,
@@ -183,7 +183,7 @@ enum Event {
 async fn stream(
     worker: Rc<Worker>,
     listener: Rc<str>,
-    peer: SocketAddr,
+    client: weir_upstream::ClientConn,
     tls: Option<Rc<TlsInfo>>,
     req: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
@@ -204,7 +204,7 @@ async fn stream(
     let mut d = Downstream::new(
         ClientReader::new(ClientIn::Stream(req_r)),
         ClientOut::Stream(resp_w),
-        peer,
+        client,
         tls,
         worker.drained(),
     );

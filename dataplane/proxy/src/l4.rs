@@ -4,8 +4,9 @@
 //!
 //! The upstream connection is new for each client connection (a pooled one would mix clients),
 //! picked by the cluster's balancer among healthy endpoints, with up to three endpoints tried
-//! when a connect fails; a cluster with `proxy_protocol` first gets a PROXY header carrying the
-//! client's address. Then both directions are copied until both ended or the idle timeout.
+//! when a connect fails; on a cluster with `proxy_protocol` it starts with a PROXY header
+//! carrying the client's address (written by the connect, before TLS on a TLS cluster). Then
+//! both directions are copied until both ended or the idle timeout.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use weir_metrics::{bump, ListenerStats};
-use weir_upstream::{Cluster, HashOn};
+use weir_upstream::{ClientConn, Cluster, HashOn};
 
 use crate::worker::Worker;
 
@@ -81,19 +82,18 @@ struct Outcome<'a> {
 }
 
 /// Serves one connection of a `tcp` listener. `early`: bytes already read (after a PROXY
-/// header); `client`: the client's address (the PROXY header's, if any); `local`: the address it
+/// header); `conn`: the client's address (the PROXY header's, if any) and the address it
 /// connected to.
-#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     worker: &Worker,
     listener: &str,
     tcp: &TcpState,
     stats: Option<&ListenerStats>,
     mut stream: TcpStream,
-    client: SocketAddr,
-    local: SocketAddr,
+    conn: ClientConn,
     mut early: Vec<u8>,
 ) {
+    let client = conn.src;
     let start = Instant::now();
     let mut out = Outcome {
         sni: None,
@@ -121,7 +121,7 @@ pub async fn serve(
     match cluster {
         Some(c) => {
             out.cluster = Some(&*c.name);
-            proxy(c, stream, client, local, early, tcp.idle, &mut out).await;
+            proxy(c, stream, conn, early, tcp.idle, &mut out).await;
         }
         None => {
             out.error
@@ -189,18 +189,18 @@ async fn read_hello(
     }
 }
 
-/// Connects to `cluster` (up to three endpoints), sends the PROXY header and `early`, and copies.
+/// Connects to `cluster` (up to three endpoints; the connect sends the PROXY header), sends
+/// `early`, and copies.
 async fn proxy(
     cluster: &Rc<Cluster>,
     stream: TcpStream,
-    client: SocketAddr,
-    local: SocketAddr,
+    client: ClientConn,
     early: Vec<u8>,
     idle: Duration,
     out: &mut Outcome<'_>,
 ) {
     let key = match cluster.hash_on() {
-        Some(HashOn::SourceIp) => Some(client.ip().to_string().into_bytes()),
+        Some(HashOn::SourceIp) => Some(client.src.ip().to_string().into_bytes()),
         _ => None,
     };
     let mut tried = Vec::new();
@@ -213,7 +213,7 @@ async fn proxy(
             }
         };
         tried.push(idx);
-        match cluster.connect_new(&ep).await {
+        match cluster.connect_new(&ep, Some(client)).await {
             Ok(c) => break c,
             Err(e) => {
                 cluster.outcome(&ep, true);
@@ -228,19 +228,8 @@ async fn proxy(
     out.endpoint = Some(conn.peer);
     cluster.begin(&ep);
     let mut up = cluster.detach(conn);
-    let mut first = match cluster.shared.config.proxy_protocol {
-        Some(v) => {
-            let version = match v {
-                weir_config::ProxyProtocolVersion::V1 => 1,
-                weir_config::ProxyProtocolVersion::V2 => 2,
-            };
-            weir_l4::proxy_protocol::encode(version, client, local)
-        }
-        None => Vec::new(),
-    };
-    first.extend_from_slice(&early);
-    if !first.is_empty() {
-        let (r, _) = up.write_all(first).await;
+    if !early.is_empty() {
+        let (r, _) = up.write_all(early).await;
         if let Err(e) = r {
             out.error = Some(format!("writing to the upstream: {e}"));
             cluster.end(&ep, true);

@@ -126,6 +126,11 @@ pub struct ListenerState {
     pub tcp: Option<crate::l4::TcpState>,
     /// HTTP/2 limits (None: HTTP/2 off).
     pub http2: Option<weir_h2::ServerLimits>,
+    /// Its routes (or its `tcp` clusters) reach a cluster with `proxy_protocol`: the PROXY header
+    /// needs the address each connection reached, read at its accept.
+    pub proxy_out: bool,
+    /// The address it is bound to (port 0 resolved), when the snapshot says.
+    pub bound: Option<std::net::SocketAddr>,
 }
 
 /// The PROXY protocol accepted on a listener.
@@ -162,6 +167,8 @@ pub struct CoreState {
     pub access_log: bool,
     /// This core's plugin instances, by name (kept by the next generation when unchanged).
     pub plugins: HashMap<String, Rc<weir_wasm::PluginCore>>,
+    /// The clusters with `proxy_protocol`, whose pools keep connections per client connection.
+    pub proxy_clusters: Vec<Rc<Cluster>>,
 }
 
 /// Why a core could not prepare a generation.
@@ -274,6 +281,18 @@ impl CoreState {
                 .map_err(|c| PrepareError::Cluster(l.name.clone(), c))?;
             let conn_stats = (tls.is_some() || proxy_in.is_some() || tcp.is_some())
                 .then(|| registry.listener(core, &l.name));
+            let sends = |name: &String| clusters.get(name).is_some_and(|c| c.sends_proxy_header());
+            let proxy_out = l
+                .routes
+                .iter()
+                .filter_map(|r| r.cluster.as_ref())
+                .any(sends)
+                || l.tcp.as_ref().is_some_and(|t| {
+                    t.cluster
+                        .iter()
+                        .chain(t.sni.iter().map(|r| &r.cluster))
+                        .any(sends)
+                });
             listeners.push(ListenerState {
                 tls,
                 conn_stats,
@@ -287,9 +306,21 @@ impl CoreState {
                 header_timeout: l.timeouts.request_header.get(),
                 unrouted: registry.route(core, &l.name, "", ""),
                 http2: l.http2.enabled.then(|| http2_limits(&l.http2)),
+                proxy_out,
+                bound: snap
+                    .listen
+                    .iter()
+                    .find(|(n, _)| *n == l.name)
+                    .map(|(_, a)| *a),
             });
         }
+        let proxy_clusters = clusters
+            .values()
+            .filter(|c| c.sends_proxy_header())
+            .cloned()
+            .collect();
         Ok(CoreState {
+            proxy_clusters,
             generation: snap.generation,
             listeners,
             clusters,

@@ -46,6 +46,8 @@ pub struct Worker {
     bufs: RefCell<Vec<BytesMut>>,
     /// HTTP/2 upstream connections of this core (`protocol: h2` clusters).
     pub h2_pool: crate::h2_upstream::H2Pool,
+    /// The number of the last connection accepted on this core.
+    conn_ids: Cell<u64>,
 }
 
 /// Most spare read buffers a core keeps.
@@ -68,6 +70,24 @@ impl Worker {
             log: RefCell::new(Vec::with_capacity(LOG_FLUSH_BYTES)),
             bufs: RefCell::new(Vec::new()),
             h2_pool: Default::default(),
+            conn_ids: Cell::new(0),
+        }
+    }
+
+    /// A number for a connection accepted now, unique on this core: the key of the upstream
+    /// connections kept for it by `proxy_protocol` clusters.
+    pub fn next_conn_id(&self) -> u64 {
+        let id = self.conn_ids.get() + 1;
+        self.conn_ids.set(id);
+        id
+    }
+
+    /// A downstream connection closed: `proxy_protocol` clusters close the idle connections
+    /// they kept for it (nothing to do in a config without such clusters).
+    pub fn client_closed(&self, id: u64) {
+        let state = self.state.borrow();
+        for c in &state.proxy_clusters {
+            c.close_client(id);
         }
     }
 

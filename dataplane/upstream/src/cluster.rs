@@ -1,8 +1,15 @@
 //! A cluster on one core: its endpoints with their pools, the load balancer, passive outlier
 //! ejection. Everything here is `Rc`/`Cell`: one core, no locks.
+//!
+//! An endpoint's pool is one LIFO list of idle connections shared by every request of the core.
+//! A cluster with `proxy_protocol` keeps, beside it, one list per downstream connection
+//! ([`ClientConn`]): its connections start with that client's PROXY header, so they serve that
+//! client's requests only, and go when it closes ([`Cluster::close_client`]) or when they idle
+//! out. Its shared list holds the gateway's own connections (plugin callouts), whose header
+//! declares no client. Other clusters never touch the per-client lists.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -16,7 +23,8 @@ use weir_tls::MaybeTls;
 
 use crate::error::{Error, Result};
 use crate::lb::{HashOn, Lb};
-use crate::shared::{open, SharedCluster, SharedEndpoint};
+use crate::proxy_protocol::ClientConn;
+use crate::shared::{open_with, SharedCluster, SharedEndpoint};
 
 /// An idle pooled connection.
 struct Idle {
@@ -32,6 +40,8 @@ pub struct Endpoint {
     /// Counters of this core.
     pub stats: Arc<EndpointStats>,
     idle: RefCell<VecDeque<Idle>>,
+    /// Idle connections by the downstream connection they speak for (`proxy_protocol` clusters).
+    by_client: RefCell<HashMap<u64, Vec<Idle>>>,
     /// Connections open (busy and idle).
     open: Cell<usize>,
     /// Requests in flight (least-request balancing).
@@ -64,6 +74,9 @@ pub struct UpstreamConn {
     pub reused: bool,
     /// The peer address.
     pub peer: SocketAddr,
+    /// The downstream connection it is kept for ([`ClientConn::id`]): a `proxy_protocol`
+    /// cluster's connection that carries that client's header. `None`: any request's.
+    pub client: Option<u64>,
 }
 
 /// A cluster on one core.
@@ -82,6 +95,8 @@ pub struct Cluster {
     outlier: Option<weir_config::Outlier>,
     /// `protocol: h2` (read once per request on the request path, so kept here).
     h2: bool,
+    /// The PROXY header sent first on each connection (connections kept per client).
+    proxy_protocol: Option<weir_config::ProxyProtocolVersion>,
 }
 
 impl Cluster {
@@ -97,6 +112,7 @@ impl Cluster {
                     shared: e.clone(),
                     stats: registry.endpoint(core, &cfg.name, &e.address),
                     idle: RefCell::new(VecDeque::new()),
+                    by_client: RefCell::new(HashMap::new()),
                     open: Cell::new(0),
                     in_flight: Cell::new(0),
                     failures: Cell::new(0),
@@ -123,6 +139,7 @@ impl Cluster {
             max_connections: cfg.pool.max_connections,
             outlier: cfg.outlier.clone(),
             h2: cfg.protocol == weir_config::UpstreamProtocol::H2,
+            proxy_protocol: cfg.proxy_protocol,
             endpoints,
             shared,
         }
@@ -136,6 +153,13 @@ impl Cluster {
     /// Whether the endpoints speak HTTP/2 (`protocol: h2`).
     pub fn is_h2(&self) -> bool {
         self.h2
+    }
+
+    /// Whether connections start with a PROXY header (`proxy_protocol`), so a client's
+    /// requests take [`pooled_for`](Cluster::pooled_for) and [`acquire_for`](Cluster::acquire_for).
+    #[inline]
+    pub fn sends_proxy_header(&self) -> bool {
+        self.proxy_protocol.is_some()
     }
 
     /// What consistent hashing hashes, if this cluster uses it.
@@ -176,17 +200,40 @@ impl Cluster {
         self.acquire_at(Instant::now(), ep).await
     }
 
-    /// [`acquire`](Cluster::acquire) at `now` (see [`pick_at`](Cluster::pick_at)).
+    /// [`acquire`](Cluster::acquire) at `now` (see [`pick_at`](Cluster::pick_at)). For the
+    /// gateway's own requests (a plugin's callout): on a `proxy_protocol` cluster, a new
+    /// connection's header declares no client.
     pub async fn acquire_at(&self, now: Instant, ep: &Rc<Endpoint>) -> Result<UpstreamConn> {
         if let Some(c) = self.pooled(now, ep) {
             return Ok(c);
         }
-        self.connect_new(ep).await
+        self.connect_new(ep, None).await
     }
 
-    /// A new connection to `ep` (never a pooled one) within the connect timeout: for a
-    /// connection that will carry one client's bytes only (a `tcp` listener's).
-    pub async fn connect_new(&self, ep: &Rc<Endpoint>) -> Result<UpstreamConn> {
+    /// A connection to `ep` for a request of `client`: on a `proxy_protocol` cluster, one kept
+    /// for that client connection or a new one that starts with its header; on any other, as
+    /// [`acquire_at`](Cluster::acquire_at).
+    pub async fn acquire_for(
+        &self,
+        now: Instant,
+        ep: &Rc<Endpoint>,
+        client: ClientConn,
+    ) -> Result<UpstreamConn> {
+        if let Some(c) = self.pooled_for(now, ep, &client) {
+            return Ok(c);
+        }
+        self.connect_new(ep, Some(client)).await
+    }
+
+    /// A new connection to `ep` (never a pooled one) within the connect timeout (a `tcp`
+    /// listener's connection carries one client's bytes only). On a `proxy_protocol` cluster it
+    /// starts with the PROXY header of `client` (`None`: one that declares no client) and is
+    /// kept for that client when released.
+    pub async fn connect_new(
+        &self,
+        ep: &Rc<Endpoint>,
+        client: Option<ClientConn>,
+    ) -> Result<UpstreamConn> {
         if self.max_connections > 0 && ep.open.get() >= self.max_connections {
             return Err(Error::Overflow(ep.address().to_string()));
         }
@@ -195,9 +242,14 @@ impl Cluster {
             .connect_addr()
             .ok_or_else(|| Error::Resolve(ep.address().to_string(), "no addresses".into()))?;
         ep.open.set(ep.open.get() + 1);
-        // TCP connect and, for TLS, the handshake: both within the connect timeout.
+        // TCP connect, the PROXY header and, for TLS, the handshake: all within the connect
+        // timeout.
         let tls = self.shared.tls.as_ref();
-        let res = monoio::time::timeout(self.connect_timeout, open(addr, ep.address(), tls)).await;
+        let preface = self
+            .proxy_protocol
+            .map(|v| crate::proxy_protocol::header(v, client.as_ref()));
+        let open = open_with(addr, ep.address(), tls, preface);
+        let res = monoio::time::timeout(self.connect_timeout, open).await;
         let stream = match res {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -218,6 +270,9 @@ impl Cluster {
             endpoint: ep.clone(),
             reused: false,
             peer: addr,
+            client: client
+                .filter(|_| self.proxy_protocol.is_some())
+                .map(|c| c.id),
         })
     }
 
@@ -227,18 +282,57 @@ impl Cluster {
     pub fn pooled(&self, now: Instant, ep: &Rc<Endpoint>) -> Option<UpstreamConn> {
         let mut idle = ep.idle.borrow_mut();
         while let Some(c) = idle.pop_back() {
-            ep.stats.idle_add(-1);
-            if now.duration_since(c.since) < self.idle_timeout {
-                ep.stats.active_add(1);
-                return Some(UpstreamConn {
-                    stream: c.stream,
-                    endpoint: ep.clone(),
-                    reused: true,
-                    peer: c.peer,
-                });
+            if let Some(conn) = self.checkout(now, ep, c, None) {
+                return Some(conn);
             }
-            ep.open.set(ep.open.get() - 1);
         }
+        None
+    }
+
+    /// [`pooled`](Cluster::pooled) for a request of `client`: on a `proxy_protocol` cluster,
+    /// only a connection kept for that client connection.
+    #[inline]
+    pub fn pooled_for(
+        &self,
+        now: Instant,
+        ep: &Rc<Endpoint>,
+        client: &ClientConn,
+    ) -> Option<UpstreamConn> {
+        if self.proxy_protocol.is_none() {
+            return self.pooled(now, ep);
+        }
+        let mut by_client = ep.by_client.borrow_mut();
+        let idle = by_client.get_mut(&client.id)?;
+        while let Some(c) = idle.pop() {
+            if let Some(conn) = self.checkout(now, ep, c, Some(client.id)) {
+                return Some(conn);
+            }
+        }
+        by_client.remove(&client.id);
+        None
+    }
+
+    /// An idle connection taken off a pool: in use if it is not too old at `now`, else closed.
+    #[inline]
+    fn checkout(
+        &self,
+        now: Instant,
+        ep: &Rc<Endpoint>,
+        c: Idle,
+        client: Option<u64>,
+    ) -> Option<UpstreamConn> {
+        ep.stats.idle_add(-1);
+        if now.duration_since(c.since) < self.idle_timeout {
+            ep.stats.active_add(1);
+            return Some(UpstreamConn {
+                stream: c.stream,
+                endpoint: ep.clone(),
+                reused: true,
+                peer: c.peer,
+                client,
+            });
+        }
+        ep.open.set(ep.open.get() - 1);
         None
     }
 
@@ -247,20 +341,56 @@ impl Cluster {
         self.release_at(Instant::now(), conn, reusable);
     }
 
-    /// [`release`](Cluster::release) at `now`, when the connection went idle.
+    /// [`release`](Cluster::release) at `now`, when the connection went idle. A connection kept
+    /// for a client goes back to that client's list (`pool.max_idle` applies to each list).
     pub fn release_at(&self, now: Instant, conn: UpstreamConn, reusable: bool) {
         let ep = conn.endpoint;
         ep.stats.active_add(-1);
-        let mut idle = ep.idle.borrow_mut();
-        if reusable && idle.len() < self.max_idle {
+        let idle = Idle {
+            stream: conn.stream,
+            peer: conn.peer,
+            since: now,
+        };
+        let kept = match conn.client {
+            None => {
+                let mut list = ep.idle.borrow_mut();
+                let room = reusable && list.len() < self.max_idle;
+                if room {
+                    list.push_back(idle);
+                }
+                room
+            }
+            Some(id) if reusable => {
+                let mut by_client = ep.by_client.borrow_mut();
+                let list = by_client.entry(id).or_default();
+                let room = list.len() < self.max_idle;
+                if room {
+                    list.push(idle);
+                }
+                room
+            }
+            Some(_) => false,
+        };
+        if kept {
             ep.stats.idle_add(1);
-            idle.push_back(Idle {
-                stream: conn.stream,
-                peer: conn.peer,
-                since: now,
-            });
         } else {
             ep.open.set(ep.open.get() - 1);
+        }
+    }
+
+    /// Closes the idle connections kept for the downstream connection `id` (it closed). One that
+    /// is busy now comes back to the pool when its response ends, and idles out from there.
+    pub fn close_client(&self, id: u64) {
+        if self.proxy_protocol.is_none() {
+            return;
+        }
+        for ep in &self.endpoints {
+            let gone = ep.by_client.borrow_mut().remove(&id);
+            if let Some(list) = gone {
+                let n = list.len();
+                ep.stats.idle_add(-(n as i64));
+                ep.open.set(ep.open.get() - n);
+            }
         }
     }
 
@@ -280,7 +410,14 @@ impl Cluster {
             let mut idle = ep.idle.borrow_mut();
             let before = idle.len();
             idle.retain(|c| now.duration_since(c.since) < self.idle_timeout);
-            let closed = before - idle.len();
+            let mut closed = before - idle.len();
+            let mut by_client = ep.by_client.borrow_mut();
+            by_client.retain(|_, list| {
+                let before = list.len();
+                list.retain(|c| now.duration_since(c.since) < self.idle_timeout);
+                closed += before - list.len();
+                !list.is_empty()
+            });
             if closed > 0 {
                 ep.stats.idle_add(-(closed as i64));
                 ep.open.set(ep.open.get() - closed);
@@ -292,8 +429,10 @@ impl Cluster {
     pub fn close_idle(&self) {
         for ep in &self.endpoints {
             let mut idle = ep.idle.borrow_mut();
-            let n = idle.len();
+            let mut by_client = ep.by_client.borrow_mut();
+            let n = idle.len() + by_client.values().map(Vec::len).sum::<usize>();
             idle.clear();
+            by_client.clear();
             ep.stats.idle_add(-(n as i64));
             ep.open.set(ep.open.get() - n);
         }

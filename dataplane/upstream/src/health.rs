@@ -1,6 +1,10 @@
 //! Active HTTP health checks. One checker per cluster runs on the main thread's runtime (not on a
 //! worker), probes each endpoint every interval, and flips the endpoint's shared health flag after
 //! `unhealthy_threshold` failures or `healthy_threshold` passes in a row.
+//!
+//! A probe of a cluster with `proxy_protocol` is the gateway's own connection: it starts with a
+//! header that declares no client (v2 `LOCAL`, v1 `PROXY UNKNOWN`, as HAProxy's
+//! `check-send-proxy` sends), so an endpoint that requires the header can be checked.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -8,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::shared::{open, SharedCluster, SharedEndpoint};
+use crate::shared::{open_with, SharedCluster, SharedEndpoint};
 use bytes::BytesMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
@@ -21,7 +25,8 @@ pub async fn run_health_checks(cluster: Arc<SharedCluster>, stop: Rc<Cell<bool>>
     let mut fails = vec![0u32; cluster.endpoints.len()];
     while !stop.get() {
         for (i, ep) in cluster.endpoints.iter().enumerate() {
-            let ok = probe(ep, &hc, cluster.tls.as_ref()).await;
+            let pp = cluster.config.proxy_protocol;
+            let ok = probe(ep, &hc, cluster.tls.as_ref(), pp).await;
             if ok {
                 passes[i] += 1;
                 fails[i] = 0;
@@ -48,19 +53,21 @@ pub async fn run_health_checks(cluster: Arc<SharedCluster>, stop: Rc<Cell<bool>>
     }
 }
 
-/// One probe: GET the path (over TLS for a TLS cluster), pass on an expected status within the
-/// timeout.
+/// One probe: GET the path (over TLS for a TLS cluster, after a PROXY header that declares no
+/// client when `proxy_protocol` is given), pass on an expected status within the timeout.
 pub async fn probe(
     ep: &SharedEndpoint,
     hc: &weir_config::HealthCheck,
     tls: Option<&weir_tls::Connector>,
+    proxy_protocol: Option<weir_config::ProxyProtocolVersion>,
 ) -> bool {
     let Some(addr) = ep.connect_addr() else {
         return false;
     };
     let host = hc.host.as_deref().unwrap_or(&ep.address);
     let fut = async {
-        let mut s = open(addr, &ep.address, tls).await.ok()?;
+        let preface = proxy_protocol.map(|v| crate::proxy_protocol::header(v, None));
+        let mut s = open_with(addr, &ep.address, tls, preface).await.ok()?;
         let req = format!(
             "GET {} HTTP/1.1\r\nhost: {host}\r\nuser-agent: weir-health-check\r\nconnection: close\r\n\r\n",
             hc.path

@@ -11,6 +11,12 @@
 //! connection, and gives it back with [`Cluster::release`]. A cluster with `tls` connects through
 //! `weir-tls` (the handshake within the connect timeout); its connections are [`MaybeTls`]
 //! streams, pooled and reused like plain ones.
+//!
+//! A cluster with `proxy_protocol` starts each connection with a PROXY header (before TLS) that
+//! describes one downstream connection, a [`ClientConn`]: the request path asks
+//! [`Cluster::pooled_for`] / [`Cluster::acquire_for`], which keep such connections for that
+//! client connection alone, and [`Cluster::close_client`] drops them when it closes. Health
+//! checks and the gateway's own requests send a header that declares no client.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -18,13 +24,15 @@ mod cluster;
 mod error;
 mod health;
 mod lb;
+mod proxy_protocol;
 mod shared;
 
 pub use cluster::{Cluster, Endpoint, UpstreamConn};
 pub use error::{Error, Result};
 pub use health::{probe, run_health_checks};
 pub use lb::{hash, HashOn};
-pub use shared::{connector, open, spawn_dns_refresher, SharedCluster, SharedEndpoint};
+pub use proxy_protocol::ClientConn;
+pub use shared::{connector, open, open_with, spawn_dns_refresher, SharedCluster, SharedEndpoint};
 pub use weir_tls::{Connector, MaybeTls};
 
 #[cfg(test)]

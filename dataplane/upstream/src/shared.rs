@@ -144,10 +144,25 @@ pub fn connector(tls: &weir_config::UpstreamTls) -> weir_tls::Result<Connector> 
 /// handshake when `tls` is given (server name: the endpoint's host, or the `sni` override).
 /// The caller bounds the whole in time.
 pub async fn open(addr: SocketAddr, address: &str, tls: Option<&Connector>) -> Result<MaybeTls> {
-    let tcp = monoio::net::TcpStream::connect_addr(addr)
+    open_with(addr, address, tls, None).await
+}
+
+/// [`open`], writing `preface` (a PROXY protocol header) on the TCP connection first: before
+/// the TLS handshake, where HAProxy and nginx read it.
+pub async fn open_with(
+    addr: SocketAddr,
+    address: &str,
+    tls: Option<&Connector>,
+    preface: Option<Vec<u8>>,
+) -> Result<MaybeTls> {
+    let mut tcp = monoio::net::TcpStream::connect_addr(addr)
         .await
         .map_err(|e| Error::Connect(address.to_string(), e))?;
     let _ = tcp.set_nodelay(true);
+    if let Some(p) = preface {
+        let (r, _) = monoio::io::AsyncWriteRentExt::write_all(&mut tcp, p).await;
+        r.map_err(|e| Error::Connect(address.to_string(), e))?;
+    }
     match tls {
         None => Ok(MaybeTls::Plain(tcp)),
         Some(c) => c

@@ -126,3 +126,25 @@ fn v1_encode_and_mixed_families() {
     let (p, _) = parse(&h).unwrap().unwrap();
     assert_eq!(p.addresses.unwrap().0, addr("[::ffff:192.0.2.1]:5000"));
 }
+
+#[test]
+fn local_headers_declare_no_client() {
+    let h = encode_local(1);
+    assert_eq!(h, b"PROXY UNKNOWN\r\n");
+    assert_eq!(
+        parse(&h),
+        Ok(Some((
+            Header {
+                addresses: None,
+                version: 1
+            },
+            h.len()
+        )))
+    );
+    let mut h = encode_local(2);
+    assert_eq!(h.len(), 16);
+    assert_eq!(h[12], 0x20, "version 2, LOCAL");
+    h.extend_from_slice(b"GET");
+    let (p, n) = parse(&h).unwrap().unwrap();
+    assert_eq!((p.addresses, p.version, &h[n..]), (None, 2, &b"GET"[..]));
+}
