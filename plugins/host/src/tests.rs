@@ -347,51 +347,6 @@ fn stream_control_and_done_answer_as_the_readme_says() {
     })
 }
 
-/// A subscriber that enables the `weir_wasm` target up to a level, and nothing else.
-struct MaxLevel(tracing::Level);
-
-impl tracing::Subscriber for MaxLevel {
-    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
-        m.target() == "weir_wasm" && *m.level() <= self.0
-    }
-    // Asked per call, never cached: another test's subscriber, made at the same time on another
-    // thread, must not fix the callsites' interest (which made this test flaky).
-    fn register_callsite(
-        &self,
-        _: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes()
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-#[test]
-fn log_level_follows_the_weir_wasm_filter() {
-    on_core(|| {
-        let f = factory(&config("abi-log", ABI));
-        for (level, expected) in [
-            (tracing::Level::TRACE, "0"),
-            (tracing::Level::DEBUG, "1"),
-            (tracing::Level::INFO, "2"),
-            (tracing::Level::WARN, "3"),
-            (tracing::Level::ERROR, "4"),
-        ] {
-            let head = tracing::subscriber::with_default(MaxLevel(level), || {
-                exchange(&f, "GET /a HTTP/1.1\r\nhost: x\r\n\r\n").0
-            });
-            assert_eq!(field(&head.headers, "x-log-st"), OK, "{level}");
-            assert_eq!(field(&head.headers, "x-log"), expected, "{level}");
-        }
-    })
-}
-
 /// Answers every callout with `200` and `ok`, and keeps what it was asked.
 #[derive(Default)]
 struct Canned(std::cell::RefCell<Vec<crate::Callout>>);
