@@ -13,6 +13,11 @@ spread across rounds.
   python3 loadtest/ab.py bare-epoll weir-epoll           # Weir against the floor
   python3 loadtest/ab.py weir-ai weir-guarded            # key auth + quota on an AI route
   python3 loadtest/ab.py envoy weir-epoll --tls --close  # a TLS handshake per request
+  python3 loadtest/ab.py weir-epoll weir-wasm-epoll --count --rounds 2   # instructions instead
+
+`--count` runs the Weir and bare systems under valgrind's callgrind and reports the instructions
+executed per request (all of the SUT's threads, instrumentation on only while wrk runs): slow, but
+a figure the machine's noise does not move, to set beside the CPU time.
 
 The systems are those of `harness.py bench` (envoy, nginx, weir-*, bare-*) and of its `ai` mode
 (weir-ai, weir-guarded, weir-plain; chat completions with the harness's body). The SUT runs alone
@@ -22,8 +27,10 @@ CPU others took (`others`): a round with more than 10% is flagged and left out o
 """
 
 import argparse
+import glob
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -46,12 +53,36 @@ def start(system: str, args, mock_port: int):
     return p, url, ({"script": h.close_lua()} if args.close else {})
 
 
+def callgrind(pid: int, *what: str) -> None:
+    subprocess.run(["callgrind_control", *what, str(pid)], check=True, timeout=60,
+                   stdout=subprocess.DEVNULL)
+
+
+def count(p, url: str, args, kw: dict) -> tuple[dict, str]:
+    """wrk with callgrind's instrumentation on for its run only; `us_per_req` holds instructions
+    per request (so the rest of the script reads either figure alike)."""
+    callgrind(p.pid, "--zero")
+    callgrind(p.pid, "--instr=on")
+    r, out = h.run_wrk(url, args.dur, args.conns, **kw)
+    callgrind(p.pid, "--instr=off")
+    callgrind(p.pid, "--dump")
+    dumps = sorted(glob.glob(os.path.join(h.RUN, f"callgrind.{p.pid}*")), key=os.path.getmtime)
+    with open(dumps[-1]) as f:
+        total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
+    r["us_per_req"] = total / r["requests"] if r["requests"] else None
+    r["cpu0_others"] = r["cpu1_others"] = 0.0  # instructions do not depend on the neighbours
+    return r, out
+
+
 def one(system: str, args, mock, mock_port: int) -> dict:
     p = None
     try:
         p, url, kw = start(system, args, mock_port)
         h.run_wrk(url, args.warmup, args.conns, **kw)
-        r, out = h.measure(url, args.dur, args.conns, p.pid, mock.pid, **kw)
+        if args.count:
+            r, out = count(p, url, args, kw)
+        else:
+            r, out = h.measure(url, args.dur, args.conns, p.pid, mock.pid, **kw)
         if not r["requests"] or r["non2xx"] or r["socket_errors"]:
             raise RuntimeError(f"{system}: {r['requests']} requests, {r['non2xx']} non-2xx, "
                                f"{r['socket_errors_detail']}\n{out}")
@@ -78,7 +109,16 @@ def main() -> int:
     ap.add_argument("--tls", action="store_true", help="HTTPS, as harness.py --tls")
     ap.add_argument("--close", action="store_true",
                     help="`Connection: close` on every request: a new connection (and TLS handshake) each")
+    ap.add_argument("--count", action="store_true",
+                    help="instructions per request under callgrind instead of CPU time (Weir and bare systems)")
     args = ap.parse_args()
+    unit = "instr/req" if args.count else "us/req"
+    if args.count:
+        if "envoy" in (args.a, args.b) or "nginx" in (args.a, args.b):
+            raise SystemExit("--count runs Weir and bare systems only")
+        h.SUT_WRAP = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                      f"--callgrind-out-file={h.RUN}/callgrind.%p"]
+        h.READY_LIMIT = 600.0
     ai = [s in AI for s in (args.a, args.b)]
     if any(ai) and not all(ai):
         raise SystemExit("compare ai systems with ai systems (they need the AI mock and body)")
@@ -103,8 +143,8 @@ def main() -> int:
             ra, rb = got[args.a], got[args.b]
             noisy = max(h.disturbed(ra), h.disturbed(rb))
             rounds.append((ra, rb, noisy))
-            print(f"round {i + 1}: {args.a} {ra['us_per_req']:.2f} us/req ({ra['rps']:.0f} rps), "
-                  f"{args.b} {rb['us_per_req']:.2f} us/req ({rb['rps']:.0f} rps), "
+            print(f"round {i + 1}: {args.a} {ra['us_per_req']:.2f} {unit} ({ra['rps']:.0f} rps), "
+                  f"{args.b} {rb['us_per_req']:.2f} {unit} ({rb['rps']:.0f} rps), "
                   f"diff {rb['us_per_req'] - ra['us_per_req']:+.2f}, "
                   f"others CPU0 {h.fmt(ra['cpu0_others'], 0)}/{h.fmt(rb['cpu0_others'], 0)}% "
                   f"CPU1 {ra['cpu1_others']:.0f}/{rb['cpu1_others']:.0f}%"
@@ -119,9 +159,9 @@ def main() -> int:
     ratios = [b["us_per_req"] / a["us_per_req"] for a, b in kept]
     qa = statistics.median(a["us_per_req"] for a, _ in kept)
     qb = statistics.median(b["us_per_req"] for _, b in kept)
-    print(f"\n{len(kept)} of {len(rounds)} rounds kept; {args.a} {qa:.2f}, {args.b} {qb:.2f} CPU us/req "
-          f"(medians)")
-    print(f"{args.b} - {args.a}: median {statistics.median(diffs):+.2f} us/req "
+    print(f"\n{len(kept)} of {len(rounds)} rounds kept; {args.a} {qa:.2f}, {args.b} {qb:.2f} "
+          f"{'instructions' if args.count else 'CPU us'}/req (medians)")
+    print(f"{args.b} - {args.a}: median {statistics.median(diffs):+.2f} {unit} "
           f"(rounds {min(diffs):+.2f} .. {max(diffs):+.2f})")
     print(f"{args.b} / {args.a}: median {statistics.median(ratios):.3f}x "
           f"(rounds {min(ratios):.3f} .. {max(ratios):.3f})")

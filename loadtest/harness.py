@@ -71,6 +71,10 @@ PEERS = os.environ.get("PEERS_DIR", "/tmp/weir-peers")
 RUN = os.environ.get("RUN", os.path.join(PEERS, "run"))
 ENVOY_VERSION = os.environ.get("ENVOY_VERSION", "1.40.0")
 SUT_CPU, LOAD_CPU = "0", "1"
+# A command the Weir and bare systems run under (`ab.py --count` sets valgrind's callgrind), and
+# how long they may take to come up then.
+SUT_WRAP: list[str] = []
+READY_LIMIT = 60.0
 TCK = os.sysconf("SC_CLK_TCK")
 NOFILE = 200_000  # descriptors for the scale test: clients, gateway (both sides), mock
 
@@ -661,18 +665,19 @@ def start_sut(system: str, args, workers: int, cpu: str | None) -> tuple[Proc, s
         binary = weir_bin(args)
         conf = weir_config(PORTS["weir"], workers, os.path.join(RUN, f"{system}.yaml"),
                            wasm=system.startswith("weir-wasm"))
-        p = Proc(system, [binary, "--config", conf, "--workers", str(workers), "--driver", driver], cpu=cpu)
+        p = Proc(system, SUT_WRAP + [binary, "--config", conf, "--workers", str(workers), "--driver", driver],
+                 cpu=cpu)
         url = f"{scheme()}://127.0.0.1:{PORTS['weir']}"
-        wait_ready(f"http://127.0.0.1:{WEIR_ADMIN}/healthz/ready", p, want_200=True)
+        wait_ready(f"http://127.0.0.1:{WEIR_ADMIN}/healthz/ready", p, limit=READY_LIMIT, want_200=True)
     elif system.startswith("bare-"):
         # The floor: a monoio TCP pass-through with no features (loadtest/bare-proxy).
         binary = os.path.join(os.path.dirname(weir_bin(args)), "weir-bare-proxy")
         if not os.path.exists(binary):
             raise RuntimeError(f"{binary} not found: cargo build --release -p weir-bare-proxy")
-        p = Proc(system, [binary, f"127.0.0.1:{PORTS['bare']}", f"127.0.0.1:{UPSTREAM_PORT}",
-                          system.split("-", 1)[1]], cpu=cpu)
+        p = Proc(system, SUT_WRAP + [binary, f"127.0.0.1:{PORTS['bare']}", f"127.0.0.1:{UPSTREAM_PORT}",
+                                     system.split("-", 1)[1]], cpu=cpu)
         url = f"http://127.0.0.1:{PORTS['bare']}"
-        wait_ready(url + "/", p)
+        wait_ready(url + "/", p, limit=READY_LIMIT)
     else:
         raise RuntimeError(f"unknown system {system!r}")
     return p, url
@@ -1520,9 +1525,9 @@ def start_ai_sut(system: str, args, mock_port: int) -> tuple[Proc, str, dict, st
     headers: dict[str, str] = {}
     if system in ("weir-ai", "weir-guarded", "weir-plain"):
         conf = weir_ai_config(system, mock_port, os.path.join(RUN, f"ai-{system}.yaml"))
-        p = Proc(system, [weir_bin(args), "--config", conf, "--workers", "1", "--driver", args.weir_driver],
-                 cpu=SUT_CPU)
-        ready = wait_log(p, r"^weir: ready.*driver (\S+)", 30)
+        p = Proc(system, SUT_WRAP + [weir_bin(args), "--config", conf, "--workers", "1", "--driver",
+                                     args.weir_driver], cpu=SUT_CPU)
+        ready = wait_log(p, r"^weir: ready.*driver (\S+)", max(30.0, READY_LIMIT))
         with open(p.log_path, errors="replace") as f:
             log = f.read()
         listen = re.search(r"^weir: listener main on (\S+)", log, re.M)
