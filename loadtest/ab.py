@@ -27,7 +27,6 @@ CPU others took (`others`): a round with more than 10% is flagged and left out o
 """
 
 import argparse
-import glob
 import os
 import statistics
 import subprocess
@@ -55,7 +54,7 @@ def start(system: str, args, mock_port: int):
 
 def callgrind(pid: int, *what: str) -> None:
     subprocess.run(["callgrind_control", *what, str(pid)], check=True, timeout=60,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def count(p, url: str, args, kw: dict) -> tuple[dict, str]:
@@ -66,9 +65,17 @@ def count(p, url: str, args, kw: dict) -> tuple[dict, str]:
     r, out = h.run_wrk(url, args.dur, args.conns, **kw)
     callgrind(p.pid, "--instr=off")
     callgrind(p.pid, "--dump")
-    dumps = sorted(glob.glob(os.path.join(h.RUN, f"callgrind.{p.pid}*")), key=os.path.getmtime)
-    with open(dumps[-1]) as f:
-        total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
+    # The dump is `callgrind.PID.1`; its `totals:` line (the header's `summary:` is not the count).
+    dump = os.path.join(h.RUN, f"callgrind.{p.pid}.1")
+    total = None
+    for _ in range(50):
+        with open(dump) as f:
+            total = next((int(line.split()[1]) for line in f if line.startswith("totals:")), None)
+        if total is not None:
+            break
+        time.sleep(0.1)
+    if total is None:
+        raise RuntimeError(f"{dump}: no totals")
     r["us_per_req"] = total / r["requests"] if r["requests"] else None
     r["cpu0_others"] = r["cpu1_others"] = 0.0  # instructions do not depend on the neighbours
     return r, out

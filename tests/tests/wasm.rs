@@ -612,6 +612,69 @@ fn raw_upstream() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<Vec<u8>>>>)
     (addr, bodies)
 }
 
+/// `plugins/host/testdata/body_calls.wat` (counts its response-body callbacks) compiled into `dir`.
+fn body_calls_plugin(dir: &TempDir) -> String {
+    let wat = include_str!("../../plugins/host/testdata/body_calls.wat");
+    let path = dir.path().join("body_calls.wasm");
+    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+both_drivers! {
+    /// `proxy_on_response_body` is told `end_of_stream` exactly once per response: with the
+    /// payload when the body has a length (one call, as Envoy makes), in an empty call after the
+    /// payload when the body is chunked (its end is known only at the last chunk).
+    fn the_response_body_end_is_told_once(d) {
+        let (up, _) = raw_upstream();
+        let dir = TempDir::new("wasm-body-calls");
+        let file = body_calls_plugin(&dir);
+        let gw = Gateway::new()
+            .driver(d)
+            .workers(1)
+            .cluster("raw", &[up.to_string()])
+            .top_yaml(&format!("plugins:\n  - {{ name: bodies, file: \"{file}\" }}\n"))
+            .route("{ name: all, cluster: raw, filters: [ { type: wasm, plugin: bodies } ] }")
+            .start();
+        // (calls, ends, bytes) once the request's last callback ran: a chunked body's end is
+        // told after its last byte went to the client, so the client may read it first.
+        let counts_after = |want: (u64, u64, u64)| -> (u64, u64, u64) {
+            let read = || {
+                let text = gw.metrics();
+                let count = |name: &str| {
+                    let line = format!("weir_wasm_{name}_total{{plugin=\"bodies\"}} ");
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&line))
+                        .map_or(0, |v| v.parse().unwrap())
+                };
+                (count("body_calls"), count("body_ends"), count("body_bytes"))
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while read() != want && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Settled: a call too many would show now.
+            std::thread::sleep(Duration::from_millis(100));
+            read()
+        };
+
+        let r = gw.request(b"GET /length HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!((r.status(), r.text()), (200, "ok".to_owned()));
+        assert_eq!(
+            counts_after((1, 1, 2)),
+            (1, 1, 2),
+            "a body with a length: one call, with its end and its 2 bytes"
+        );
+
+        let r = gw.request(b"GET /no-trailers HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!((r.status(), r.text()), (200, "hello".to_owned()));
+        assert_eq!(
+            counts_after((3, 2, 7)),
+            (3, 2, 7),
+            "a chunked body: its payload, then an empty call with its end"
+        );
+    }
+}
+
 /// Sends `raw` (which asks to close) and returns the response's status line and head, and its
 /// body bytes exactly as they came (framing and trailers included).
 fn exchange_raw(gw: &Gateway, raw: &[u8]) -> (String, Vec<u8>) {

@@ -174,7 +174,9 @@ pub trait Filter {
     }
 
     /// A piece of the response payload is about to be written downstream. Synchronous and on the
-    /// streaming hot path: inspect, count, never block. An error aborts the stream.
+    /// streaming hot path: inspect, count, never block. An error aborts the stream. `end`: the
+    /// body ends here, said once per response: with the last piece when that piece is known to
+    /// be the last (a length-delimited body), else in an empty piece after it.
     fn on_response_body(
         &mut self,
         _ctx: &mut RequestCtx,

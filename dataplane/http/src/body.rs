@@ -118,6 +118,13 @@ impl BodyDecoder {
         self.kind
     }
 
+    /// Whether scanning `n` more bytes surely ends the message: a length-delimited body whose
+    /// remaining payload is all there (a chunked body's end is known only once its last chunk
+    /// is read; a close-delimited body's, at the close).
+    pub fn ends_within(&self, n: usize) -> bool {
+        matches!(self.kind, BodyKind::Length(_)) && self.left <= n as u64
+    }
+
     /// Payload bytes seen so far.
     pub fn payload_bytes(&self) -> u64 {
         self.payload

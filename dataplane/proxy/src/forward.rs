@@ -343,9 +343,12 @@ pub fn handle<'a>(
             let mut head_pending = true;
             let mut reads = 0u32;
             let mut bulk = false;
+            // The filters saw `end` with the body's last piece (no empty call after it).
+            let mut told_end = false;
             let outcome: Result<bool, ProxyError> = loop {
                 if !b.ubuf.is_empty() || b.dec.is_done() {
                     let (scan, piece) = match take_piece(
+                        &mut told_end,
                         &mut ctx,
                         &mut filters,
                         &mut b.dec,
@@ -447,8 +450,10 @@ pub fn handle<'a>(
             };
             let (client_keep, upstream_reusable) = match outcome {
                 Ok(reusable) => {
-                    for f in filters.iter_mut() {
-                        let _ = f.on_response_body(&mut ctx, &[], true);
+                    if !told_end {
+                        for f in filters.iter_mut() {
+                            let _ = f.on_response_body(&mut ctx, &[], true);
+                        }
                     }
                     finish(scope, &mut ctx, &mut filters);
                     (!b.framing.close, reusable && b.upstream_keep)
@@ -1061,8 +1066,11 @@ fn write_response_head(
 }
 
 /// Takes the next piece of the response body out of `ubuf` (what the decoder says is framed body,
-/// de-chunked for an HTTP/1.0 client), showing its payload to the filters.
+/// de-chunked for an HTTP/1.0 client), showing its payload to the filters. When the piece surely
+/// ends a length-delimited body, the filters see it with `end` and `told_end` is set (as a
+/// Proxy-Wasm host passes `end_of_stream` with the last data: one plugin call, not two).
 fn take_piece(
+    told_end: &mut bool,
     ctx: &mut RequestCtx,
     filters: &mut [Box<dyn Filter>],
     dec: &mut BodyDecoder,
@@ -1072,13 +1080,15 @@ fn take_piece(
     let mut filter_err = None;
     let mut payload = dechunk.then(BytesMut::new);
     let kept = dec.trailer_len();
+    let last = dec.ends_within(ubuf.len());
     let scan = dec
         .scan(ubuf, |r| {
             if let Some(p) = payload.as_mut() {
                 p.extend_from_slice(&ubuf[r.clone()]);
             }
+            *told_end |= last;
             for f in filters.iter_mut() {
-                if let Err(e) = f.on_response_body(ctx, &ubuf[r.clone()], false) {
+                if let Err(e) = f.on_response_body(ctx, &ubuf[r.clone()], last) {
                     filter_err.get_or_insert(e);
                 }
             }

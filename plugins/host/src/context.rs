@@ -132,24 +132,41 @@ pub struct Props {
 }
 
 impl Props {
-    /// The values of `ctx` now (`request_id`: its id, shared, made once per request).
-    pub fn of(ctx: &RequestCtx, request_id: Rc<str>) -> Props {
-        let ai = ctx.ai.as_deref();
-        Props {
-            source: Some(ctx.client_addr),
-            request_id: Some(request_id),
-            route: ctx.route.clone(),
-            cluster: ctx.cluster.clone(),
-            consumer: ctx.consumer.clone(),
-            model: ai.and_then(|a| a.requested_model.clone()),
-            provider: ai.and_then(|a| a.provider.clone()),
-            tokens: ai.and_then(|a| a.usage).map(|u| (u.input, u.output)),
-            method: ctx.method.clone(),
-            target: ctx.target.clone(),
-            status: ctx.status,
-            http2: ctx.http2,
-            tls: ctx.tls.is_some(),
+    /// Brings the values up to `ctx`'s now. A shared string or byte string is cloned only when
+    /// `ctx` holds another one than last time (most callbacks of a request change nothing), and
+    /// the request id is made once per request.
+    pub fn refresh(&mut self, ctx: &RequestCtx) {
+        fn shared(mine: &mut Option<Rc<str>>, now: Option<&Rc<str>>) {
+            let same = match (mine.as_ref(), now) {
+                (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                *mine = now.cloned();
+            }
         }
+        fn bytes(mine: &mut Bytes, now: &Bytes) {
+            if mine.as_ptr() != now.as_ptr() || mine.len() != now.len() {
+                *mine = now.clone();
+            }
+        }
+        if self.request_id.is_none() {
+            self.request_id = Some(ctx.request_id.as_str().into());
+        }
+        let ai = ctx.ai.as_deref();
+        self.source = Some(ctx.client_addr);
+        shared(&mut self.route, ctx.route.as_ref());
+        shared(&mut self.cluster, ctx.cluster.as_ref());
+        shared(&mut self.consumer, ctx.consumer.as_ref());
+        shared(&mut self.model, ai.and_then(|a| a.requested_model.as_ref()));
+        shared(&mut self.provider, ai.and_then(|a| a.provider.as_ref()));
+        self.tokens = ai.and_then(|a| a.usage).map(|u| (u.input, u.output));
+        bytes(&mut self.method, &ctx.method);
+        bytes(&mut self.target, &ctx.target);
+        self.status = ctx.status;
+        self.http2 = ctx.http2;
+        self.tls = ctx.tls.is_some();
     }
 }
 
@@ -166,8 +183,8 @@ pub struct Exchange {
     pub trailers: Option<TrailerMap>,
     /// A callout's answer.
     pub answer: Option<CallAnswer>,
-    /// Properties.
-    pub props: Props,
+    /// Properties (the request's, shared with its filter; none in root callbacks).
+    pub props: Option<Rc<Props>>,
     /// Set by `proxy_send_local_response`.
     pub local: Option<LocalResponse>,
     /// Dispatched callouts not yet sent.

@@ -208,7 +208,7 @@ impl FilterFactory for WasmFactory {
             id: 0,
             props: Vec::new(),
             waiting: None,
-            rid: None,
+            known: Rc::default(),
             done: false,
         })
     }
@@ -236,8 +236,10 @@ pub struct WasmFilter {
     /// Properties the plugin set, kept between callbacks.
     props: Vec<(Vec<u8>, Vec<u8>)>,
     waiting: Option<Slot>,
-    /// The request id as a shared string (made at the first callback).
-    rid: Option<Rc<str>>,
+    /// The request's values behind properties, kept between callbacks and brought up to date
+    /// before each (a shared string or value is cloned only when it changed), then shared with
+    /// the callback's exchange (which lets go of it when the callback returns).
+    known: Rc<Props>,
     /// The plugin failed or the context ended: no more callbacks.
     done: bool,
 }
@@ -294,12 +296,9 @@ impl WasmFilter {
             return Ok(Outcome::Continue);
         }
         {
-            let rid = self
-                .rid
-                .get_or_insert_with(|| ctx.request_id.as_str().into())
-                .clone();
             let ex = &mut i.store.data_mut().ex;
-            ex.props = Props::of(ctx, rid);
+            Rc::make_mut(&mut self.known).refresh(ctx);
+            ex.props = Some(Rc::clone(&self.known));
             ex.set_props = std::mem::take(&mut self.props);
             fill(ex);
         }
@@ -635,12 +634,9 @@ impl Filter for WasmFilter {
         }
         let mut i = inst.borrow_mut();
         {
-            let rid = self
-                .rid
-                .get_or_insert_with(|| ctx.request_id.as_str().into())
-                .clone();
             let ex = &mut i.store.data_mut().ex;
-            ex.props = Props::of(ctx, rid);
+            Rc::make_mut(&mut self.known).refresh(ctx);
+            ex.props = Some(Rc::clone(&self.known));
             ex.set_props = std::mem::take(&mut self.props);
         }
         let _ = i.finish(self.id);

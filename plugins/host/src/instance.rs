@@ -2,6 +2,7 @@
 //! guard around every call (epoch deadline, failure classification). A failed instance is marked
 //! broken and never called again; its core makes a new one for the next request.
 
+use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -153,10 +154,10 @@ impl Template {
             .or_else(|_| inst.get_typed_func::<i32, i32>(&mut store, "malloc"))
             .map_err(|e| start(format!("allocator: {e:#}")))?;
         store.data_mut().memory = memory;
-        store.data_mut().alloc = Some(alloc);
+        store.data_mut().alloc = Some(Rc::new(alloc));
         let mut me = Instance {
             store,
-            exports,
+            exports: Rc::new(exports),
             root: 1,
             next_id: 2,
             broken: None,
@@ -171,10 +172,11 @@ impl Template {
         let root = me.root;
         me.store.data_mut().contexts.insert(root);
         me.store.data_mut().effective = root;
-        let cc = me.exports.context_create.clone();
-        me.guard(|s| cc.call(s, (root as i32, 0))).map_err(fail)?;
+        let e = Rc::clone(&me.exports);
+        me.guard(|s| e.context_create.call(s, (root as i32, 0)))
+            .map_err(fail)?;
         let vm_len = self.plugin.vm_config.len() as i32;
-        if let Some(f) = me.exports.vm_start.clone() {
+        if let Some(f) = &e.vm_start {
             if me
                 .guard(|s| f.call(s, (root as i32, vm_len)))
                 .map_err(fail)?
@@ -184,7 +186,7 @@ impl Template {
             }
         }
         let cfg_len = self.plugin.config.len() as i32;
-        if let Some(f) = me.exports.configure.clone() {
+        if let Some(f) = &e.configure {
             if me
                 .guard(|s| f.call(s, (root as i32, cfg_len)))
                 .map_err(fail)?
@@ -239,7 +241,9 @@ fn bind(inst: &WasmInstance, store: &mut Store<HostState>) -> wasmtime::Result<E
 pub struct Instance {
     /// The store (its data is the host state).
     pub store: Store<HostState>,
-    exports: Exports,
+    // Shared so a call borrows its function while the instance is borrowed mutably (cloning a
+    // `TypedFunc` clones its registered type: an atomic count and a registry visit per call).
+    exports: Rc<Exports>,
     root: u32,
     next_id: u32,
     broken: Option<Failure>,
@@ -320,19 +324,20 @@ impl Instance {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(2);
         let root = self.root as i32;
-        let f = self.exports.context_create.clone();
+        let e = Rc::clone(&self.exports);
         self.store.data_mut().contexts.insert(id);
-        self.guard(|s| f.call(s, (id as i32, root)))?;
+        self.guard(|s| e.context_create.call(s, (id as i32, root)))?;
         Ok(id)
     }
 
     /// Calls an HTTP callback; its `proxy_action_t`.
     pub fn http(&mut self, phase: Phase, id: u32, n: usize, end: bool) -> Result<i32, Failure> {
+        let e = Rc::clone(&self.exports);
         let f = match phase {
-            Phase::RequestHeaders => self.exports.request_headers.clone(),
-            Phase::RequestBody => self.exports.request_body.clone(),
-            Phase::ResponseHeaders => self.exports.response_headers.clone(),
-            Phase::ResponseBody => self.exports.response_body.clone(),
+            Phase::RequestHeaders => &e.request_headers,
+            Phase::RequestBody => &e.request_body,
+            Phase::ResponseHeaders => &e.response_headers,
+            Phase::ResponseBody => &e.response_body,
         };
         let Some(f) = f else {
             return Ok(crate::abi::action::CONTINUE);
@@ -344,10 +349,11 @@ impl Instance {
     /// `proxy_on_request_trailers` (`request`) or `proxy_on_response_trailers`, with the number
     /// of fields; its `proxy_action_t`.
     pub fn trailers(&mut self, request: bool, id: u32, n: usize) -> Result<i32, Failure> {
+        let e = Rc::clone(&self.exports);
         let f = if request {
-            self.exports.request_trailers.clone()
+            &e.request_trailers
         } else {
-            self.exports.response_trailers.clone()
+            &e.response_trailers
         };
         let Some(f) = f else {
             return Ok(crate::abi::action::CONTINUE);
@@ -364,7 +370,8 @@ impl Instance {
         headers: usize,
         body: usize,
     ) -> Result<(), Failure> {
-        let Some(f) = self.exports.http_call_response.clone() else {
+        let e = Rc::clone(&self.exports);
+        let Some(f) = &e.http_call_response else {
             return Ok(());
         };
         self.store.data_mut().effective = id;
@@ -374,18 +381,14 @@ impl Instance {
     /// The end of a context: `proxy_on_done`, `proxy_on_log`, `proxy_on_delete`.
     pub fn finish(&mut self, id: u32) -> Result<(), Failure> {
         self.store.data_mut().effective = id;
-        let (done, log, delete) = (
-            self.exports.done.clone(),
-            self.exports.log.clone(),
-            self.exports.delete.clone(),
-        );
-        if let Some(f) = done {
+        let e = Rc::clone(&self.exports);
+        if let Some(f) = &e.done {
             self.guard(|s| f.call(s, id as i32))?;
         }
-        if let Some(f) = log {
+        if let Some(f) = &e.log {
             self.guard(|s| f.call(s, id as i32))?;
         }
-        let res = match delete {
+        let res = match &e.delete {
             Some(f) => self.guard(|s| f.call(s, id as i32)),
             None => Ok(()),
         };
@@ -395,7 +398,8 @@ impl Instance {
 
     /// `proxy_on_tick` on the root context.
     pub fn tick(&mut self) -> Result<(), Failure> {
-        let Some(f) = self.exports.tick.clone() else {
+        let e = Rc::clone(&self.exports);
+        let Some(f) = &e.tick else {
             return Ok(());
         };
         let root = self.root as i32;
@@ -405,7 +409,8 @@ impl Instance {
 
     /// `proxy_on_queue_ready` on the root context.
     pub fn queue_ready(&mut self, queue: u32) -> Result<(), Failure> {
-        let Some(f) = self.exports.queue_ready.clone() else {
+        let e = Rc::clone(&self.exports);
+        let Some(f) = &e.queue_ready else {
             return Ok(());
         };
         let root = self.root as i32;

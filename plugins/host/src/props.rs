@@ -31,7 +31,15 @@ pub fn get(st: &HostState, path: &[u8]) -> Option<Vec<u8>> {
         return Some(v.clone());
     }
     let segs = segments(path);
-    let p = &st.ex.props;
+    let none;
+    let p = match st.ex.props.as_deref() {
+        Some(p) => p,
+        // A root callback: no request.
+        None => {
+            none = crate::context::Props::default();
+            &none
+        }
+    };
     let text = |v: &[u8]| Some(v.to_vec());
     match strip_weir(&segs) {
         [b"request", b"path"] => text(&p.target),

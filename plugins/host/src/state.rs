@@ -16,8 +16,9 @@ pub struct HostState {
     pub plugin: Arc<Plugin>,
     /// The module's memory (set once instantiated).
     pub memory: Option<Memory>,
-    /// Its allocator (`proxy_on_memory_allocate` or `malloc`).
-    pub alloc: Option<TypedFunc<i32, i32>>,
+    /// Its allocator (`proxy_on_memory_allocate` or `malloc`); shared, since cloning a
+    /// `TypedFunc` per call costs an atomic count and a registry visit.
+    pub alloc: Option<std::rc::Rc<TypedFunc<i32, i32>>>,
     /// The callback's exchange (empty between callbacks and in root callbacks).
     pub ex: Exchange,
     /// The context the plugin runs in (changed by `proxy_set_effective_context`).
