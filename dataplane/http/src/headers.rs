@@ -198,14 +198,19 @@ impl Headers {
         }
     }
 
-    /// Removes every field of that name; returns whether any was there.
+    /// Removes every field of that name; returns whether any was there. A received head's fields
+    /// stay spans of it (the others still go out as received, nothing is made owned).
     pub fn remove(&mut self, name: &str) -> bool {
-        if !self.contains(name) {
-            return false;
+        let name = name.as_bytes();
+        if let Some(list) = self.owned.get_mut() {
+            let before = list.len();
+            list.retain(|h| !h.name.eq_ignore_ascii_case(name));
+            return list.len() != before;
         }
-        self.list_mut()
-            .retain(|h| !h.name.eq_ignore_ascii_case(name.as_bytes()));
-        true
+        let Raw { buf, spans } = &mut self.raw;
+        let before = spans.len();
+        spans.retain(|s| !s.name(buf).eq_ignore_ascii_case(name));
+        spans.len() != before
     }
 
     /// Keeps the fields for which `keep` says yes.
@@ -416,5 +421,23 @@ mod tests {
         assert_eq!(out, b"A: 1\r\nB: 2\r\nC: 3\r\n");
         assert!(h.remove("a"));
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn remove_from_a_received_head_keeps_its_lines() {
+        let mut h = parsed();
+        assert!(!h.remove("c"));
+        assert!(h.remove("a"));
+        assert!(!h.remove("A"), "already gone");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.value("a"), None);
+        let mut out = Vec::new();
+        h.write_to(&mut out);
+        assert_eq!(out, b"B:  2 \r\n", "the other line goes out as received");
+        // Read as owned fields first: removed from those.
+        let mut h = parsed();
+        assert_eq!(h.get("a").map(|v| &v[..]), Some(&b"1"[..]));
+        assert!(h.remove("A"));
+        assert_eq!((h.len(), h.get("a")), (1, None));
     }
 }
