@@ -675,6 +675,47 @@ both_drivers! {
     }
 }
 
+/// `plugins/host/testdata/pause.wat` (pauses every request; its tick continues them) compiled
+/// into `dir`.
+fn pause_plugin(dir: &TempDir) -> String {
+    let wat = include_str!("../../plugins/host/testdata/pause.wat");
+    let path = dir.path().join("pause.wasm");
+    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+both_drivers! {
+    /// A request the plugin pauses without a callout waits until the plugin continues it (here
+    /// from its tick: `proxy_set_effective_context` to the request, `proxy_continue_stream`),
+    /// then goes upstream; one it never continues is answered 504 after the plugin's
+    /// `pause_limit`, and never reaches the upstream.
+    fn a_paused_request_waits_until_the_plugin_continues_it(d) {
+        let m = MockUpstream::start();
+        let dir = TempDir::new("wasm-pause");
+        let file = pause_plugin(&dir);
+        let gw = with_plugin(&m, d, "pause", &file, "pause_limit: 300ms").start();
+        let before = m.stat("requests");
+        for _ in 0..5 {
+            let r = gw.get("/");
+            assert_eq!(r.status(), 200, "{}", r.text());
+            assert_eq!(r.header("x-mock-id"), m.mock_id());
+        }
+        // (The mock counts each `/stats` request too.)
+        assert_eq!(m.stat("requests"), before + 5 + 1);
+
+        let r = gw.request(b"GET / HTTP/1.1\r\nHost: t\r\nx-hold: 1\r\n\r\n");
+        assert_eq!(r.status(), 504, "{}", r.text());
+        assert!(r.text().contains("plugin_pause_timeout"), "{}", r.text());
+        assert_eq!(
+            m.stat("requests"),
+            before + 5 + 2,
+            "a request never continued stays here"
+        );
+        // The worker goes on serving, and the next paused request is continued as before.
+        assert_eq!(gw.get("/").status(), 200);
+    }
+}
+
 /// Sends `raw` (which asks to close) and returns the response's status line and head, and its
 /// body bytes exactly as they came (framing and trailers included).
 fn exchange_raw(gw: &Gateway, raw: &[u8]) -> (String, Vec<u8>) {

@@ -41,6 +41,11 @@ pub struct Plugin {
     /// Longest CPU time of one callback.
     #[serde(default = "default_deadline")]
     pub callback_deadline: Dur,
+    /// Longest time a request may stay paused by the plugin (`Pause` from a request callback
+    /// without an HTTP callout) until it continues it with `proxy_continue_stream`; past it the
+    /// request is answered 504.
+    #[serde(default = "default_pause_limit")]
+    pub pause_limit: Dur,
     /// Runs on every route, before the route's own filters.
     #[serde(default)]
     pub global: bool,
@@ -79,6 +84,10 @@ fn default_max_memory() -> ByteSize {
 
 fn default_deadline() -> Dur {
     Dur::ms(100)
+}
+
+fn default_pause_limit() -> Dur {
+    Dur::ms(30_000)
 }
 
 /// Every problem with the plugins and the `wasm` filters that name them.
@@ -141,6 +150,13 @@ pub(crate) fn validate(config: &crate::Config) -> Vec<crate::Problem> {
             fail(
                 format!("{f}.callback_deadline"),
                 "must be between 1ms and 10s".into(),
+            );
+        }
+        let d = p.pause_limit.get();
+        if d < std::time::Duration::from_millis(1) || d > std::time::Duration::from_secs(3600) {
+            fail(
+                format!("{f}.pause_limit"),
+                "must be between 1ms and 1h".into(),
             );
         }
     }

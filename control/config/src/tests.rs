@@ -451,3 +451,28 @@ fn proxy_protocol_to_http_clusters() {
     assert_eq!(p[0].field, "clusters[0].proxy_protocol");
     assert!(p[0].message.contains("protocol: h2"), "{p:?}");
 }
+
+#[test]
+fn a_plugin_pause_limit_defaults_to_30s_and_is_bounded() {
+    let module = "AGFzbQEAAAA="; // an empty module: the config checks no more than its form
+    let plugin = |extra: &str| {
+        format!(
+            "plugins:\n  - {{ name: p, module: \"{module}\"{extra} }}\nlisteners:\n  - name: a\n    address: 127.0.0.1:1\n"
+        )
+    };
+    let c = parse(&plugin(""), "t.yaml").expect("valid");
+    assert_eq!(
+        c.plugins[0].pause_limit.get(),
+        std::time::Duration::from_secs(30)
+    );
+    let c = parse(&plugin(", pause_limit: 250ms"), "t.yaml").expect("valid");
+    assert_eq!(
+        c.plugins[0].pause_limit.get(),
+        std::time::Duration::from_millis(250)
+    );
+    for bad in ["0ms", "2h"] {
+        let p = problems(&plugin(&format!(", pause_limit: {bad}")));
+        assert_eq!(p.len(), 1, "{bad}: {p:?}");
+        assert_eq!(p[0].field, "plugins[0].pause_limit", "{bad}: {p:?}");
+    }
+}

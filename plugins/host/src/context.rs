@@ -2,8 +2,12 @@
 //! duration of the call (no copies), the body buffer, the values behind properties, and what the
 //! plugin asked for (a local response, callouts, continue).
 
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use weir_filter::{LocalResponse, RequestCtx};
@@ -167,6 +171,51 @@ impl Props {
         self.status = ctx.status;
         self.http2 = ctx.http2;
         self.tls = ctx.tls.is_some();
+    }
+}
+
+/// A request the plugin paused from a request callback without a callout: it waits until the
+/// plugin continues it (`proxy_continue_stream`, or the 0.2.0 `proxy_continue_request`, from any
+/// callback with its context effective, say a tick or a queue callback after
+/// `proxy_set_effective_context`).
+#[derive(Debug, Default)]
+pub struct Paused {
+    resumed: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Paused {
+    /// The plugin continued the request.
+    pub fn resume(&self) {
+        self.resumed.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Whether it was continued.
+    pub fn is_resumed(&self) -> bool {
+        self.resumed.get()
+    }
+
+    /// Done once the plugin continues the request.
+    pub fn resumed(self: Rc<Self>) -> Resumed {
+        Resumed(self)
+    }
+}
+
+/// See [`Paused::resumed`].
+pub struct Resumed(Rc<Paused>);
+
+impl Future for Resumed {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.is_resumed() {
+            return Poll::Ready(());
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 

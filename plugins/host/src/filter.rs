@@ -17,7 +17,9 @@ use weir_filter::{
 use weir_http::{BodyKind, Headers, RequestHead, ResponseHead};
 
 use crate::abi::{action, buffer, map};
-use crate::context::{BodyBuf, CallAnswer, Callout, Props, ReqParts, RespParts, TrailerMap};
+use crate::context::{
+    BodyBuf, CallAnswer, Callout, Paused, Props, ReqParts, RespParts, TrailerMap,
+};
 use crate::error::Result;
 use crate::instance::{Failure, Instance, Phase, Template};
 use crate::metrics::{self, kind};
@@ -208,6 +210,7 @@ impl FilterFactory for WasmFactory {
             id: 0,
             props: Vec::new(),
             waiting: None,
+            paused: None,
             known: Rc::default(),
             done: false,
         })
@@ -236,6 +239,8 @@ pub struct WasmFilter {
     /// Properties the plugin set, kept between callbacks.
     props: Vec<(Vec<u8>, Vec<u8>)>,
     waiting: Option<Slot>,
+    /// The plugin paused the request (no callout) and has not continued it yet.
+    paused: Option<Rc<Paused>>,
     /// The request's values behind properties, kept between callbacks and brought up to date
     /// before each (a shared string or value is cloned only when it changed), then shared with
     /// the callback's exchange (which lets go of it when the callback returns).
@@ -247,6 +252,8 @@ pub struct WasmFilter {
 /// What a callback came to.
 enum Outcome {
     Continue,
+    /// `Pause` without a callout: held until the plugin continues it.
+    Pause,
     Respond(LocalResponse),
     Wait(Callout),
 }
@@ -309,6 +316,7 @@ impl WasmFilter {
         self.props = std::mem::take(&mut ex.set_props);
         let local = ex.local.take();
         let mut callouts = std::mem::take(&mut ex.callouts);
+        let resumed = ex.resumed;
         *ex = Default::default();
         drop(i);
         if registered {
@@ -323,6 +331,10 @@ impl WasmFilter {
         if act == action::PAUSE && !callouts.is_empty() {
             return Ok(Outcome::Wait(callouts.remove(0)));
         }
+        // Paused and not continued in the same callback: held until the plugin continues it.
+        if act == action::PAUSE && !resumed {
+            return Ok(Outcome::Pause);
+        }
         Ok(Outcome::Continue)
     }
 
@@ -331,8 +343,49 @@ impl WasmFilter {
             Ok(Outcome::Continue) => Ok(Action::Continue),
             Ok(Outcome::Respond(r)) => Ok(Action::Respond(r)),
             Ok(Outcome::Wait(c)) => Ok(self.wait(c)),
+            Ok(Outcome::Pause) => Ok(self.pause()),
             Err(f) => self.failed(&f),
         }
+    }
+
+    /// As [`WasmFilter::decide`], for a phase that cannot wait (the head is out, or the body must
+    /// flow): a `Wait` goes on at once, and a pause is forgotten.
+    fn decide_now(&mut self, out: Result<Outcome, Failure>) -> Result<Action, ProxyError> {
+        match self.decide(out)? {
+            Action::Wait(_) => {
+                self.unpause();
+                Ok(Action::Continue)
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Holds the request until the plugin continues it, or for the plugin's `pause_limit` (then
+    /// [`Filter::on_resume`] answers 504). Only the request phases wait (`Wait` is `Continue`
+    /// elsewhere, and the pause is then dropped with the request's end).
+    fn pause(&mut self) -> Action {
+        let p: Rc<Paused> = Rc::default();
+        if let Some(inst) = &self.inst {
+            inst.borrow_mut()
+                .store
+                .data_mut()
+                .paused
+                .insert(self.id, p.clone());
+        }
+        self.paused = Some(p.clone());
+        let limit = self.plugin().pause_limit;
+        Action::Wait(Waiting(Box::pin(async move {
+            let _ = monoio::time::timeout(limit, p.resumed()).await;
+        })))
+    }
+
+    /// Forgets a pause (continued, expired, or the request ended).
+    fn unpause(&mut self) -> Option<Rc<Paused>> {
+        let p = self.paused.take()?;
+        if let Some(Ok(mut i)) = self.inst.as_ref().map(|i| i.try_borrow_mut()) {
+            i.store.data_mut().paused.remove(&self.id);
+        }
+        Some(p)
     }
 
     fn wait(&mut self, c: Callout) -> Action {
@@ -434,11 +487,8 @@ impl Filter for WasmFilter {
             |i, id| i.http(Phase::RequestBody, id, n, end),
             |_| {},
         );
-        match self.decide(out)? {
-            // A streamed chunk cannot wait: it is already on its way.
-            Action::Wait(_) => Ok(Action::Continue),
-            other => Ok(other),
-        }
+        // A streamed chunk cannot wait: it is already on its way.
+        self.decide_now(out)
     }
 
     fn on_request_body_whole(
@@ -469,6 +519,27 @@ impl Filter for WasmFilter {
         ctx: &mut RequestCtx,
         req: &mut RequestHead,
     ) -> Result<Action, ProxyError> {
+        if let Some(p) = self.unpause() {
+            if p.is_resumed() {
+                return Ok(Action::Continue);
+            }
+            let limit = self.plugin().pause_limit;
+            tracing::warn!(
+                target: "weir_wasm",
+                plugin = %self.plugin().name,
+                ?limit,
+                "the plugin paused a request and did not continue it in time"
+            );
+            return Err(ProxyError::new(
+                504,
+                "plugin_pause_timeout",
+                Side::Plugin,
+                format!(
+                    "plugin `{}` paused the request and did not continue it within {limit:?}",
+                    self.plugin().name
+                ),
+            ));
+        }
         let Some((token, answer)) = self.waiting.take().and_then(|s| s.borrow_mut().take()) else {
             return Ok(Action::Continue);
         };
@@ -524,10 +595,7 @@ impl Filter for WasmFilter {
             resp.headers = p.headers;
             resp.status = p.status;
         }
-        match self.decide(out)? {
-            Action::Wait(_) => Ok(Action::Continue),
-            other => Ok(other),
-        }
+        self.decide_now(out)
     }
 
     fn on_response_body(
@@ -549,7 +617,7 @@ impl Filter for WasmFilter {
         );
         // The head is out: a local response cannot replace it any more; a failure closed ends
         // the stream.
-        self.decide(out).map(|_| ())
+        self.decide_now(out).map(|_| ())
     }
 
     fn on_response_body_whole(
@@ -589,10 +657,7 @@ impl Filter for WasmFilter {
             resp.headers = p.headers;
             resp.status = p.status;
         }
-        match self.decide(out)? {
-            Action::Wait(_) => Ok(Action::Continue),
-            other => Ok(other),
-        }
+        self.decide_now(out)
     }
 
     fn on_request_trailers(
@@ -604,11 +669,8 @@ impl Filter for WasmFilter {
             return Ok(Action::Continue);
         }
         let out = self.trailer_callback(ctx, map::HTTP_REQUEST_TRAILERS, trailers);
-        match self.decide(out)? {
-            // The body is on its way: its end cannot wait.
-            Action::Wait(_) => Ok(Action::Continue),
-            other => Ok(other),
-        }
+        // The body is on its way: its end cannot wait.
+        self.decide_now(out)
     }
 
     fn on_response_trailers(
@@ -622,7 +684,7 @@ impl Filter for WasmFilter {
         let out = self.trailer_callback(ctx, map::HTTP_RESPONSE_TRAILERS, trailers);
         // As a body chunk: the head is out, a local response cannot replace it; a failure
         // closed aborts the response.
-        self.decide(out).map(|_| ())
+        self.decide_now(out).map(|_| ())
     }
 
     fn on_log(&mut self, ctx: &RequestCtx) {
@@ -632,7 +694,9 @@ impl Filter for WasmFilter {
         if self.done && inst.borrow().broken().is_some() {
             return;
         }
+        self.paused = None;
         let mut i = inst.borrow_mut();
+        i.store.data_mut().paused.remove(&self.id);
         {
             let ex = &mut i.store.data_mut().ex;
             Rc::make_mut(&mut self.known).refresh(ctx);
@@ -650,6 +714,7 @@ impl Drop for WasmFilter {
         // frees its context in the plugin.
         if let Some(inst) = self.inst.take() {
             if let Ok(mut i) = inst.try_borrow_mut() {
+                i.store.data_mut().paused.remove(&self.id);
                 if i.broken().is_none() {
                     let _ = i.finish(self.id);
                     i.store.data_mut().ex = Default::default();

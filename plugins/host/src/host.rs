@@ -337,7 +337,7 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             if ty != stream::HTTP_REQUEST && ty != stream::HTTP_RESPONSE {
                 return Ok(Status::BadArgument.code());
             }
-            c.data_mut().ex.resumed = true;
+            resume(c.data_mut());
             Ok(Status::Ok.code())
         },
     )?;
@@ -354,7 +354,7 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
     for name in ["proxy_continue_request", "proxy_continue_response"] {
         l.func_wrap(ENV, name, |mut c: C<'_>| -> HostResult {
-            c.data_mut().ex.resumed = true;
+            resume(c.data_mut());
             Ok(Status::Ok.code())
         })?;
     }
@@ -710,6 +710,16 @@ fn clear_map(ex: &mut Exchange, ty: i32) {
             }
         }
         _ => {}
+    }
+}
+
+/// `proxy_continue_stream` and its 0.2.0 forms: continues the effective context's request when
+/// the plugin paused it (from a tick, a queue callback or another request's callback); otherwise
+/// the running callback's own request is continued (a `Pause` it answers then goes on).
+fn resume(st: &mut HostState) {
+    match st.paused.remove(&st.effective) {
+        Some(p) => p.resume(),
+        None => st.ex.resumed = true,
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Plugin {
     pub max_memory: usize,
     /// Epoch ticks a callback may run.
     pub deadline_ticks: u64,
+    /// Longest a request stays paused by the plugin before it is answered 504.
+    pub pause_limit: std::time::Duration,
     /// Runs on every route.
     pub global: bool,
     /// Sees the request body whole.
@@ -103,6 +105,7 @@ impl Plugin {
             fail_open: cfg.on_error == weir_config::OnError::Open,
             max_memory: usize::try_from(cfg.max_memory.0).unwrap_or(usize::MAX),
             deadline_ticks: (deadline.as_micros() / TICK.as_micros()).max(1) as u64 + 1,
+            pause_limit: cfg.pause_limit.get(),
             global: cfg.global,
             buffer_request: cfg.buffer.request,
             buffer_response: cfg.buffer.response,

@@ -1,12 +1,13 @@
 //! The data of one instance's `Store`: the plugin, the memory cap, the exchange of the callback
 //! running now, and what the module did wrong.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use wasmtime::{Memory, ResourceLimiter, TypedFunc};
 
-use crate::context::Exchange;
+use crate::context::{Exchange, Paused};
 use crate::plugin::Plugin;
 use crate::shared::Ready;
 
@@ -25,6 +26,9 @@ pub struct HostState {
     pub effective: u32,
     /// The contexts alive in this instance: the root one and the HTTP ones not yet finished.
     pub contexts: HashSet<u32>,
+    /// The HTTP contexts whose request the plugin paused (no callout), by id: a
+    /// `proxy_continue_stream` with one of them effective continues it.
+    pub paused: HashMap<u32, Rc<Paused>>,
     /// Where the shared queues this instance registers report new items (its core's).
     pub ready: Arc<Ready>,
     /// Tick period asked for, ms (0: none).
@@ -49,6 +53,7 @@ impl HostState {
             ex: Exchange::default(),
             effective: 0,
             contexts: HashSet::new(),
+            paused: HashMap::new(),
             ready,
             tick_ms: 0,
             limiter: MemoryCap {
