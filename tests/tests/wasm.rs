@@ -32,12 +32,21 @@ fn example(name: &str) -> String {
     p.canonicalize().unwrap().display().to_string()
 }
 
-/// `plugins/host/testdata/probe.wat` compiled into `dir`.
-fn probe(dir: &TempDir) -> String {
-    let wat = include_str!("../../plugins/host/testdata/probe.wat");
-    let path = dir.path().join("probe.wasm");
+/// A test plugin of `plugins/host/testdata` (`name.wat`, its text) compiled into `dir`; the
+/// `.wasm` file's path.
+fn wat_plugin(dir: &TempDir, name: &str, wat: &str) -> String {
+    let path = dir.path().join(format!("{name}.wasm"));
     std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
     path.display().to_string()
+}
+
+/// `plugins/host/testdata/probe.wat` compiled into `dir`.
+fn probe(dir: &TempDir) -> String {
+    wat_plugin(
+        dir,
+        "probe",
+        include_str!("../../plugins/host/testdata/probe.wat"),
+    )
 }
 
 /// A gateway with one plugin (`yaml`: the rest of its entry) on a catch-all route to the mock.
@@ -504,10 +513,11 @@ fn chat_guard_judges_the_body_on_an_ai_route_too() {
 /// `plugins/host/testdata/trailers.wat` (the trailer callbacks: see its header) compiled into
 /// `dir`.
 fn trailer_plugin(dir: &TempDir) -> String {
-    let wat = include_str!("../../plugins/host/testdata/trailers.wat");
-    let path = dir.path().join("trailers.wasm");
-    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
-    path.display().to_string()
+    wat_plugin(
+        dir,
+        "trailers",
+        include_str!("../../plugins/host/testdata/trailers.wat"),
+    )
 }
 
 /// The chunked response body of the raw upstream's `/trailers`: odd spacing on purpose, so a
@@ -614,10 +624,11 @@ fn raw_upstream() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<Vec<u8>>>>)
 
 /// `plugins/host/testdata/body_calls.wat` (counts its response-body callbacks) compiled into `dir`.
 fn body_calls_plugin(dir: &TempDir) -> String {
-    let wat = include_str!("../../plugins/host/testdata/body_calls.wat");
-    let path = dir.path().join("body_calls.wasm");
-    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
-    path.display().to_string()
+    wat_plugin(
+        dir,
+        "body_calls",
+        include_str!("../../plugins/host/testdata/body_calls.wat"),
+    )
 }
 
 both_drivers! {
@@ -678,10 +689,11 @@ both_drivers! {
 /// `plugins/host/testdata/pause.wat` (pauses every request; its tick continues them) compiled
 /// into `dir`.
 fn pause_plugin(dir: &TempDir) -> String {
-    let wat = include_str!("../../plugins/host/testdata/pause.wat");
-    let path = dir.path().join("pause.wasm");
-    std::fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
-    path.display().to_string()
+    wat_plugin(
+        dir,
+        "pause",
+        include_str!("../../plugins/host/testdata/pause.wat"),
+    )
 }
 
 both_drivers! {
