@@ -189,9 +189,22 @@ pub struct Listener {
     /// HTTP/2 towards clients: by ALPN on TLS, by prior knowledge on cleartext.
     #[serde(default)]
     pub http2: Http2,
+    /// Hand a connection to the worker only once the client's first bytes arrived
+    /// (`TCP_DEFER_ACCEPT`, one second): a worker wakes once per new connection, not twice.
+    /// Absent: on for HTTP listeners (the client speaks first), off for `tcp` listeners (the
+    /// server may speak first there). A client silent for a second is handed over without data.
+    #[serde(default)]
+    pub defer_accept: Option<bool>,
     /// Routes, first match wins.
     #[serde(default)]
     pub routes: Vec<Route>,
+}
+
+impl Listener {
+    /// Whether accepts wait for the client's first bytes (see [`Listener::defer_accept`]).
+    pub fn defers_accept(&self) -> bool {
+        self.defer_accept.unwrap_or(self.tcp.is_none())
+    }
 }
 
 /// HTTP/2 on a listener, and the bounds that keep one client from taking a worker: streams at

@@ -476,3 +476,18 @@ fn a_plugin_pause_limit_defaults_to_30s_and_is_bounded() {
         assert_eq!(p[0].field, "plugins[0].pause_limit", "{bad}: {p:?}");
     }
 }
+
+#[test]
+fn defer_accept_is_on_for_http_listeners_and_off_for_tcp_ones() {
+    let yaml = |extra: &str| {
+        format!(
+            "listeners:\n  - name: l\n    address: \"127.0.0.1:1\"\n{extra}clusters:\n  - name: up\n    endpoints: [\"127.0.0.1:2\"]\n"
+        )
+    };
+    let defers =
+        |extra: &str| parse(&yaml(extra), "t.yaml").expect("valid").listeners[0].defers_accept();
+    assert!(defers(""));
+    assert!(!defers("    defer_accept: false\n"));
+    assert!(!defers("    tcp: { cluster: up }\n"));
+    assert!(defers("    tcp: { cluster: up }\n    defer_accept: true\n"));
+}

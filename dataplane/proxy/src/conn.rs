@@ -84,15 +84,28 @@ impl Downstream {
     }
 
     /// Writes what `self.out` holds, then `more`: one future for both (the request path awaits
-    /// every write at one point).
-    pub async fn write_out_then(&mut self, more: BytesMut) -> std::io::Result<()> {
+    /// every write at one point). `last`: nothing follows on this connection (a TLS client's
+    /// `close_notify` goes with the last of these writes).
+    pub async fn write_out_then(&mut self, more: BytesMut, last: bool) -> std::io::Result<()> {
         if !self.out.is_empty() {
+            if last && more.is_empty() {
+                self.writer.last_write_next();
+            }
             self.write_out().await?;
         }
         if !more.is_empty() {
+            if last {
+                self.writer.last_write_next();
+            }
             self.write_bytes(more.freeze()).await?;
         }
         Ok(())
+    }
+
+    /// Writes `self.out` as the connection's last write (see [`ClientOut::last_write_next`]).
+    pub async fn write_out_last(&mut self) -> std::io::Result<()> {
+        self.writer.last_write_next();
+        self.write_out().await
     }
 
     /// Writes `self.out` and keeps its allocation for the next head.

@@ -363,10 +363,15 @@ pub fn handle<'a>(
                     if small {
                         d.out.extend_from_slice(&piece);
                     }
+                    // The connection's last bytes: a TLS client's close_notify goes with them.
+                    let last = scan.done && b.framing.close;
                     let wrote = if small {
+                        if last {
+                            d.writer.last_write_next();
+                        }
                         d.write_out().await
                     } else {
-                        d.write_out_then(piece).await
+                        d.write_out_then(piece, last).await
                     };
                     if wrote.is_err() {
                         break Err(client_gone());
@@ -912,7 +917,12 @@ async fn send_local_now(
         d.out.extend_from_slice(&resp.body);
     }
     ctx.status = resp.status;
-    let ok = d.write_out().await.is_ok();
+    let ok = if close {
+        d.write_out_last().await
+    } else {
+        d.write_out().await
+    }
+    .is_ok();
     if !head_request {
         ctx.response_bytes = resp.body.len() as u64;
     }
@@ -1620,7 +1630,12 @@ async fn sent_whole(
     head: &RequestHead,
     framing: Framing,
 ) -> bool {
-    let ok = d.write_out().await.is_ok();
+    let ok = if framing.close || !head.keep_alive {
+        d.write_out_last().await
+    } else {
+        d.write_out().await
+    }
+    .is_ok();
     if !ok {
         ctx.status = 499;
     }

@@ -53,6 +53,16 @@ impl AsyncReadRent for ClientIn {
     }
 }
 
+impl ClientOut {
+    /// The next write is the connection's last (see `weir_tls::ClientWrite::last_write_next`):
+    /// a TLS connection's `close_notify` leaves with it. An h2 stream has nothing to do.
+    pub fn last_write_next(&self) {
+        if let ClientOut::Conn(c) = self {
+            c.last_write_next();
+        }
+    }
+}
+
 impl AsyncWriteRent for ClientOut {
     #[inline]
     async fn write<T: IoBuf>(&mut self, buf: T) -> monoio::BufResult<usize, T> {

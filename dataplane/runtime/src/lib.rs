@@ -9,7 +9,8 @@
 //! prepared*: in-flight requests finish on the state they started with, new ones see the new
 //! generation, and clusters that did not change keep their pools. [`Gateway::shutdown`] drains:
 //! stop accepting, let requests and streams finish within the drain timeout.
-#![forbid(unsafe_code)]
+// One `setsockopt` that no safe wrapper offers (`worker::set_defer_accept`), with its SAFETY note.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod admin;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,6 +141,47 @@ fn bind_missing(
     Ok(out)
 }
 
+/// Sets each listening socket's `TCP_DEFER_ACCEPT` as its listener's config says (on every
+/// generation: a reload may change it, and an inherited socket keeps the old process's setting).
+fn defer_accepts(snap: &Snapshot, bound: &HashMap<Key, Bound>) {
+    for ((name, addr), b) in bound {
+        let on = snap
+            .config
+            .listeners
+            .iter()
+            .find(|l| l.name == *name)
+            .is_some_and(|l| l.defers_accept());
+        for fd in &b.fds {
+            if let Err(e) = set_defer_accept(fd, on) {
+                tracing::warn!(listener = %name, %addr, error = %e, "cannot set TCP_DEFER_ACCEPT");
+            }
+        }
+    }
+}
+
+/// `TCP_DEFER_ACCEPT` of one second (as nginx's `deferred`), or off: the kernel completes a
+/// connection's accept when its first data arrives, or once the second has passed without any.
+#[allow(unsafe_code)]
+fn set_defer_accept(fd: &OwnedFd, on: bool) -> std::io::Result<()> {
+    let secs: libc::c_int = on.into();
+    // SAFETY: `fd` is an open socket for the whole call, and the value points at a live
+    // `c_int` whose size is passed with it.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 fn start_accepting(worker: &Rc<Worker>, bound: &mut HashMap<Key, Bound>, new: Fresh) {
     for (key, ls) in new {
         let stop = Signal::default();
@@ -170,7 +211,10 @@ async fn serve(
     let worker = Rc::new(Worker::new(spec.index, state, spec.registry.clone()));
     let mut bound: HashMap<Key, Bound> = HashMap::new();
     match bind_missing(&spec.snapshot, &bound, &mut spec.inherited) {
-        Ok(new) => start_accepting(&worker, &mut bound, new),
+        Ok(new) => {
+            start_accepting(&worker, &mut bound, new);
+            defer_accepts(&spec.snapshot, &bound);
+        }
         Err(e) => {
             let _ = started.send(Err(e));
             return;
@@ -205,6 +249,7 @@ async fn serve(
                         }
                         keep
                     });
+                    defer_accepts(&snap, &bound);
                 }
                 let _ = done.send(());
             }

@@ -491,8 +491,10 @@ fn split_halves_work_at_once() {
 }
 
 /// Weir's own listener TLS (`ServerTls` → `Acceptor`, the path a listener takes) on
-/// 127.0.0.1:0, echoing; its writes to the sockets are counted.
-fn weir_server(pki: &Pki) -> (SocketAddr, Rc<Cell<usize>>) {
+/// 127.0.0.1:0, echoing; its writes to the sockets are counted. `closing`: the first echo is the
+/// connection's last write (its close signal set, as the proxy sets it for a `Connection: close`
+/// response), then the connection is shut down.
+fn weir_server(pki: &Pki, closing: bool) -> (SocketAddr, Rc<Cell<usize>>) {
     let tls = ServerTls::new(
         "test",
         &ServerOptions {
@@ -528,6 +530,15 @@ fn weir_server(pki: &Pki) -> (SocketAddr, Rc<Cell<usize>>) {
                 let Ok((mut s, _)) = acceptor.accept(io, &[]).await else {
                     return;
                 };
+                if closing {
+                    let (r, buf) = s.read(Vec::with_capacity(1024)).await;
+                    if matches!(r, Ok(n) if n > 0) {
+                        s.close_signal().set(true);
+                        let _ = s.write_all(buf).await;
+                        let _ = s.shutdown().await;
+                    }
+                    return;
+                }
                 loop {
                     let (r, buf) = s.read(Vec::with_capacity(1024)).await;
                     if !matches!(r, Ok(n) if n > 0) || s.write_all(buf).await.0.is_err() {
@@ -546,7 +557,7 @@ fn tls13_session_ticket_leaves_with_the_first_write() {
     // over waits for the first response and leaves in its send: two sends in all, not three.
     let pki = Pki::new("coalesce");
     both(|| async {
-        let (addr, writes) = weir_server(&pki);
+        let (addr, writes) = weir_server(&pki, false);
         let c = Connector::new(&pki.options("ca.pem")).unwrap();
         let mut s = dial(&c, addr, "localhost").await.unwrap();
         assert_eq!(echo(&mut s, "ping").await, "ping");
@@ -557,12 +568,123 @@ fn tls13_session_ticket_leaves_with_the_first_write() {
 }
 
 #[test]
+fn close_notify_leaves_with_the_last_write() {
+    // A connection's last response (its close signal set) carries the session ticket before it
+    // and the close_notify after it in one send: two sends in all, and the client reads a clean
+    // end (a close without close_notify would be an error to a TLS client).
+    let pki = Pki::new("closing");
+    both(|| async {
+        let (addr, writes) = weir_server(&pki, true);
+        let mut roots = rustls::RootCertStore::empty();
+        for c in load_certs(&pki.path("ca.pem")).unwrap() {
+            roots.add(c).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(crate::config::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = monoio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect_addr(addr).await.unwrap();
+        let mut s = connector
+            .connect(server_name("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (r, _) = s.write_all(b"last".to_vec()).await;
+        r.unwrap();
+        let mut got = Vec::new();
+        loop {
+            let (r, buf) = s.read(Vec::with_capacity(64)).await;
+            match r.expect("a clean close_notify, not a bare FIN") {
+                0 => break,
+                _ => got.extend_from_slice(&buf),
+            }
+        }
+        assert_eq!(got, b"last");
+        assert_eq!(writes.get(), 2);
+    });
+}
+
+#[test]
+fn a_last_write_waits_for_the_fin() {
+    // Through the listener's own halves (`split_plain`, `split_tls`): `last_write_next` corks the
+    // socket, so the last bytes (with TLS, the response and its close_notify) are held for the
+    // FIN that `shutdown` sends; the client reads them and a clean end.
+    let pki = Pki::new("cork");
+    both(|| async {
+        let opts = pki.options("ca.pem");
+        for tls in [false, true] {
+            let server = ServerTls::new(
+                "test",
+                &ServerOptions {
+                    certificates: vec![CertSpec {
+                        cert: pki.path("server.pem"),
+                        key: pki.path("server.key"),
+                        names: Vec::new(),
+                    }],
+                    tls13_only: false,
+                    alpn: vec![b"http/1.1".to_vec()],
+                    session_tickets: true,
+                    session_cache: 0,
+                    handshake_timeout: std::time::Duration::from_secs(5),
+                    client_ca: None,
+                    client_cert_optional: false,
+                },
+            )
+            .unwrap();
+            let acceptor = server.acceptor();
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let served = monoio::spawn(async move {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (mut rd, mut wr) = if tls {
+                    split_tls(acceptor.accept(tcp, &[]).await.unwrap().0)
+                } else {
+                    split_plain(tcp)
+                };
+                let (r, buf) = rd.read(Vec::with_capacity(64)).await;
+                assert!(r.unwrap() > 0);
+                wr.last_write_next();
+                let corked = match &wr {
+                    ClientWrite::Plain(s) => socket2::SockRef::from(s).cork().unwrap(),
+                    ClientWrite::Tls(s, _) => socket2::SockRef::from(s).cork().unwrap(),
+                };
+                assert!(corked, "the socket is corked before its last write");
+                wr.write_all(buf).await.0.unwrap();
+                wr.shutdown().await.unwrap();
+            });
+            let tcp = TcpStream::connect_addr(addr).await.unwrap();
+            let mut s = if tls {
+                Connector::new(&opts)
+                    .unwrap()
+                    .connect("localhost", tcp)
+                    .await
+                    .unwrap()
+            } else {
+                MaybeTls::from(tcp)
+            };
+            s.write_all(b"bye".to_vec()).await.0.unwrap();
+            let mut got = Vec::new();
+            loop {
+                let (r, buf) = s.read(Vec::with_capacity(64)).await;
+                match r.unwrap() {
+                    0 => break,
+                    _ => got.extend_from_slice(&buf),
+                }
+            }
+            assert_eq!(got, b"bye", "tls: {tls}");
+            served.await;
+        }
+    });
+}
+
+#[test]
 fn tls12_last_flight_is_written_at_once() {
     // TLS 1.2's client waits for the server's Finished before it sends data: the handshake must
     // not leave it queued for the first write.
     let pki = Pki::new("tls12");
     both(|| async {
-        let (addr, writes) = weir_server(&pki);
+        let (addr, writes) = weir_server(&pki, false);
         let mut roots = rustls::RootCertStore::empty();
         for c in load_certs(&pki.path("ca.pem")).unwrap() {
             roots.add(c).unwrap();

@@ -1,6 +1,8 @@
 use std::{
+    cell::Cell,
     io::{self, Read, Write},
     ops::{Deref, DerefMut},
+    rc::Rc,
 };
 
 use monoio::{
@@ -17,6 +19,8 @@ pub struct Stream<IO, C> {
     pub(crate) session: C,
     r_buffer: ReadBuffer,
     w_buffer: WriteBuffer,
+    // Weir: see `close_signal`.
+    close_after_write: Option<Rc<Cell<bool>>>,
 }
 
 impl<IO> Stream<IO, ServerConnection> {
@@ -35,6 +39,14 @@ impl<IO> Stream<IO, ClientConnection> {
 
 unsafe impl<IO: Split, C> Split for Stream<IO, C> {}
 
+// Weir: socket options on the connection under the TLS stream.
+#[cfg(unix)]
+impl<IO: std::os::fd::AsFd, C> std::os::fd::AsFd for Stream<IO, C> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
 impl<IO, C> Stream<IO, C> {
     pub fn new(io: IO, session: C) -> Self {
         Self {
@@ -42,6 +54,7 @@ impl<IO, C> Stream<IO, C> {
             session,
             r_buffer: Default::default(),
             w_buffer: Default::default(),
+            close_after_write: None,
         }
     }
 
@@ -56,6 +69,7 @@ impl<IO, C> Stream<IO, C> {
             session,
             r_buffer: ReadBuffer::new_unsafe(),
             w_buffer: WriteBuffer::new_unsafe(),
+            close_after_write: None,
         }
     }
 
@@ -69,7 +83,17 @@ impl<IO, C> Stream<IO, C> {
             session: f(self.session),
             r_buffer: self.r_buffer,
             w_buffer: self.w_buffer,
+            close_after_write: self.close_after_write,
         }
+    }
+
+    /// Weir: a flag for whoever holds the write half (which a split stream keeps to itself). Set,
+    /// the next write that takes all of its bytes queues `close_notify` behind them, so the last
+    /// response and the alert leave in one send; `shutdown` then only closes the socket.
+    pub fn close_signal(&mut self) -> Rc<Cell<bool>> {
+        self.close_after_write
+            .get_or_insert_with(Default::default)
+            .clone()
     }
 }
 
@@ -273,6 +297,10 @@ where
                 Ok(n) => n,
                 Err(e) => return (Err(e), buf),
             };
+        }
+        // Weir: the last write of the connection carries its close_notify (see `close_signal`).
+        if n == slice.len() && self.close_after_write.as_ref().is_some_and(|c| c.get()) {
+            self.session.send_close_notify();
         }
 
         // write from rustls to connection

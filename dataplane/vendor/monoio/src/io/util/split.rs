@@ -139,6 +139,20 @@ where
     }
 }
 
+// Weir: a socket option on a split stream's write half (TCP_CORK before its last write).
+#[cfg(unix)]
+impl<Inner> std::os::fd::AsFd for OwnedWriteHalf<Inner>
+where
+    Inner: AsyncWriteRent + std::os::fd::AsFd,
+{
+    #[inline]
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: as for the I/O calls above, the halves live on one thread and this reads the
+        // descriptor only.
+        unsafe { &*self.0.get() }.as_fd()
+    }
+}
+
 impl<Inner> CancelableAsyncWriteRent for OwnedWriteHalf<Inner>
 where
     Inner: CancelableAsyncWriteRent,

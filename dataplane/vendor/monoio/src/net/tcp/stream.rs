@@ -292,6 +292,16 @@ impl AsRawFd for TcpStream {
     }
 }
 
+// Weir: socket options through `socket2::SockRef` on a stream (and on a split half, below).
+#[cfg(unix)]
+impl std::os::fd::AsFd for TcpStream {
+    #[inline]
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the descriptor stays open while `self` (which owns it) is borrowed.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd.raw_fd()) }
+    }
+}
+
 #[cfg(windows)]
 impl IntoRawSocket for TcpStream {
     #[inline]
