@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """The gRPC echo server of the integration tests (service `echo.Echo` of echo.proto).
 
-    server.py [--port 0] [--tls-cert FILE --tls-key FILE] [--exit-on-stdin-eof]
+    server.py [--port 0] [--tls-cert FILE --tls-key FILE] [--health-file FILE] [--exit-on-stdin-eof]
 
 Listens on 127.0.0.1 (port 0: a free one), prints `listening PORT` on stdout once it serves,
 and runs until killed (or, with --exit-on-stdin-eof, until its stdin closes, so it never
 outlives the test that started it with a pipe). With --tls-cert/--tls-key it serves TLS only (ALPN h2).
+
+It also serves the gRPC health protocol (`grpc.health.v1.Health/Check`, encoded by hand: no
+stubs needed) for the service `echo.Echo` and the server as a whole (""): SERVING, or
+NOT_SERVING while the --health-file holds `NOT_SERVING`; any other service is NOT_FOUND.
 """
 
 import argparse
@@ -62,6 +66,27 @@ class Echo(echo_pb2_grpc.EchoServicer):
         context.abort(status_code(request.code), request.message)
 
 
+def health_handler(health_file):
+    """grpc.health.v1.Health/Check on raw bytes: HealthCheckRequest {string service = 1} in,
+    HealthCheckResponse {ServingStatus status = 1} out (SERVING 1, NOT_SERVING 2)."""
+
+    def check(request, context):
+        service = ""
+        if request[:1] == b"\x0a":  # field 1, length-delimited (names here are < 128 bytes)
+            service = request[2:2 + request[1]].decode()
+        if service not in ("", "echo.Echo"):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {service!r}")
+        serving = True
+        if health_file and os.path.exists(health_file):
+            with open(health_file) as f:
+                serving = f.read().strip() != "NOT_SERVING"
+        return b"\x08\x01" if serving else b"\x08\x02"
+
+    return grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(check),
+    })
+
+
 def status_code(n):
     for c in grpc.StatusCode:
         if c.value[0] == n:
@@ -74,12 +99,14 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
+    p.add_argument("--health-file", help="holds NOT_SERVING while the health check should fail")
     p.add_argument("--exit-on-stdin-eof", action="store_true",
                    help="stop when stdin closes (the test holds it as a pipe)")
     a = p.parse_args()
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     echo_pb2_grpc.add_EchoServicer_to_server(Echo(), server)
+    server.add_generic_rpc_handlers((health_handler(a.health_file),))
     addr = f"127.0.0.1:{a.port}"
     if a.tls_cert:
         with open(a.tls_key, "rb") as k, open(a.tls_cert, "rb") as c:

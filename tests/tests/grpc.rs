@@ -58,6 +58,8 @@ struct GrpcServer {
     child: Child,
     _stdin: ChildStdin,
     port: u16,
+    /// Holds `NOT_SERVING` while its gRPC health check should fail.
+    health: PathBuf,
     _dir: TempDir,
 }
 
@@ -66,9 +68,11 @@ impl GrpcServer {
         need_python_grpc();
         let dir = TempDir::new("grpc-server");
         let err_path = dir.path().join("stderr");
+        let health = dir.path().join("health");
         let mut cmd = Command::new("python3");
         cmd.arg(script("server.py"))
-            .args(["--port", "0", "--exit-on-stdin-eof"]);
+            .args(["--port", "0", "--exit-on-stdin-eof", "--health-file"])
+            .arg(&health);
         if let Some(pki) = tls {
             cmd.arg("--tls-cert")
                 .arg(pki.server_cert())
@@ -111,12 +115,19 @@ impl GrpcServer {
             child,
             _stdin: stdin,
             port,
+            health,
             _dir: dir,
         }
     }
 
     fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// What its gRPC health service answers from now on.
+    fn set_serving(&self, serving: bool) {
+        let text = if serving { "SERVING" } else { "NOT_SERVING" };
+        std::fs::write(&self.health, text).unwrap();
     }
 }
 
@@ -201,6 +212,80 @@ both_drivers! {
         assert_eq!((routes("echo-unary"), routes("echo")), (202, 3), "{:?}", lines.last());
         let opened = metric(&gw.metrics(), "weir_upstream_connections_opened_total", &[("cluster", "grpc")]);
         assert_eq!(opened, Some(1.0), "one multiplexed upstream connection");
+    }
+}
+
+both_drivers! {
+    /// Active health checks of an h2 cluster by the gRPC health protocol
+    /// (`grpc.health.v1.Health/Check`): the endpoint is taken out when its service turns
+    /// NOT_SERVING and re-admitted when it serves again; a cluster asking about a service the
+    /// server does not know (a trailers-only NOT_FOUND answer) never counts it healthy.
+    fn grpc_health_checks_eject_and_readmit(d) {
+        let server = GrpcServer::start(None);
+        let hc = "health_check: { grpc: { service: SERVICE }, interval: 200ms, timeout: 2s, unhealthy_threshold: 1, healthy_threshold: 1 }";
+        let gw = Gateway::new()
+            .driver(d)
+            .cluster_yaml(&h2_cluster(&server, &format!(", {}", hc.replace("SERVICE", "echo.Echo"))))
+            .cluster_yaml(&h2_cluster(&server, &format!(", {}", hc.replace("SERVICE", "no.Such"))).replacen("name: grpc", "name: ghost", 1))
+            .route("{ name: echo, match: { path: { prefix: /echo.Echo/ } }, cluster: grpc }")
+            .route("{ name: ghost, match: { path: { prefix: /ghost/ } }, cluster: ghost }")
+            .start();
+        let ep = server.endpoint();
+        let healthy = |cluster: &str| metric(&gw.metrics(), "weir_upstream_healthy", &[("cluster", cluster), ("endpoint", &ep)]);
+        let summary = client(&gw.addr().to_string(), &["suite", "--only", "unary"]);
+        assert_eq!(summary["passed"].as_array().map(Vec::len), Some(1), "{summary}");
+        wait_until("the unknown service taken out", Duration::from_secs(10), Duration::from_millis(100), || {
+            (healthy("ghost") == Some(0.0)).then_some(())
+        });
+        assert_eq!(healthy("grpc"), Some(1.0));
+
+        server.set_serving(false);
+        wait_until("NOT_SERVING taken out", Duration::from_secs(10), Duration::from_millis(100), || {
+            (healthy("grpc") == Some(0.0)).then_some(())
+        });
+        server.set_serving(true);
+        wait_until("SERVING re-admitted", Duration::from_secs(10), Duration::from_millis(100), || {
+            (healthy("grpc") == Some(1.0)).then_some(())
+        });
+        assert_eq!(healthy("ghost"), Some(0.0));
+        let summary = client(&gw.addr().to_string(), &["suite", "--only", "unary"]);
+        assert_eq!(summary["passed"].as_array().map(Vec::len), Some(1), "{summary}");
+    }
+}
+
+both_drivers! {
+    /// An h2 cluster's path health check is a GET over HTTP/2 (here to a second Weir that speaks
+    /// h2 with prior knowledge, in front of a mock whose `/healthz` is set): 503 takes the
+    /// endpoint out, 200 brings it back.
+    fn h2_clusters_are_health_checked_over_http2(d) {
+        let mock = MockUpstream::id("inner").start();
+        let inner = Gateway::new()
+            .driver(d)
+            .cluster("up", &[mock.endpoint()])
+            .route("{ name: all, cluster: up }")
+            .start();
+        let gw = Gateway::new()
+            .driver(d)
+            .cluster_yaml(&format!(
+                "name: h2up\nprotocol: h2\nendpoints: [\"{}\"]\nhealth_check: {{ path: /healthz, interval: 200ms, unhealthy_threshold: 1, healthy_threshold: 1 }}",
+                inner.addr()
+            ))
+            .route("{ name: r, cluster: h2up }")
+            .start();
+        let ep = inner.addr().to_string();
+        let healthy = || metric(&gw.metrics(), "weir_upstream_healthy", &[("cluster", "h2up"), ("endpoint", &ep)]);
+        assert_eq!(gw.get("/bytes/3").status(), 200);
+        mock.set_health(503);
+        wait_until("503 taken out", Duration::from_secs(10), Duration::from_millis(100), || {
+            (healthy() == Some(0.0)).then_some(())
+        });
+        mock.set_health(200);
+        wait_until("200 re-admitted", Duration::from_secs(10), Duration::from_millis(100), || {
+            (healthy() == Some(1.0)).then_some(())
+        });
+        // The probes went over HTTP/2: the inner gateway logged them as h2 requests.
+        let lines = inner.wait_access_log(1, Duration::from_secs(10), |l| l["target"] == "/healthz");
+        assert!(lines.iter().all(|l| l["protocol"] == "HTTP/2"), "{:?}", lines.last());
     }
 }
 

@@ -738,12 +738,18 @@ impl Default for Pool {
     }
 }
 
-/// Active health checking.
+/// Active health checking: a GET of `path` (HTTP/1.1, or HTTP/2 on a `protocol: h2` cluster),
+/// or the gRPC health protocol (`grpc`, h2 clusters only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
-    /// Path requested with GET.
+    /// Path requested with GET (required unless `grpc` is given).
+    #[serde(default)]
     pub path: String,
+    /// Ask `grpc.health.v1.Health/Check` instead of a GET: the endpoint passes when it answers
+    /// `SERVING` with `grpc-status` 0.
+    #[serde(default)]
+    pub grpc: Option<GrpcHealthCheck>,
     /// Host header sent (default: the endpoint address).
     #[serde(default)]
     pub host: Option<String>,
@@ -762,6 +768,14 @@ pub struct HealthCheck {
     /// Statuses that pass (default 200..=399).
     #[serde(default)]
     pub expected_statuses: Vec<u16>,
+}
+
+/// The gRPC health protocol's request (`grpc.health.v1.HealthCheckRequest`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcHealthCheck {
+    /// The service asked about; empty: the server as a whole.
+    pub service: String,
 }
 
 fn hc_interval() -> Dur {

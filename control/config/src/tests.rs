@@ -423,13 +423,49 @@ fn http2_limits_and_cluster_protocol_are_checked() {
     let hc = "listeners:\n  - name: l\n    address: 127.0.0.1:1\n    routes: [{ name: r, cluster: g, retry: { attempts: 2 } }]\nclusters:\n  - { name: g, protocol: h2, endpoints: [\"127.0.0.1:2\"], health_check: { path: /h } }\n";
     let p = problems(hc);
     assert!(
-        p.iter().any(|p| p.field == "clusters[0].health_check"),
-        "{p:?}"
+        p.iter()
+            .all(|p| !p.field.starts_with("clusters[0].health_check")),
+        "an h2 cluster is checked over HTTP/2: {p:?}"
     );
     assert!(
         p.iter().any(|p| p.field == "listeners[0].routes[0].retry"),
         "{p:?}"
     );
+    // The gRPC health protocol: on h2 clusters only, instead of a path.
+    let grpc = |proto: &str, hc: &str| {
+        format!("listeners:\n  - name: l\n    address: 127.0.0.1:1\n    routes: [{{ name: r, cluster: g }}]\nclusters:\n  - {{ name: g, {proto}endpoints: [\"127.0.0.1:2\"], health_check: {hc} }}\n")
+    };
+    let c = crate::parse(
+        &grpc("protocol: h2, ", "{ grpc: { service: echo.Echo } }"),
+        "t.yaml",
+    )
+    .expect("valid");
+    let hc = c.clusters[0].health_check.as_ref().expect("health_check");
+    assert_eq!(
+        hc.grpc.as_ref().map(|g| g.service.as_str()),
+        Some("echo.Echo")
+    );
+    for (proto, hc, field) in [
+        ("", "{ grpc: {} }", "clusters[0].health_check.grpc"),
+        (
+            "protocol: h2, ",
+            "{ grpc: {}, path: /h }",
+            "clusters[0].health_check.path",
+        ),
+        (
+            "protocol: h2, ",
+            "{ grpc: {}, expected_statuses: [200] }",
+            "clusters[0].health_check.expected_statuses",
+        ),
+        (
+            "protocol: h2, ",
+            "{ interval: 1s }",
+            "clusters[0].health_check.path",
+        ),
+    ] {
+        let p = problems(&grpc(proto, hc));
+        assert!(p.iter().any(|p| p.field == field), "{hc}: {p:?}");
+    }
     let unknown = "clusters:\n  - { name: g, protocol: h3, endpoints: [\"127.0.0.1:2\"] }\nlisteners:\n  - { name: l, address: \"127.0.0.1:1\" }\n";
     assert!(crate::parse(unknown, "t.yaml").is_err());
 }

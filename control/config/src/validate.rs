@@ -278,16 +278,25 @@ fn check_cluster(c: &mut Checker, f: &str, cl: &Cluster) {
     if cl.connect_timeout.get().is_zero() {
         c.fail(format!("{f}.connect_timeout"), "must be more than 0");
     }
-    if cl.protocol == UpstreamProtocol::H2 && cl.health_check.is_some() {
-        c.fail(
-            format!("{f}.health_check"),
-            "health checks speak HTTP/1.1, which a `protocol: h2` cluster's servers may not; \
-             rely on `outlier` (passive ejection) for h2 clusters",
-        );
-    }
     if let Some(hc) = &cl.health_check {
-        if !hc.path.starts_with('/') {
-            c.fail(format!("{f}.health_check.path"), "must start with /");
+        match &hc.grpc {
+            None if !hc.path.starts_with('/') => {
+                c.fail(format!("{f}.health_check.path"), "must start with /");
+            }
+            Some(_) if !hc.path.is_empty() => c.fail(
+                format!("{f}.health_check.path"),
+                "a gRPC health check asks grpc.health.v1.Health/Check: give `path` or `grpc`, \
+                 not both",
+            ),
+            Some(_) if cl.protocol != UpstreamProtocol::H2 => c.fail(
+                format!("{f}.health_check.grpc"),
+                "gRPC needs HTTP/2: the cluster must have `protocol: h2`",
+            ),
+            Some(_) if !hc.expected_statuses.is_empty() => c.fail(
+                format!("{f}.health_check.expected_statuses"),
+                "a gRPC health check passes on SERVING, not on HTTP statuses",
+            ),
+            _ => {}
         }
         if hc.interval.get().is_zero() || hc.timeout.get().is_zero() {
             c.fail(
