@@ -253,6 +253,18 @@ async fn dial(c: &Connector, addr: SocketAddr, host: &str) -> Result<MaybeTls> {
     c.connect(host, tcp).await
 }
 
+/// Everything the peer sends until its clean end; panics on a read error.
+async fn read_to_end(s: &mut impl AsyncReadRent) -> Vec<u8> {
+    let mut got = Vec::new();
+    loop {
+        let (r, buf) = s.read(Vec::with_capacity(64)).await;
+        match r.unwrap() {
+            0 => return got,
+            _ => got.extend_from_slice(&buf),
+        }
+    }
+}
+
 async fn echo(s: &mut MaybeTls, text: &str) -> String {
     let (r, _) = s.write_all(text.as_bytes().to_vec()).await;
     r.unwrap();
@@ -490,12 +502,9 @@ fn split_halves_work_at_once() {
     });
 }
 
-/// Weir's own listener TLS (`ServerTls` → `Acceptor`, the path a listener takes) on
-/// 127.0.0.1:0, echoing; its writes to the sockets are counted. `closing`: the first echo is the
-/// connection's last write (its close signal set, as the proxy sets it for a `Connection: close`
-/// response), then the connection is shut down.
-fn weir_server(pki: &Pki, closing: bool) -> (SocketAddr, Rc<Cell<usize>>) {
-    let tls = ServerTls::new(
+/// A listener's TLS on the PKI's server certificate: ALPN http/1.1, tickets on.
+fn listener_tls(pki: &Pki) -> ServerTls {
+    ServerTls::new(
         "test",
         &ServerOptions {
             certificates: vec![CertSpec {
@@ -512,7 +521,15 @@ fn weir_server(pki: &Pki, closing: bool) -> (SocketAddr, Rc<Cell<usize>>) {
             client_cert_optional: false,
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Weir's own listener TLS (`ServerTls` → `Acceptor`, the path a listener takes) on
+/// 127.0.0.1:0, echoing; its writes to the sockets are counted. `closing`: the first echo is the
+/// connection's last write (its close signal set, as the proxy sets it for a `Connection: close`
+/// response), then the connection is shut down.
+fn weir_server(pki: &Pki, closing: bool) -> (SocketAddr, Rc<Cell<usize>>) {
+    let tls = listener_tls(pki);
     let acceptor = tls.acceptor();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -567,6 +584,24 @@ fn tls13_session_ticket_leaves_with_the_first_write() {
     });
 }
 
+/// A plain monoio-rustls client of these protocol versions trusting the PKI's CA (no Weir
+/// wrapper: its reads tell a clean close_notify from a bare FIN).
+fn raw_connector(
+    pki: &Pki,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> monoio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(&pki.path("ca.pem")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(crate::config::provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    monoio_rustls::TlsConnector::from(Arc::new(config))
+}
+
 #[test]
 fn close_notify_leaves_with_the_last_write() {
     // A connection's last response (its close signal set) carries the session ticket before it
@@ -575,16 +610,7 @@ fn close_notify_leaves_with_the_last_write() {
     let pki = Pki::new("closing");
     both(|| async {
         let (addr, writes) = weir_server(&pki, true);
-        let mut roots = rustls::RootCertStore::empty();
-        for c in load_certs(&pki.path("ca.pem")).unwrap() {
-            roots.add(c).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(crate::config::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = monoio_rustls::TlsConnector::from(Arc::new(config));
+        let connector = raw_connector(&pki, rustls::DEFAULT_VERSIONS);
         let tcp = TcpStream::connect_addr(addr).await.unwrap();
         let mut s = connector
             .connect(server_name("localhost").unwrap(), tcp)
@@ -592,14 +618,8 @@ fn close_notify_leaves_with_the_last_write() {
             .unwrap();
         let (r, _) = s.write_all(b"last".to_vec()).await;
         r.unwrap();
-        let mut got = Vec::new();
-        loop {
-            let (r, buf) = s.read(Vec::with_capacity(64)).await;
-            match r.expect("a clean close_notify, not a bare FIN") {
-                0 => break,
-                _ => got.extend_from_slice(&buf),
-            }
-        }
+        // An error here: a bare FIN where a close_notify was due.
+        let got = read_to_end(&mut s).await;
         assert_eq!(got, b"last");
         assert_eq!(writes.get(), 2);
     });
@@ -614,24 +634,7 @@ fn a_last_write_waits_for_the_fin() {
     both(|| async {
         let opts = pki.options("ca.pem");
         for tls in [false, true] {
-            let server = ServerTls::new(
-                "test",
-                &ServerOptions {
-                    certificates: vec![CertSpec {
-                        cert: pki.path("server.pem"),
-                        key: pki.path("server.key"),
-                        names: Vec::new(),
-                    }],
-                    tls13_only: false,
-                    alpn: vec![b"http/1.1".to_vec()],
-                    session_tickets: true,
-                    session_cache: 0,
-                    handshake_timeout: std::time::Duration::from_secs(5),
-                    client_ca: None,
-                    client_cert_optional: false,
-                },
-            )
-            .unwrap();
+            let server = listener_tls(&pki);
             let acceptor = server.acceptor();
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
@@ -664,14 +667,7 @@ fn a_last_write_waits_for_the_fin() {
                 MaybeTls::from(tcp)
             };
             s.write_all(b"bye".to_vec()).await.0.unwrap();
-            let mut got = Vec::new();
-            loop {
-                let (r, buf) = s.read(Vec::with_capacity(64)).await;
-                match r.unwrap() {
-                    0 => break,
-                    _ => got.extend_from_slice(&buf),
-                }
-            }
+            let got = read_to_end(&mut s).await;
             assert_eq!(got, b"bye", "tls: {tls}");
             served.await;
         }
@@ -685,16 +681,7 @@ fn tls12_last_flight_is_written_at_once() {
     let pki = Pki::new("tls12");
     both(|| async {
         let (addr, writes) = weir_server(&pki, false);
-        let mut roots = rustls::RootCertStore::empty();
-        for c in load_certs(&pki.path("ca.pem")).unwrap() {
-            roots.add(c).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(crate::config::provider())
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = monoio_rustls::TlsConnector::from(Arc::new(config));
+        let connector = raw_connector(&pki, &[&rustls::version::TLS12]);
         let tcp = TcpStream::connect_addr(addr).await.unwrap();
         let name = server_name("localhost").unwrap();
         let mut s = connector.connect(name, tcp).await.unwrap();
@@ -721,14 +708,7 @@ fn close_without_notify_is_end_of_stream() {
         let srv = server(&pki, None, Behaviour::HelloThenDrop);
         let c = Connector::new(&pki.options("ca.pem")).unwrap();
         let mut s = dial(&c, srv.addr, "localhost").await.unwrap();
-        let mut got = Vec::new();
-        loop {
-            let (r, buf) = s.read(Vec::with_capacity(64)).await;
-            match r.unwrap() {
-                0 => break,
-                _ => got.extend_from_slice(&buf),
-            }
-        }
+        let got = read_to_end(&mut s).await;
         assert_eq!(got, b"hello");
     });
 }
