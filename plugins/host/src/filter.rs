@@ -694,9 +694,11 @@ impl Filter for WasmFilter {
         if self.done && inst.borrow().broken().is_some() {
             return;
         }
-        self.paused = None;
         let mut i = inst.borrow_mut();
-        i.store.data_mut().paused.remove(&self.id);
+        // Only a paused request has an entry (a hash and a probe per request saved otherwise).
+        if self.paused.take().is_some() {
+            i.store.data_mut().paused.remove(&self.id);
+        }
         {
             let ex = &mut i.store.data_mut().ex;
             Rc::make_mut(&mut self.known).refresh(ctx);
@@ -714,7 +716,9 @@ impl Drop for WasmFilter {
         // frees its context in the plugin.
         if let Some(inst) = self.inst.take() {
             if let Ok(mut i) = inst.try_borrow_mut() {
-                i.store.data_mut().paused.remove(&self.id);
+                if self.paused.take().is_some() {
+                    i.store.data_mut().paused.remove(&self.id);
+                }
                 if i.broken().is_none() {
                     let _ = i.finish(self.id);
                     i.store.data_mut().ex = Default::default();
