@@ -6,7 +6,7 @@
 //! with the head's fields moved in and out of the host for each callback.
 //!
 //! `native_headers` is the same edit by the built-in `headers` filter, for scale. Needs the
-//! examples built (`plugins/examples/build.sh`). On mimalloc, the allocator of `weir`.
+//! examples built (`plugins/examples/build.sh`). On mimalloc (`weir-alloc`), the allocator of `weir`.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ use weir_filter::{FilterFactory, RequestCtx};
 use weir_http::{HeadLimits, RequestHead, ResponseHead};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: weir_alloc::WeirAlloc = weir_alloc::WeirAlloc;
 
 const REQUEST: &[u8] =
     b"GET /v1/items?id=7 HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: wrk\r\nAccept: */*\r\nx-secret: s3\r\n\r\n";

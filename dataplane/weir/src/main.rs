@@ -29,7 +29,7 @@ use weir_config::{Config, Driver};
 use weir_runtime::{Gateway, InheritedSocket};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: weir_alloc::WeirAlloc = weir_alloc::WeirAlloc;
 
 #[derive(Parser, Debug, Clone)]
 #[command(

@@ -16,7 +16,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::{TcpListener, TcpStream};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: weir_alloc::WeirAlloc = weir_alloc::WeirAlloc;
 
 async fn copy(mut from: impl AsyncReadRent, mut to: impl AsyncWriteRentExt) {
     let mut buf: Vec<u8> = Vec::with_capacity(16 << 10);

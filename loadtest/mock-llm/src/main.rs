@@ -42,7 +42,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: weir_alloc::WeirAlloc = weir_alloc::WeirAlloc;
 
 /// Mock upstream for Weir's tests and benchmarks (plain HTTP endpoints and LLM provider APIs).
 #[derive(Debug, Parser)]
