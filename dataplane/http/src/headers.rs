@@ -60,22 +60,24 @@ impl Span {
 /// every local response, larger than is worth it.)
 pub(crate) type Spans = SmallVec<[Span; 6]>;
 
-/// Fields as spans of the head they came in.
+/// Fields as spans of the head they came in, then the fields appended since (a filter's or a
+/// plugin's additions: appending keeps the received fields as spans).
 #[derive(Clone, Default)]
 struct Raw {
     buf: Bytes,
     spans: Spans,
+    added: Vec<Header>,
 }
 
 impl Raw {
     fn to_list(&self) -> Vec<Header> {
-        self.spans
-            .iter()
-            .map(|s| Header {
-                name: self.buf.slice(s.line as usize..s.name_end as usize),
-                value: self.buf.slice(s.value as usize..s.value_end as usize),
-            })
-            .collect()
+        let mut list = Vec::with_capacity(self.spans.len() + self.added.len());
+        list.extend(self.spans.iter().map(|s| Header {
+            name: self.buf.slice(s.line as usize..s.name_end as usize),
+            value: self.buf.slice(s.value as usize..s.value_end as usize),
+        }));
+        list.extend(self.added.iter().cloned());
+        list
     }
 }
 
@@ -105,7 +107,11 @@ impl Headers {
     pub(crate) fn raw(buf: Bytes, spans: Spans) -> Self {
         Headers {
             owned: OnceCell::new(),
-            raw: Raw { buf, spans },
+            raw: Raw {
+                buf,
+                spans,
+                added: Vec::new(),
+            },
         }
     }
 
@@ -131,7 +137,11 @@ impl Headers {
     pub fn fields(&self) -> Fields<'_> {
         match self.owned.get() {
             Some(v) => Fields(FieldsInner::Owned(v.iter())),
-            None => Fields(FieldsInner::Raw(&self.raw.buf, self.raw.spans.iter())),
+            None => Fields(FieldsInner::Raw(
+                &self.raw.buf,
+                self.raw.spans.iter(),
+                self.raw.added.iter(),
+            )),
         }
     }
 
@@ -169,19 +179,35 @@ impl Headers {
         self.value(name).is_some()
     }
 
-    /// Appends a field, keeping existing ones of the same name.
+    /// Appends a field, keeping existing ones of the same name. A received head's fields stay
+    /// spans of it.
     pub fn append(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
-        self.list_mut().push(Header {
+        let h = Header {
             name: name.into(),
             value: value.into(),
-        });
+        };
+        match self.owned.get_mut() {
+            Some(list) => list.push(h),
+            None => self.raw.added.push(h),
+        }
     }
 
-    /// Replaces every field of that name by one.
+    /// Replaces every field of that name by one (in the place of the first). A received head's
+    /// fields stay spans of it unless one of them has that name.
     pub fn set(&mut self, name: impl Into<Bytes>, value: impl Into<Bytes>) {
         let name = name.into();
         let value = value.into();
-        let list = self.list_mut();
+        let received = self.owned.get().is_none() && {
+            let Raw { buf, spans, .. } = &self.raw;
+            spans
+                .iter()
+                .any(|s| s.name(buf).eq_ignore_ascii_case(&name))
+        };
+        let list = if self.owned.get().is_some() || received {
+            self.list_mut()
+        } else {
+            &mut self.raw.added
+        };
         let mut slot = None;
         let mut i = 0;
         list.retain(|h| {
@@ -207,10 +233,11 @@ impl Headers {
             list.retain(|h| !h.name.eq_ignore_ascii_case(name));
             return list.len() != before;
         }
-        let Raw { buf, spans } = &mut self.raw;
-        let before = spans.len();
+        let Raw { buf, spans, added } = &mut self.raw;
+        let before = spans.len() + added.len();
         spans.retain(|s| !s.name(buf).eq_ignore_ascii_case(name));
-        spans.len() != before
+        added.retain(|h| !h.name.eq_ignore_ascii_case(name));
+        spans.len() + added.len() != before
     }
 
     /// Keeps the fields for which `keep` says yes.
@@ -227,7 +254,7 @@ impl Headers {
     pub fn len(&self) -> usize {
         match self.owned.get() {
             Some(v) => v.len(),
-            None => self.raw.spans.len(),
+            None => self.raw.spans.len() + self.raw.added.len(),
         }
     }
 
@@ -243,8 +270,8 @@ impl Headers {
 
     /// Writes every field whose name `skip` does not pick, like [`write_to`](Headers::write_to).
     pub fn write_except(&self, out: &mut Vec<u8>, mut skip: impl FnMut(&[u8]) -> bool) {
-        match self.owned.get() {
-            Some(list) => {
+        let write_list =
+            |out: &mut Vec<u8>, list: &[Header], skip: &mut dyn FnMut(&[u8]) -> bool| {
                 for h in list {
                     if !skip(&h.name) {
                         out.extend_from_slice(&h.name);
@@ -253,7 +280,9 @@ impl Headers {
                         out.extend_from_slice(b"\r\n");
                     }
                 }
-            }
+            };
+        match self.owned.get() {
+            Some(list) => write_list(out, list, &mut skip),
             None => {
                 // Adjacent lines go out in one copy.
                 let buf = &self.raw.buf[..];
@@ -275,6 +304,7 @@ impl Headers {
                 if let Some((a, b)) = run {
                     out.extend_from_slice(&buf[a..b]);
                 }
+                write_list(out, &self.raw.added, &mut skip);
             }
         }
     }
@@ -329,7 +359,11 @@ pub struct Fields<'a>(FieldsInner<'a>);
 
 enum FieldsInner<'a> {
     Owned(std::slice::Iter<'a, Header>),
-    Raw(&'a Bytes, std::slice::Iter<'a, Span>),
+    Raw(
+        &'a Bytes,
+        std::slice::Iter<'a, Span>,
+        std::slice::Iter<'a, Header>,
+    ),
 }
 
 impl<'a> Iterator for Fields<'a> {
@@ -337,7 +371,10 @@ impl<'a> Iterator for Fields<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
             FieldsInner::Owned(it) => it.next().map(|h| (&h.name[..], &h.value[..])),
-            FieldsInner::Raw(buf, it) => it.next().map(|s| (s.name(buf), s.value(buf))),
+            FieldsInner::Raw(buf, spans, added) => match spans.next() {
+                Some(s) => Some((s.name(buf), s.value(buf))),
+                None => added.next().map(|h| (&h.name[..], &h.value[..])),
+            },
         }
     }
 }
@@ -393,6 +430,42 @@ mod tests {
         spans.push(Span::new(0, 1, (3, 4), 6));
         spans.push(Span::new(21, 22, (25, 26), 29));
         Headers::raw(buf, spans)
+    }
+
+    #[test]
+    fn appending_keeps_a_received_head_as_spans() {
+        let mut h = parsed();
+        h.append("X-Plugin", "on");
+        h.set("x-served-by", "weir");
+        h.set("X-Served-By", "weir-2");
+        assert!(h.owned.get().is_none(), "still spans");
+        assert_eq!(h.len(), 4);
+        assert_eq!(h.value("x-plugin"), Some(&b"on"[..]));
+        assert_eq!(h.value("x-served-by"), Some(&b"weir-2"[..]));
+        let mut out = Vec::new();
+        h.write_to(&mut out);
+        assert_eq!(
+            out, b"A: 1\r\nB:  2 \r\nX-Plugin: on\r\nx-served-by: weir-2\r\n",
+            "received lines verbatim, then the added fields (a set keeps the first name)"
+        );
+        out.clear();
+        h.write_except(&mut out, |n| n.eq_ignore_ascii_case(b"x-plugin"));
+        assert_eq!(out, b"A: 1\r\nB:  2 \r\nx-served-by: weir-2\r\n");
+        let names: Vec<&[u8]> = h.fields().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"A"[..], b"B", b"X-Plugin", b"x-served-by"]);
+        assert_eq!(h.clone(), h);
+
+        assert!(h.remove("x-plugin"));
+        assert!(!h.remove("x-plugin"));
+        assert_eq!(h.len(), 3);
+        // Setting a received field's name takes the owned path; the order stays.
+        h.set("b", "3");
+        assert!(h.owned.get().is_some());
+        out.clear();
+        h.write_to(&mut out);
+        assert_eq!(out, b"A: 1\r\nB: 3\r\nx-served-by: weir-2\r\n");
+        h.append("Z", "4");
+        assert_eq!(h.iter().map(|f| &f.name[..]).last(), Some(&b"Z"[..]));
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub async fn serve(
         Ok(ReadBody::Body(b)) => b,
         Ok(ReadBody::Respond(resp, whole)) => {
             let keep = whole && head.keep_alive;
-            return send_local(scope, d, ctx, filters, resp, head.is_head(), keep).await;
+            return send_local(scope, d, ctx, filters, *resp, head.is_head(), keep).await;
         }
         Err(e) => {
             if e.status == 499 {
@@ -1152,7 +1152,7 @@ enum ReadBody {
     /// The whole body.
     Body(Bytes),
     /// A filter answered instead; `true` when the body was read whole (the connection may stay).
-    Respond(LocalResponse, bool),
+    Respond(Box<LocalResponse>, bool),
 }
 
 /// Reads the whole request body (bounded by the route's limit), through the filters.
@@ -1209,7 +1209,7 @@ async fn read_body(
                 Some(Ok(Action::Respond(r))) => {
                     // The rest of the body is not read: the connection closes after the answer.
                     return Ok(ReadBody::Respond(
-                        r,
+                        Box::new(r),
                         scan.done && dec.payload_bytes() <= max,
                     ));
                 }
@@ -1230,7 +1230,7 @@ async fn read_body(
                     // routed here: a filter that waits resumes on a copy of it.
                     let mut copy = head.clone();
                     if let Some(r) = whole_body_phase(filters, ctx, &mut body, &mut copy).await? {
-                        return Ok(ReadBody::Respond(r, true));
+                        return Ok(ReadBody::Respond(Box::new(r), true));
                     }
                 }
                 let body = body.freeze();
@@ -1242,7 +1242,7 @@ async fn read_body(
                     // A filter that decides on the whole body (a quota reserving the prompt's
                     // tokens) answers here, with the body read and the connection kept.
                     if let Action::Respond(r) = f.on_request_body(ctx, &[], true)? {
-                        return Ok(ReadBody::Respond(r, true));
+                        return Ok(ReadBody::Respond(Box::new(r), true));
                     }
                 }
                 return Ok(ReadBody::Body(body));
