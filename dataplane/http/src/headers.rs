@@ -1,6 +1,7 @@
 //! An ordered list of header fields. A parsed head keeps its fields as spans of the received bytes
-//! (no per-field slices, no allocation) and writes them back verbatim; the first caller that asks
-//! for a field as `Bytes`, or changes the list, turns it into owned `Bytes` slices of that head once.
+//! (no per-field slices, no allocation) and writes them back verbatim; fields appended to it are
+//! kept beside the spans. The first caller that asks for a field as `Bytes`, or changes the list
+//! otherwise, turns it into owned `Bytes` slices of that head once.
 
 use std::cell::OnceCell;
 use std::fmt;
