@@ -271,19 +271,9 @@ impl Headers {
 
     /// Writes every field whose name `skip` does not pick, like [`write_to`](Headers::write_to).
     pub fn write_except(&self, out: &mut Vec<u8>, mut skip: impl FnMut(&[u8]) -> bool) {
-        let write_list =
-            |out: &mut Vec<u8>, list: &[Header], skip: &mut dyn FnMut(&[u8]) -> bool| {
-                for h in list {
-                    if !skip(&h.name) {
-                        out.extend_from_slice(&h.name);
-                        out.extend_from_slice(b": ");
-                        out.extend_from_slice(&h.value);
-                        out.extend_from_slice(b"\r\n");
-                    }
-                }
-            };
-        match self.owned.get() {
-            Some(list) => write_list(out, list, &mut skip),
+        // Owned fields, or a received head's lines followed by the fields appended to it.
+        let list = match self.owned.get() {
+            Some(list) => list,
             None => {
                 // Adjacent lines go out in one copy.
                 let buf = &self.raw.buf[..];
@@ -305,7 +295,15 @@ impl Headers {
                 if let Some((a, b)) = run {
                     out.extend_from_slice(&buf[a..b]);
                 }
-                write_list(out, &self.raw.added, &mut skip);
+                &self.raw.added
+            }
+        };
+        for h in list {
+            if !skip(&h.name) {
+                out.extend_from_slice(&h.name);
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(&h.value);
+                out.extend_from_slice(b"\r\n");
             }
         }
     }
