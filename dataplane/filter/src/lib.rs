@@ -21,6 +21,15 @@
 //! calls [`Filter::on_resume`], which decides as the phase would have. Routes whose filters need
 //! neither run exactly the streaming path.
 //!
+//! A filter may also hold streamed body pieces back at run time (a Proxy-Wasm plugin answering
+//! `StopIterationAndBuffer`): one that can says so in [`Needs`] (`request_body_hold`,
+//! `response_body_hold`). On such routes the runner passes each piece of payload through the
+//! chain as owned bytes, [`Filter::on_request_body_held`] / [`Filter::on_response_body_held`]:
+//! a filter sees what it holds with the new piece after it, may rewrite it, and answers
+//! [`Flow::Hold`] (keep it, show me the next piece with it) or [`Flow::Pass`] (it goes on, to the
+//! next filter and out). The runner keeps each filter's held bytes, sends a head only once
+//! something passed the whole chain (or the body ended), and frames what comes out anew.
+//!
 //! Trailers work the same way: a filter that reads or edits them says so in [`Needs`]
 //! (`request_trailers`, `response_trailers`). On such routes only, when a chunked body (an
 //! HTTP/1.1 one, or one bridged from an HTTP/2 stream or an HTTP/2 upstream) ends with a trailer
@@ -86,6 +95,10 @@ pub struct Needs {
     pub request_trailers: bool,
     /// The response's trailer fields ([`Filter::on_response_trailers`]).
     pub response_trailers: bool,
+    /// To hold request body pieces back at run time ([`Filter::on_request_body_held`]).
+    pub request_body_hold: bool,
+    /// To hold response body pieces back at run time ([`Filter::on_response_body_held`]).
+    pub response_body_hold: bool,
 }
 
 impl Needs {
@@ -96,6 +109,8 @@ impl Needs {
             response_body: self.response_body || other.response_body,
             request_trailers: self.request_trailers || other.request_trailers,
             response_trailers: self.response_trailers || other.response_trailers,
+            request_body_hold: self.request_body_hold || other.request_body_hold,
+            response_body_hold: self.response_body_hold || other.response_body_hold,
         }
     }
 
@@ -103,6 +118,21 @@ impl Needs {
     pub fn is_none(self) -> bool {
         self == Needs::default()
     }
+}
+
+/// What a filter decided on a body piece it may hold back ([`Filter::on_request_body_held`]).
+// Not boxed, as `Action`: `Pass` is the common answer, and only its tag is written.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Flow {
+    /// What the filter was shown (as it left it) goes on.
+    Pass,
+    /// Keep it: the filter is shown it again, with the next piece after it. At the body's end a
+    /// hold passes (nothing more will come).
+    Hold,
+    /// Stop and answer with this response instead (when nothing went out yet; else the
+    /// exchange is aborted with its status).
+    Respond(LocalResponse),
 }
 
 /// A response made by the gateway (an error, a redirect, a preflight answer).
@@ -216,6 +246,36 @@ pub trait Filter {
         _trailers: &mut Headers,
     ) -> Result<(), ProxyError> {
         Ok(())
+    }
+
+    /// A piece of the request payload on a route whose chain may hold pieces back
+    /// ([`Needs::request_body_hold`]), in place of [`Filter::on_request_body`]: `held` is what
+    /// this filter held so far followed by the new piece (or just the new piece), and may be
+    /// rewritten; `end`: the body ends with it. The default shows it to `on_request_body` and
+    /// passes it.
+    fn on_request_body_held(
+        &mut self,
+        ctx: &mut RequestCtx,
+        held: &mut BytesMut,
+        end: bool,
+    ) -> Result<Flow, ProxyError> {
+        Ok(match self.on_request_body(ctx, held, end)? {
+            Action::Respond(r) => Flow::Respond(r),
+            Action::Continue | Action::Wait(_) => Flow::Pass,
+        })
+    }
+
+    /// The response side of [`Filter::on_request_body_held`] ([`Needs::response_body_hold`]), in
+    /// place of [`Filter::on_response_body`]. The default shows the piece to `on_response_body`
+    /// and passes it.
+    fn on_response_body_held(
+        &mut self,
+        ctx: &mut RequestCtx,
+        held: &mut BytesMut,
+        end: bool,
+    ) -> Result<Flow, ProxyError> {
+        self.on_response_body(ctx, held, end)?;
+        Ok(Flow::Pass)
     }
 
     /// The whole request body (only on routes whose chain needs it, after every chunk went past

@@ -25,7 +25,10 @@ use weir_http::{BodyDecoder, BodyKind, Headers, RequestHead, ResponseHead, Versi
 use weir_upstream::{Cluster, UpstreamConn};
 
 use crate::conn::Downstream;
-use crate::forward::{client_gone, finish, scan_whole, send_local, whole_body_phase, Scope};
+use crate::forward::{
+    client_gone, finish, refused_body, scan_whole, send_local, whole_body_phase, Scope,
+};
+use crate::hold::{scan_held, Dir, Out, Stages};
 use crate::io::{reserve, BODY_READ, HEAD_BUF, STREAM_READ};
 
 /// How much of an answer is kept to estimate its tokens when the provider reports none.
@@ -517,7 +520,7 @@ async fn mock_attempt(
             error: weir_ai::provider_error(p, answer.status, &body),
         };
     }
-    let mut w = ClientWriter::new(call.shaper, head, client, filters);
+    let mut w = ClientWriter::new(call.shaper, head, client, filters, scope);
     for (i, piece) in answer.pieces.iter().enumerate() {
         if i > 0 && !answer.interval.is_zero() {
             monoio::time::sleep(answer.interval).await;
@@ -534,7 +537,7 @@ async fn mock_attempt(
 /// A call over the network.
 #[allow(clippy::too_many_arguments)]
 async fn network_attempt(
-    _scope: Scope<'_>,
+    scope: Scope<'_>,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
     filters: &mut [Box<dyn Filter>],
@@ -663,7 +666,7 @@ async fn network_attempt(
             error: weir_ai::provider_error(p, resp.status, &body),
         };
     }
-    let mut w = ClientWriter::new(call.shaper, head, client, filters);
+    let mut w = ClientWriter::new(call.shaper, head, client, filters, scope);
     // Stream the body through the shaper; watch the client once the answer is under way.
     let mut failure: Option<Result<ProxyError, ()>> = None;
     let mut reads = 0u32;
@@ -768,7 +771,7 @@ async fn network_attempt(
         None => {
             let reusable = dec.is_done() && ubuf.is_empty() && resp.keep_alive;
             release(cluster, conn, false, reusable);
-            w.end(_scope, d, ctx).await
+            w.end(scope, d, ctx).await
         }
         Some(Err(())) => {
             release(cluster, conn, false, false);
@@ -855,6 +858,8 @@ struct ClientWriter<'f> {
     shaper: Box<dyn Shaper>,
     /// The route's filters: they see the answer's head and each piece as the client gets it.
     filters: &'f mut [Box<dyn Filter>],
+    /// On a route whose filters may hold the answer's pieces back: what they hold.
+    held: Option<Stages>,
     protocol: Protocol,
     http10: bool,
     head_request: bool,
@@ -874,9 +879,12 @@ impl<'f> ClientWriter<'f> {
         head: &RequestHead,
         client: &ClientRequest,
         filters: &'f mut [Box<dyn Filter>],
+        scope: Scope<'_>,
     ) -> Self {
+        let hold = scope.route.is_some_and(|r| r.needs.response_body_hold);
         ClientWriter {
             shaper,
+            held: (hold && !filters.is_empty()).then(|| Stages::new(filters.len())),
             filters,
             protocol: client.api.protocol(),
             http10: head.version == Version::Http10,
@@ -962,17 +970,30 @@ impl<'f> ClientWriter<'f> {
         }
     }
 
-    /// The client's bytes of this piece, shown to the filters' body phase.
+    /// The client's bytes of this piece, shown to the filters' body phase; what goes to the
+    /// client (what the filters let out, on a route where they may hold pieces back).
     fn show_filters(
         &mut self,
         ctx: &mut RequestCtx,
-        data: &[u8],
+        data: Vec<u8>,
         end: bool,
-    ) -> Result<(), ProxyError> {
-        for f in self.filters.iter_mut() {
-            f.on_response_body(ctx, data, end)?;
+    ) -> Result<Vec<u8>, ProxyError> {
+        let Some(held) = self.held.as_mut() else {
+            for f in self.filters.iter_mut() {
+                f.on_response_body(ctx, &data, end)?;
+            }
+            return Ok(data);
+        };
+        match held.push(
+            Dir::Response,
+            self.filters,
+            ctx,
+            BytesMut::from(&data[..]),
+            end,
+        )? {
+            Out::Bytes(b) => Ok(b.to_vec()),
+            Out::Respond(r) => Err(refused_body(Ok(Action::Respond(*r)))),
         }
-        Ok(())
     }
 
     fn frame(&self, buf: &mut Vec<u8>, data: &[u8]) {
@@ -1009,9 +1030,7 @@ impl<'f> ClientWriter<'f> {
             }
         }
         let out = std::mem::take(&mut self.out);
-        let shown = self.show_filters(ctx, &out, false);
-        self.out = out;
-        shown.map_err(Fed::Shape)?;
+        self.out = self.show_filters(ctx, out, false).map_err(Fed::Shape)?;
         self.output_chars += self.out.len();
         let out = std::mem::take(&mut self.out);
         self.keep_sample(&out);
@@ -1050,7 +1069,10 @@ impl<'f> ClientWriter<'f> {
                 );
             }
             let out = std::mem::take(&mut self.out);
-            let shown = self.show_filters(ctx, &out, true);
+            let (out, shown) = match self.show_filters(ctx, out, true) {
+                Ok(out) => (out, Ok(())),
+                Err(e) => (Vec::new(), Err(e)),
+            };
             self.output_chars += out.len();
             self.keep_sample(&out);
             self.frame(&mut buf, &out);
@@ -1063,8 +1085,7 @@ impl<'f> ClientWriter<'f> {
             }
         } else {
             let out = std::mem::take(&mut self.out);
-            let shown = self.show_filters(ctx, &out, true);
-            self.out = out;
+            let shown = self.show_filters(ctx, out, true).map(|out| self.out = out);
             let headed = shown.and_then(|()| {
                 self.write_head(&mut buf, ctx, BodyKind::Length(self.out.len() as u64))
             });
@@ -1199,9 +1220,16 @@ async fn read_body(
     }
     let mut dec = BodyDecoder::new(head.body);
     let mut body = BytesMut::new();
+    // Filters that may hold the body's pieces back (a plugin's `StopIterationAndBuffer`): the
+    // body is what comes out of them.
+    let mut held = (route.needs.request_body_hold && !route.needs.request_body)
+        .then(|| Stages::new(filters.len()));
     loop {
         if !d.reader.buf().is_empty() {
-            let (scan, verdict) = scan_whole(&mut dec, d.reader.buf(), &mut body, filters, ctx)?;
+            let (scan, verdict) = match held.as_mut() {
+                Some(st) => scan_held(&mut dec, d.reader.buf(), &mut body, st, filters, ctx)?,
+                None => scan_whole(&mut dec, d.reader.buf(), &mut body, filters, ctx)?,
+            };
             let _ = d.reader.buf().split_to(scan.consumed);
             ctx.request_bytes = dec.payload_bytes();
             match verdict {
@@ -1233,12 +1261,30 @@ async fn read_body(
                         return Ok(ReadBody::Respond(Box::new(r), true));
                     }
                 }
+                if let Some(st) = held.as_mut() {
+                    // The filters that may hold pieces are told the end and let out what they
+                    // hold; the others are told below, once the model is read.
+                    let holds: Vec<bool> = route
+                        .filters
+                        .iter()
+                        .map(|f| f.needs().request_body_hold)
+                        .collect();
+                    match st.end_holding(Dir::Request, filters, ctx, &holds)? {
+                        Out::Bytes(b) => body.extend_from_slice(&b),
+                        Out::Respond(r) => return Ok(ReadBody::Respond(r, true)),
+                    }
+                }
                 let body = body.freeze();
                 if let Some(ai) = ctx.ai.as_mut() {
                     ai.requested_model = weir_ai::client::probe_model(&body).map(Rc::from);
                     ai.request = Some(body.clone());
                 }
-                for f in filters.iter_mut() {
+                let route_filters = &route.filters;
+                for (i, f) in filters.iter_mut().enumerate() {
+                    // (Told already.)
+                    if held.is_some() && route_filters[i].needs().request_body_hold {
+                        continue;
+                    }
                     // A filter that decides on the whole body (a quota reserving the prompt's
                     // tokens) answers here, with the body read and the connection kept.
                     if let Action::Respond(r) = f.on_request_body(ctx, &[], true)? {

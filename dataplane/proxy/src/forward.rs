@@ -127,6 +127,32 @@ pub fn handle<'a>(
             }
         }
 
+        // A filter may hold the request body's pieces back (a plugin's `StopIterationAndBuffer`):
+        // it is read through the chain until something comes out, before anything goes upstream
+        // (boxed, as above). Not towards an HTTP/2 cluster, whose exchange streams the body.
+        let mut held: Option<Box<crate::hold::HeldUpload>> = None;
+        let mut held_whole = false;
+        if route.needs.request_body_hold
+            && !route.needs.request_body
+            && head.body != BodyKind::Empty
+            && !cluster.is_h2()
+        {
+            let read = crate::hold::hold_request(route, d, &mut ctx, &mut filters, &mut head);
+            match Box::pin(read).await {
+                Ok(crate::hold::Upload::Whole) => held_whole = true,
+                Ok(crate::hold::Upload::Part(up)) => held = Some(up),
+                Ok(crate::hold::Upload::Respond(resp)) => {
+                    let next = Next::Local(*resp, false);
+                    return next.answer(scope, d, &mut ctx, &mut filters, head).await;
+                }
+                Err(e) => {
+                    return Next::Fail(e)
+                        .answer(scope, d, &mut ctx, &mut filters, head)
+                        .await
+                }
+            }
+        }
+
         // === a proxied request ===
         ctx.cluster = Some(cluster.name.clone());
         if let Some(rw) = &route.rewrite {
@@ -218,13 +244,23 @@ pub fn handle<'a>(
                         }
                         attempts.body_consumed = true;
                         // A body read whole beforehand was shown to the filters then.
-                        let shown: &mut [Box<dyn Filter>] = if route.needs.request_body {
-                            &mut []
-                        } else {
-                            &mut filters
+                        let shown: &mut [Box<dyn Filter>] =
+                            if route.needs.request_body || held_whole {
+                                &mut []
+                            } else {
+                                &mut filters
+                            };
+                        let sent = match held.as_mut() {
+                            Some(up) => Box::pin(crate::hold::send_held_body(
+                                route, d, &mut conn, &mut ctx, shown, up,
+                            ))
+                            .await
+                            .map_err(AttemptError::Fatal),
+                            None => {
+                                Box::pin(send_body(route, d, &mut conn, &mut ctx, shown, &head))
+                                    .await
+                            }
                         };
-                        let sent =
-                            Box::pin(send_body(route, d, &mut conn, &mut ctx, shown, &head)).await;
                         if let Err(e) = sent {
                             undo(cluster, now, conn, false);
                             break 'attempt Err(e);
@@ -304,6 +340,20 @@ pub fn handle<'a>(
                             && !(upgrade && resp.status == 101)
                         {
                             Step::Whole(Box::new(Whole {
+                                conn,
+                                resp,
+                                ubuf: std::mem::take(&mut ubuf),
+                                failed,
+                                cluster: cluster.clone(),
+                            }))
+                        } else if route.needs.response_body_hold
+                            && !filters.is_empty()
+                            && resp.body != BodyKind::Empty
+                            && !head.is_head()
+                            && resp.status != 304
+                            && !(upgrade && resp.status == 101)
+                        {
+                            Step::Held(Box::new(Whole {
                                 conn,
                                 resp,
                                 ubuf: std::mem::take(&mut ubuf),
@@ -773,15 +823,17 @@ enum Step {
     Tunnel(weir_upstream::MaybeTls, BytesMut),
     /// A filter rewrites the response body: read it whole, then answer.
     Whole(Box<Whole>),
+    /// A filter may hold the response body's pieces back: stream it through the chain.
+    Held(Box<Whole>),
 }
 
 /// A response to be read whole before anything goes downstream.
-struct Whole {
-    conn: UpstreamConn,
-    resp: ResponseHead,
-    ubuf: BytesMut,
-    failed: bool,
-    cluster: Rc<Cluster>,
+pub(crate) struct Whole {
+    pub(crate) conn: UpstreamConn,
+    pub(crate) resp: ResponseHead,
+    pub(crate) ubuf: BytesMut,
+    pub(crate) failed: bool,
+    pub(crate) cluster: Rc<Cluster>,
 }
 
 impl Step {
@@ -806,6 +858,7 @@ impl Step {
                 false
             }),
             Step::Whole(w) => Box::pin(whole_response(scope, d, ctx, filters, head, w)),
+            Step::Held(w) => Box::pin(crate::hold::held_response(scope, d, ctx, filters, head, w)),
             Step::Body(_) => Box::pin(std::future::ready(false)),
         }
     }
@@ -1028,15 +1081,15 @@ fn answer_refused<'a>(
 }
 
 /// How the response head written downstream frames the body.
-struct Framing {
+pub(crate) struct Framing {
     /// An HTTP/1.0 client gets a chunked body de-chunked.
-    dechunk: bool,
+    pub(crate) dechunk: bool,
     /// The client connection closes after this response.
-    close: bool,
+    pub(crate) close: bool,
 }
 
 /// Writes the response head for the client into `d.out`.
-fn write_response_head(
+pub(crate) fn write_response_head(
     worker: &Worker,
     d: &mut Downstream,
     ctx: &mut RequestCtx,
@@ -1669,7 +1722,8 @@ async fn send_body(
         route.needs.request_trailers && !filters.is_empty(),
     );
     loop {
-        if !d.reader.buf().is_empty() {
+        // (A body a filter emptied is `Length(0)`: done without a read.)
+        if !d.reader.buf().is_empty() || dec.is_done() {
             let mut verdict: Option<Result<Action, ProxyError>> = None;
             let kept = dec.trailer_len();
             let buf = d.reader.buf();

@@ -19,6 +19,7 @@ mod callout;
 mod conn;
 mod forward;
 mod h2_upstream;
+mod hold;
 mod http2;
 mod io;
 mod l4;

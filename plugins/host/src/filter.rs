@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use weir_filter::{
-    Action, Filter, FilterFactory, LocalResponse, Needs, ProxyError, RequestCtx, Side, Waiting,
+    Action, Filter, FilterFactory, Flow, LocalResponse, Needs, ProxyError, RequestCtx, Side,
+    Waiting,
 };
 use weir_http::{BodyKind, Headers, RequestHead, ResponseHead};
 
@@ -223,6 +224,8 @@ impl FilterFactory for WasmFactory {
             response_body: p.buffer_response,
             request_trailers: p.request_trailers,
             response_trailers: p.response_trailers,
+            request_body_hold: p.request_body_hold,
+            response_body_hold: p.response_body_hold,
         }
     }
 }
@@ -360,6 +363,50 @@ impl WasmFilter {
         }
     }
 
+    /// As [`WasmFilter::decide`], for a body piece the plugin may hold back: `Pause` (the ABI's
+    /// `StopIterationAndBuffer`) holds it, a callout cannot be waited on (it goes on, as
+    /// `decide_now`), a failure open passes.
+    fn flow(&mut self, out: Result<Outcome, Failure>) -> Result<Flow, ProxyError> {
+        Ok(match out {
+            Ok(Outcome::Pause) => Flow::Hold,
+            Ok(Outcome::Continue) | Ok(Outcome::Wait(_)) => Flow::Pass,
+            Ok(Outcome::Respond(r)) => Flow::Respond(r),
+            Err(f) => match self.failed(&f)? {
+                Action::Respond(r) => Flow::Respond(r),
+                Action::Continue | Action::Wait(_) => Flow::Pass,
+            },
+        })
+    }
+
+    /// A body callback on what the plugin holds with the new piece after it (`held`, writable:
+    /// `proxy_set_buffer_bytes` rewrites it in place).
+    fn held_callback(
+        &mut self,
+        ctx: &mut RequestCtx,
+        kind: i32,
+        held: &mut BytesMut,
+        end: bool,
+    ) -> Result<Outcome, Failure> {
+        let data = std::mem::take(held);
+        let n = data.len();
+        let phase = if kind == buffer::HTTP_REQUEST_BODY {
+            Phase::RequestBody
+        } else {
+            Phase::ResponseBody
+        };
+        let mut back = None;
+        let out = self.callback(
+            ctx,
+            |ex| ex.body = Some(body(kind, data, true)),
+            |i, id| i.http(phase, id, n, end),
+            |ex| back = ex.body.take(),
+        );
+        if let Some(b) = back {
+            *held = b.data;
+        }
+        out
+    }
+
     /// Holds the request until the plugin continues it, or for the plugin's `pause_limit` (then
     /// [`Filter::on_resume`] answers 504). Only the request phases wait (`Wait` is `Continue`
     /// elsewhere, and the pause is then dropped with the request's end).
@@ -466,6 +513,11 @@ impl Filter for WasmFilter {
             |ex| back = ex.req.take(),
         );
         Self::put_head(req, back);
+        if !end && self.plugin().request_body_hold && matches!(out, Ok(Outcome::Pause)) {
+            // `StopIteration` with a body to come (as Envoy): the body callbacks go on, and the
+            // head goes upstream with the first bytes they pass (see `on_request_body_held`).
+            return Ok(Action::Continue);
+        }
         self.decide(out)
     }
 
@@ -489,6 +541,19 @@ impl Filter for WasmFilter {
         );
         // A streamed chunk cannot wait: it is already on its way.
         self.decide_now(out)
+    }
+
+    fn on_request_body_held(
+        &mut self,
+        ctx: &mut RequestCtx,
+        held: &mut BytesMut,
+        end: bool,
+    ) -> Result<Flow, ProxyError> {
+        if self.done {
+            return Ok(Flow::Pass);
+        }
+        let out = self.held_callback(ctx, buffer::HTTP_REQUEST_BODY, held, end);
+        self.flow(out)
     }
 
     fn on_request_body_whole(
@@ -618,6 +683,19 @@ impl Filter for WasmFilter {
         // The head is out: a local response cannot replace it any more; a failure closed ends
         // the stream.
         self.decide_now(out).map(|_| ())
+    }
+
+    fn on_response_body_held(
+        &mut self,
+        ctx: &mut RequestCtx,
+        held: &mut BytesMut,
+        end: bool,
+    ) -> Result<Flow, ProxyError> {
+        if self.done {
+            return Ok(Flow::Pass);
+        }
+        let out = self.held_callback(ctx, buffer::HTTP_RESPONSE_BODY, held, end);
+        self.flow(out)
     }
 
     fn on_response_body_whole(

@@ -37,6 +37,11 @@ pub struct Plugin {
     pub buffer_request: bool,
     /// Sees the response body whole.
     pub buffer_response: bool,
+    /// Exports `proxy_on_request_body` and does not buffer the request: its routes may hold
+    /// request body pieces back at run time (`StopIterationAndBuffer`).
+    pub request_body_hold: bool,
+    /// The same for `proxy_on_response_body` and the response.
+    pub response_body_hold: bool,
     /// Exports `proxy_on_request_trailers`: its routes read request trailers.
     pub request_trailers: bool,
     /// Exports `proxy_on_response_trailers`: its routes read response trailers.
@@ -95,6 +100,8 @@ impl Plugin {
             exports("proxy_on_request_trailers"),
             exports("proxy_on_response_trailers"),
         );
+        let request_body_hold = !cfg.buffer.request && exports("proxy_on_request_body");
+        let response_body_hold = !cfg.buffer.response && exports("proxy_on_response_body");
         let deadline: Duration = cfg.callback_deadline.get();
         Ok(Arc::new(Plugin {
             name: cfg.name.clone(),
@@ -109,6 +116,8 @@ impl Plugin {
             global: cfg.global,
             buffer_request: cfg.buffer.request,
             buffer_response: cfg.buffer.response,
+            request_body_hold,
+            response_body_hold,
             request_trailers,
             response_trailers,
             source: cfg.clone(),

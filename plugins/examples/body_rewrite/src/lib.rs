@@ -1,4 +1,4 @@
-//! `body_rewrite`: rewrites response bodies. It buffers the whole response body with the ABI's
+//! `body_rewrite`: rewrites response bodies (and request bodies, with `"requests": true`). It buffers the whole response body with the ABI's
 //! buffering semantics (every body chunk answers `Pause` until `end_of_stream`, so the host keeps
 //! buffering it) and replaces the configured substrings in the complete body.
 //!
@@ -12,8 +12,11 @@
 //! Configuration:
 //! ```json
 //! {"replace": [{"from": "hello", "to": "goodbye"}],
-//!  "content_types": ["text/", "application/json"], "max_body_bytes": 1048576}
+//!  "content_types": ["text/", "application/json"], "max_body_bytes": 1048576,
+//!  "requests": false}
 //! ```
+//! With `requests`, request bodies are rewritten the same way before they go upstream (any
+//! content type).
 //! Only responses whose `content-type` starts with one of `content_types` (default: any) and that
 //! are not content-encoded (a gzip body is not text) are rewritten. A body that grows past
 //! `max_body_bytes` (default 1 MiB), or that ends with trailers, is let through unchanged: what was
@@ -49,6 +52,8 @@ struct Config {
     content_types: Vec<String>,
     #[serde(default = "default_max")]
     max_body_bytes: usize,
+    #[serde(default)]
+    requests: bool,
 }
 
 struct Root {
@@ -89,6 +94,7 @@ impl RootContext for Root {
         Some(Box::new(Rewrite {
             config,
             state: State::Pass,
+            request: State::Pass,
         }))
     }
 
@@ -132,7 +138,10 @@ fn rewrite(body: &[u8], replace: &[Replacement]) -> Option<Vec<u8>> {
 
 struct Rewrite {
     config: Rc<Config>,
+    /// The response body's.
     state: State,
+    /// The request body's.
+    request: State,
 }
 
 impl Rewrite {
@@ -160,6 +169,38 @@ impl Rewrite {
 impl Context for Rewrite {}
 
 impl HttpContext for Rewrite {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.config.requests && !end_of_stream {
+            self.request = State::Buffering;
+            // As for a response: the new length is known only at the end.
+            self.set_http_request_header("content-length", None);
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.request != State::Buffering {
+            return Action::Continue;
+        }
+        if body_size > self.config.max_body_bytes {
+            log::warn!(
+                "body_rewrite: request body over {} bytes, passed through unchanged",
+                self.config.max_body_bytes
+            );
+            self.request = State::Pass;
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.request = State::Pass;
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        if let Some(new) = rewrite(&body, &self.config.replace) {
+            self.set_http_request_body(0, body_size, &new);
+        }
+        Action::Continue
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if end_of_stream || !self.wanted() {
             return Action::Continue;
