@@ -1572,48 +1572,10 @@ async fn whole_response(
                 ),
             ));
         }
-        reserve(&mut ubuf, BODY_READ);
-        let len = ubuf.len();
-        let cap = ubuf.capacity();
-        let r = monoio::time::timeout(
-            idle,
-            read_upstream(
-                &mut conn.stream,
-                std::mem::take(&mut ubuf).slice_mut(len..cap),
-            ),
-        )
-        .await;
-        match r {
-            Ok((Ok(n), slice)) => {
-                ubuf = slice.into_inner();
-                if n == 0 {
-                    if dec.kind() == BodyKind::UntilClose {
-                        break Ok(false);
-                    }
-                    break Err(ProxyError::new(
-                        502,
-                        "upstream_reset",
-                        Side::Upstream,
-                        "upstream closed mid-response",
-                    ));
-                }
-            }
-            Ok((Err(_), _)) => {
-                break Err(ProxyError::new(
-                    502,
-                    "upstream_reset",
-                    Side::Upstream,
-                    "upstream closed mid-response",
-                ))
-            }
-            Err(_) => {
-                break Err(ProxyError::new(
-                    504,
-                    "upstream_idle_timeout",
-                    Side::Upstream,
-                    "the upstream stopped sending",
-                ))
-            }
+        match read_more(&mut conn, &mut ubuf, idle, dec.kind()).await {
+            Ok(true) => {}
+            Ok(false) => break Ok(false),
+            Err(e) => break Err(e),
         }
     };
     let reusable = matches!(read, Ok(true)) && resp.keep_alive;
@@ -1671,6 +1633,45 @@ async fn whole_response(
     let framing = write_response_head(scope.worker, d, ctx, head, &mut resp, false);
     d.out.extend_from_slice(&body);
     sent_whole(scope, d, ctx, filters, head, framing).await
+}
+
+/// Reads more of a response body into `ubuf` (with `idle` as the longest wait), off the
+/// streaming path (a body read whole, or held by the filters): `true` when bytes came, `false`
+/// when the upstream closed a close-delimited body (its end).
+pub(crate) async fn read_more(
+    conn: &mut UpstreamConn,
+    ubuf: &mut BytesMut,
+    idle: Duration,
+    kind: BodyKind,
+) -> Result<bool, ProxyError> {
+    let reset = || {
+        ProxyError::new(
+            502,
+            "upstream_reset",
+            Side::Upstream,
+            "upstream closed mid-response",
+        )
+    };
+    reserve(ubuf, BODY_READ);
+    let len = ubuf.len();
+    let cap = ubuf.capacity();
+    let read = read_upstream(&mut conn.stream, std::mem::take(ubuf).slice_mut(len..cap));
+    match monoio::time::timeout(idle, read).await {
+        Ok((r, slice)) => {
+            *ubuf = slice.into_inner();
+            match r {
+                Ok(0) if kind == BodyKind::UntilClose => Ok(false),
+                Ok(0) | Err(_) => Err(reset()),
+                Ok(_) => Ok(true),
+            }
+        }
+        Err(_) => Err(ProxyError::new(
+            504,
+            "upstream_idle_timeout",
+            Side::Upstream,
+            "the upstream stopped sending",
+        )),
+    }
 }
 
 /// Writes a whole response made in `d.out`, then ends the request; whether the client

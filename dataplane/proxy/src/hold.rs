@@ -21,7 +21,6 @@ use std::future::Future;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
 use monoio::io::AsyncWriteRentExt;
 use weir_filter::{Action, Filter, Flow, LocalResponse, ProxyError, RequestCtx, Side};
 use weir_http::{BodyDecoder, BodyKind, RequestHead, Version};
@@ -29,10 +28,10 @@ use weir_upstream::UpstreamConn;
 
 use crate::conn::Downstream;
 use crate::forward::{
-    body_too_large, client_gone, decoder, fail, finish, send_local, write_response_head, Scope,
-    Whole,
+    body_too_large, client_gone, decoder, fail, finish, read_more, send_local, write_response_head,
+    Scope, Whole,
 };
-use crate::io::{after, read_upstream, reserve, within, BODY_READ};
+use crate::io::{after, within, BODY_READ};
 use crate::state::RouteState;
 
 /// Which body the pieces are of.
@@ -450,7 +449,7 @@ pub(crate) async fn held_response(
     let mut reframe: Option<(Reframe, bool)> = None;
     let mut out_total = 0u64;
     let mut eof = false;
-    let result: Result<bool, ProxyError> = 'body: loop {
+    let result: Result<bool, ProxyError> = loop {
         let mut piece = BytesMut::new();
         let scan = match dec.scan(&ubuf, |r| piece.extend_from_slice(&ubuf[r])) {
             Ok(s) => s,
@@ -525,48 +524,12 @@ pub(crate) async fn held_response(
         if done {
             break Ok(!eof && ubuf.is_empty());
         }
-        reserve(&mut ubuf, BODY_READ);
-        let len = ubuf.len();
-        let cap = ubuf.capacity();
-        let r = monoio::time::timeout(
-            idle,
-            read_upstream(
-                &mut conn.stream,
-                std::mem::take(&mut ubuf).slice_mut(len..cap),
-            ),
-        )
-        .await;
-        let e = match r {
-            Ok((Ok(n), slice)) => {
-                ubuf = slice.into_inner();
-                if n > 0 {
-                    continue;
-                }
-                if dec.kind() == BodyKind::UntilClose {
-                    eof = true;
-                    continue 'body;
-                }
-                ProxyError::new(
-                    502,
-                    "upstream_reset",
-                    Side::Upstream,
-                    "upstream closed mid-response",
-                )
-            }
-            Ok((Err(_), _)) => ProxyError::new(
-                502,
-                "upstream_reset",
-                Side::Upstream,
-                "upstream closed mid-response",
-            ),
-            Err(_) => ProxyError::new(
-                504,
-                "upstream_idle_timeout",
-                Side::Upstream,
-                "the upstream stopped sending",
-            ),
-        };
-        break Err(e);
+        match read_more(&mut conn, &mut ubuf, idle, dec.kind()).await {
+            Ok(true) => {}
+            // The end of a close-delimited body.
+            Ok(false) => eof = true,
+            Err(e) => break Err(e),
+        }
     };
     let reusable = matches!(result, Ok(true)) && resp.keep_alive;
     cluster.end(&conn.endpoint, failed || result.is_err());
