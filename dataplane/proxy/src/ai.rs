@@ -984,14 +984,10 @@ impl<'f> ClientWriter<'f> {
             }
             return Ok(data);
         };
-        match held.push(
-            Dir::Response,
-            self.filters,
-            ctx,
-            BytesMut::from(&data[..]),
-            end,
-        )? {
-            Out::Bytes(b) => Ok(b.to_vec()),
+        // (Vec to BytesMut and back move the allocation: no copies.)
+        let piece = BytesMut::from(Bytes::from(data));
+        match held.push(Dir::Response, self.filters, ctx, piece, end)? {
+            Out::Bytes(b) => Ok(Vec::from(b)),
             Out::Respond(r) => Err(refused_body(Ok(Action::Respond(*r)))),
         }
     }
@@ -1261,14 +1257,17 @@ async fn read_body(
                         return Ok(ReadBody::Respond(Box::new(r), true));
                     }
                 }
-                if let Some(st) = held.as_mut() {
-                    // The filters that may hold pieces are told the end and let out what they
-                    // hold; the others are told below, once the model is read.
-                    let holds: Vec<bool> = route
+                // Which filters may hold pieces: they are told the end first and let out what
+                // they hold; the others are told below, once the model is read.
+                let holds: Vec<bool> = match held {
+                    Some(_) => route
                         .filters
                         .iter()
                         .map(|f| f.needs().request_body_hold)
-                        .collect();
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if let Some(st) = held.as_mut() {
                     match st.end_holding(Dir::Request, filters, ctx, &holds)? {
                         Out::Bytes(b) => body.extend_from_slice(&b),
                         Out::Respond(r) => return Ok(ReadBody::Respond(r, true)),
@@ -1279,10 +1278,9 @@ async fn read_body(
                     ai.requested_model = weir_ai::client::probe_model(&body).map(Rc::from);
                     ai.request = Some(body.clone());
                 }
-                let route_filters = &route.filters;
                 for (i, f) in filters.iter_mut().enumerate() {
                     // (Told already.)
-                    if held.is_some() && route_filters[i].needs().request_body_hold {
+                    if holds.get(i).copied().unwrap_or(false) {
                         continue;
                     }
                     // A filter that decides on the whole body (a quota reserving the prompt's

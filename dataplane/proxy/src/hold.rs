@@ -20,7 +20,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use monoio::io::AsyncWriteRentExt;
 use weir_filter::{Action, Filter, Flow, LocalResponse, ProxyError, RequestCtx, Side};
 use weir_http::{BodyDecoder, BodyKind, RequestHead, Version};
@@ -264,7 +264,7 @@ pub(crate) struct HeldUpload {
     stages: Stages,
     reframe: Reframe,
     /// What came out of the chain before the attempt, framed: sent first.
-    first: Bytes,
+    first: Vec<u8>,
 }
 
 /// What [`hold_request`] read.
@@ -332,7 +332,7 @@ pub(crate) async fn hold_request(
             dec,
             stages,
             reframe,
-            first: Bytes::from(first),
+            first,
         })));
     }
 }
@@ -387,7 +387,7 @@ pub(crate) async fn send_held_body(
     filters: &mut [Box<dyn Filter>],
     up: &mut HeldUpload,
 ) -> Result<(), ProxyError> {
-    let mut wire = std::mem::take(&mut up.first).to_vec();
+    let mut wire = std::mem::take(&mut up.first);
     loop {
         if !wire.is_empty() {
             let (r, _) = conn.stream.write_all(std::mem::take(&mut wire)).await;
