@@ -510,17 +510,22 @@ fn load_loop(
 /// The successor of `gw` (a child with `--takeover` in its command line), guarded.
 fn successor_of(gw: &Gateway, marker: &str) -> ProcessGuard {
     let old = gw.pid();
-    let pid = wait_until(
-        "the successor process",
-        Duration::from_secs(30),
-        Duration::from_millis(10),
-        || {
-            child_pids(old)
-                .into_iter()
-                .find(|p| proc_cmdline(*p).is_some_and(|c| c.contains("--takeover")))
-        },
-    );
-    ProcessGuard::new(pid, marker)
+    let start = Instant::now();
+    loop {
+        let found = child_pids(old)
+            .into_iter()
+            .find(|p| proc_cmdline(*p).is_some_and(|c| c.contains("--takeover")));
+        if let Some(pid) = found {
+            return ProcessGuard::new(pid, marker);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no successor (a child of {old} with --takeover) after 30 s; the gateway's stderr \
+             (the successor's goes there too):\n{}",
+            gw.stderr()
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 both_drivers! {

@@ -228,6 +228,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(a) = gw.admin_addr {
         eprintln!("weir: admin on {a}");
     }
+    // Installed before readiness is announced: a SIGUSR2 or SIGTERM sent as soon as `ready` is
+    // seen must not meet the default action (which ends the process).
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
+        .context("installing signal handlers")?;
     if let Some(conn) = takeover {
         upgrade::ready(conn).context("telling the old process to drain")?;
         notify::notify(&format!("MAINPID={}", std::process::id()));
@@ -240,8 +244,6 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Signals, the config file, hand-over requests and the watchdog feed the event loop.
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR2])
-        .context("installing signal handlers")?;
     {
         let tx = events_tx.clone();
         std::thread::Builder::new()

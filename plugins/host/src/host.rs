@@ -211,7 +211,7 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             }
             clear_map(ex, ty);
             for (k, v) in pairs {
-                edit(ex, ty, Edit::Add, &k, Some(&v));
+                edit(ex, ty, Edit::Add, k, Some(v));
             }
             Ok(Status::Ok.code())
         },
@@ -240,7 +240,7 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 if !valid(&key, &value) {
                     return Ok(Status::BadArgument.code());
                 }
-                Ok(edit(&mut c.data_mut().ex, ty, op, &key, Some(&value)).code())
+                Ok(edit(&mut c.data_mut().ex, ty, op, key, Some(value)).code())
             },
         )?;
     }
@@ -249,7 +249,7 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_remove_header_map_value",
         |mut c: C<'_>, ty: i32, kp: i32, kn: i32| -> HostResult {
             let key = read_or_fail!(&mut c, kp, kn);
-            Ok(edit(&mut c.data_mut().ex, ty, Edit::Remove, &key, None).code())
+            Ok(edit(&mut c.data_mut().ex, ty, Edit::Remove, key, None).code())
         },
     )?;
     l.func_wrap(
@@ -723,9 +723,11 @@ fn resume(st: &mut HostState) {
     }
 }
 
-fn edit(ex: &mut Exchange, ty: i32, op: Edit, key: &[u8], value: Option<&[u8]>) -> Status {
-    let key = key.to_ascii_lowercase();
-    let value = value.map(Bytes::copy_from_slice);
+/// An edit of a header map. The name and value read from the guest are owned already: the name is
+/// lower-cased in place and both become the field without another copy.
+fn edit(ex: &mut Exchange, ty: i32, op: Edit, mut key: Vec<u8>, value: Option<Vec<u8>>) -> Status {
+    key.make_ascii_lowercase();
+    let value = value.map(Bytes::from);
     if managed(&key) {
         // The gateway frames every message itself (these fields never reach a plugin): an edit
         // of one is accepted and has no effect, as SDKs treat any other answer as fatal.

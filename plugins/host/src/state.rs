@@ -1,7 +1,7 @@
 //! The data of one instance's `Store`: the plugin, the memory cap, the exchange of the callback
 //! running now, and what the module did wrong.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -24,8 +24,9 @@ pub struct HostState {
     pub ex: Exchange,
     /// The context the plugin runs in (changed by `proxy_set_effective_context`).
     pub effective: u32,
-    /// The contexts alive in this instance: the root one and the HTTP ones not yet finished.
-    pub contexts: HashSet<u32>,
+    /// The contexts alive in this instance: the root one and the HTTP ones not yet finished (a
+    /// B-tree: ids are small integers, one inserted and removed per request, without hashing).
+    pub contexts: BTreeSet<u32>,
     /// The HTTP contexts whose request the plugin paused (no callout), by id: a
     /// `proxy_continue_stream` with one of them effective continues it.
     pub paused: HashMap<u32, Rc<Paused>>,
@@ -52,7 +53,7 @@ impl HostState {
             alloc: None,
             ex: Exchange::default(),
             effective: 0,
-            contexts: HashSet::new(),
+            contexts: BTreeSet::new(),
             paused: HashMap::new(),
             ready,
             tick_ms: 0,
