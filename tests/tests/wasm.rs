@@ -196,6 +196,111 @@ both_drivers! {
     }
 }
 
+both_drivers! {
+    /// The same towards an HTTP/2 cluster (a second Weir, in cleartext with prior knowledge, in
+    /// front of the mock): a response rewritten whole gets its new length, one over the limit is
+    /// framed as received; an upload is rewritten before it goes up (its DATA frames end it: the length field
+    /// is dropped), and one rewritten to nothing arrives empty.
+    fn body_rewrite_holds_bodies_towards_an_h2_cluster(d) {
+        let m = MockUpstream::start();
+        let front = Gateway::new()
+            .driver(d)
+            .cluster("mock", &[m.endpoint()])
+            .route("{ name: all, cluster: mock }")
+            .start();
+        let h2 = |cfg: &str| {
+            Gateway::new()
+                .driver(d)
+                .workers(2)
+                .cluster_yaml(&format!(
+                    "{{ name: up, protocol: h2, endpoints: [\"{}\"] }}",
+                    front.addr()
+                ))
+                .top_yaml(&format!(
+                    "plugins:\n  - {{ name: rewrite, file: \"{}\", {cfg} }}\n",
+                    example("body_rewrite")
+                ))
+                .route("{ name: all, cluster: up, filters: [ { type: wasm, plugin: rewrite } ] }")
+                .start()
+        };
+
+        let gw = h2(r#"config: { replace: [ { from: hello, to: goodbye }, { from: xyz, to: "XYZ!!" } ], max_body_bytes: 150000 }"#);
+        let body = "hello world, hello wasm";
+        let raw = format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let r = gw.request(raw.as_bytes());
+        assert_eq!(r.status(), 200, "{}", r.text());
+        assert_eq!(r.text(), "goodbye world, goodbye wasm");
+        assert_eq!(r.header("content-length"), Some("27"));
+        let r = gw.get("/chunked/100000?chunk=1000");
+        assert_eq!(r.status(), 200);
+        let want = String::from_utf8(pattern(100000)).unwrap().replace("xyz", "XYZ!!");
+        assert_eq!(r.text(), want);
+        assert_eq!(r.head.content_length(), Some(want.len() as u64));
+        // Over the limit: let out unchanged part-way, so framed as received (the front's h2
+        // answer has no length field: chunked).
+        let r = gw.get("/bytes/200000");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.body, pattern(200000));
+        assert_eq!((r.head.content_length(), r.head.is_chunked()), (None, true));
+
+        let gw = h2(r#"config: { replace: [ { from: hello, to: goodbye }, { from: "bye!", to: "" } ], requests: true, max_body_bytes: 150000, content_types: [x/none] }"#);
+        let r = gw.request(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nthere\r\n0\r\n\r\n",
+        );
+        assert_eq!(r.status(), 200, "{}", r.text());
+        assert_eq!(r.text(), "goodbye there");
+        let r = gw.request(b"POST /echo HTTP/1.1\r\nHost: t\r\ncontent-length: 5\r\n\r\nhello");
+        assert_eq!(r.status(), 200, "{}", r.text());
+        assert_eq!(r.text(), "goodbye");
+        let r = gw.request(b"POST /echo HTTP/1.1\r\nHost: t\r\ncontent-length: 4\r\n\r\nbye!");
+        assert_eq!(r.status(), 200, "{}", r.text());
+        assert_eq!(r.text(), "");
+        let big = pattern(200000);
+        let mut raw = b"POST /echo HTTP/1.1\r\nHost: t\r\ncontent-length: 200000\r\n\r\n".to_vec();
+        raw.extend_from_slice(&big);
+        let r = gw.request(&raw);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.body, big);
+    }
+}
+
+/// A plugin's answer from a held upload towards an HTTP/2 cluster reaches the client whole (the
+/// upstream stream is reset), and a clean body goes up.
+#[test]
+fn chat_guard_answers_from_a_held_upload_towards_an_h2_cluster() {
+    let m = MockUpstream::start();
+    let front = Gateway::new()
+        .cluster("mock", &[m.endpoint()])
+        .route("{ name: all, cluster: mock }")
+        .start();
+    let gw = Gateway::new()
+        .cluster_yaml(&format!(
+            "{{ name: up, protocol: h2, endpoints: [\"{}\"] }}",
+            front.addr()
+        ))
+        .top_yaml(&format!(
+            "plugins:\n  - {{ name: guard, file: \"{}\", config: {{ blocked_words: [forbidden], max_tokens: 100 }} }}\n",
+            example("chat_guard")
+        ))
+        .route("{ name: all, cluster: up, filters: [ { type: wasm, plugin: guard } ] }")
+        .start();
+    let post = |body: &str| {
+        let raw = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nauthorization: Bearer sk-test\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            body.len()
+        );
+        gw.request(raw.as_bytes())
+    };
+    let r = post(r#"{"model":"m","messages":[{"role":"user","content":"a FORBIDDEN word"}]}"#);
+    assert_eq!(r.status(), 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "content_blocked");
+    let r = post(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#);
+    assert_eq!(r.status(), 200, "{}", r.text());
+}
+
 #[test]
 fn chat_guard_judges_a_request_body_held_at_run_time() {
     // The same plugin without `buffer`: it answers `Pause` until the body's end.

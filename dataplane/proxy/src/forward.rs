@@ -129,7 +129,7 @@ pub fn handle<'a>(
 
         // A filter may hold the request body's pieces back (a plugin's `StopIterationAndBuffer`):
         // it is read through the chain until something comes out, before anything goes upstream
-        // (boxed, as above). Not towards an HTTP/2 cluster, whose exchange streams the body.
+        // (boxed, as above). An HTTP/2 cluster's exchange runs the chain itself (`h2_upstream`).
         let mut held: Option<Box<crate::hold::HeldUpload>> = None;
         let mut held_whole = false;
         if route.needs.request_body_hold

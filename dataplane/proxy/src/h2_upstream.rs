@@ -22,7 +22,7 @@ use std::sync::{Arc, Weak};
 use std::task::Poll;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use monoio::io::Splitable;
 use smallvec::SmallVec;
@@ -34,6 +34,7 @@ use crate::conn::Downstream;
 use crate::forward::{
     body_piece_verdict, body_too_large, client_gone, fail, finish, refused_body, Scope,
 };
+use crate::hold::{framing, Dir, Out, Reframe, Stages};
 use crate::io::{within, BODY_READ};
 use crate::state::RouteState;
 
@@ -283,6 +284,22 @@ fn request_trailers(
     Ok(Some(crate::trailers::to_h2(&fields)))
 }
 
+/// Whether the request body passes through a chain that may hold its pieces (not when it is
+/// read whole first: `Needs::request_body`).
+fn holds_upload(route: &RouteState) -> bool {
+    route.needs.request_body_hold && !route.needs.request_body
+}
+
+/// The upstream reset the request stream while its body went up.
+fn upstream_reset() -> ProxyError {
+    ProxyError::new(
+        502,
+        "upstream_reset",
+        Side::Upstream,
+        "the upstream reset the request stream",
+    )
+}
+
 /// The upstream reset the stream (or the connection broke) mid-exchange.
 fn reset_error(e: &h2::Error) -> ProxyError {
     ProxyError::new(
@@ -336,10 +353,15 @@ pub(crate) async fn proxy(
             return fail(scope, d, ctx, filters, e, &head).await;
         }
     };
-    let req = match request_of(&head, d, ctx, cluster.shared.tls.is_some()) {
+    let mut req = match request_of(&head, d, ctx, cluster.shared.tls.is_some()) {
         Ok(r) => r,
         Err(e) => return fail(scope, d, ctx, filters, e, &head).await,
     };
+    if holds_upload(route) {
+        // The chain may change the body's length: its DATA frames and their END_STREAM say
+        // where it ends (HTTP/2 needs no length).
+        req.headers_mut().remove(http::header::CONTENT_LENGTH);
+    }
     let deadline = route.total_timeout.map(|t| ctx.timings.start + t);
     let first_byte = crate::io::after(Instant::now(), route.first_byte_timeout);
     let first_byte = deadline.map_or(first_byte, |t| t.min(first_byte));
@@ -432,6 +454,7 @@ async fn exchange(
             if head.body == BodyKind::Empty {
                 return Ok::<(), ProxyError>(());
             }
+            let mut stages = holds_upload(route).then(|| Stages::new(filters_cell.borrow().len()));
             // On routes whose filters read trailers, the client's go up as HTTP/2 trailers
             // (elsewhere a body's trailer section is not sent to an h2 upstream).
             let mut dec = crate::forward::decoder(head.body, route.needs.request_trailers);
@@ -443,39 +466,82 @@ async fn exchange(
                         .scan(buf, |r| ranges.push(r))
                         .map_err(|e| ProxyError::from_codec(&e))?;
                     let bytes = buf.split_to(scan.consumed).freeze();
-                    for r in ranges {
-                        let piece = bytes.slice(r);
-                        let refused = {
+                    // A trailer section is shown before the body's end.
+                    let mut trailers = None;
+                    if let Some(stages) = stages.as_mut() {
+                        // Through the chain, which may hold pieces and rewrite them: what comes
+                        // out goes up.
+                        let mut piece = BytesMut::new();
+                        for r in ranges {
+                            piece.extend_from_slice(&bytes[r]);
+                        }
+                        let out = {
                             let mut c = ctx_cell.borrow_mut();
+                            let mut filters = filters_cell.borrow_mut();
                             c.request_bytes += piece.len() as u64;
-                            match body_piece_verdict(&mut filters_cell.borrow_mut(), &mut c, &piece)
-                            {
-                                Some(v) => Some(refused_body(v)),
-                                None if c.request_bytes > route.max_body => {
-                                    Some(body_too_large(route))
-                                }
-                                None => None,
+                            if c.request_bytes > route.max_body {
+                                Err(body_too_large(route))
+                            } else if scan.done && dec.keeps_trailers() {
+                                request_trailers(&mut c, &mut filters, dec.take_trailers(), false)
+                                    .map(|t| trailers = t)
+                                    .and_then(|()| {
+                                        stages.push(Dir::Request, &mut filters, &mut c, piece, true)
+                                    })
+                            } else {
+                                stages.push(Dir::Request, &mut filters, &mut c, piece, scan.done)
                             }
                         };
-                        if let Some(e) = refused {
-                            tx.send_reset(h2::Reason::CANCEL);
-                            return Err(e);
+                        let out = match out {
+                            Ok(Out::Bytes(b)) => b,
+                            Ok(Out::Respond(r)) => {
+                                // Answered as the filter said (`refused` is looked at first).
+                                tx.send_reset(h2::Reason::CANCEL);
+                                *refused.borrow_mut() = Some(*r);
+                                return Err(ProxyError::new(
+                                    500,
+                                    "filter_refused_body",
+                                    Side::Downstream,
+                                    "a filter answered the request",
+                                ));
+                            }
+                            Err(e) => {
+                                tx.send_reset(h2::Reason::CANCEL);
+                                return Err(e);
+                            }
+                        };
+                        if !out.is_empty() {
+                            crate::http2::send_data(&mut tx, out.freeze())
+                                .await
+                                .map_err(|()| upstream_reset())?;
                         }
-                        crate::http2::send_data(&mut tx, piece)
-                            .await
-                            .map_err(|()| {
-                                ProxyError::new(
-                                    502,
-                                    "upstream_reset",
-                                    Side::Upstream,
-                                    "the upstream reset the request stream",
-                                )
-                            })?;
+                    } else {
+                        for r in ranges {
+                            let piece = bytes.slice(r);
+                            let refused = {
+                                let mut c = ctx_cell.borrow_mut();
+                                c.request_bytes += piece.len() as u64;
+                                let mut filters = filters_cell.borrow_mut();
+                                match body_piece_verdict(&mut filters, &mut c, &piece) {
+                                    Some(v) => Some(refused_body(v)),
+                                    None if c.request_bytes > route.max_body => {
+                                        Some(body_too_large(route))
+                                    }
+                                    None => None,
+                                }
+                            };
+                            if let Some(e) = refused {
+                                tx.send_reset(h2::Reason::CANCEL);
+                                return Err(e);
+                            }
+                            crate::http2::send_data(&mut tx, piece)
+                                .await
+                                .map_err(|()| upstream_reset())?;
+                        }
                     }
                     if scan.done {
                         body_read.set(true);
-                        let mut trailers = None;
-                        {
+                        if stages.is_none() {
+                            // The end, told here (a chain of holds was told with the last piece).
                             let mut c = ctx_cell.borrow_mut();
                             let mut filters = filters_cell.borrow_mut();
                             if dec.keeps_trailers() {
@@ -568,28 +634,39 @@ async fn exchange(
                 c.status = rh.status;
             }
             failed.set(rh.status >= 500);
-            let chunked =
-                rh.body == BodyKind::Chunked && !head.is_head() && head.version != Version::Http10;
-            let framing = if head.is_head() || head.version == Version::Http10 {
-                BodyKind::UntilClose
-            } else {
-                rh.body
+            let http10 = head.version == Version::Http10;
+            let chunked = rh.body == BodyKind::Chunked && !head.is_head() && !http10;
+            // The head as HTTP/1.1, framed as `framing` says, with the request id.
+            let head_bytes = |out: &mut Vec<u8>, rh: &ResponseHead, framing: BodyKind| {
+                out.clear();
+                let close = !head.keep_alive || http10;
+                weir_http::write_response_head(
+                    out,
+                    rh.status,
+                    &rh.reason,
+                    &rh.headers,
+                    framing,
+                    close,
+                );
+                out.truncate(out.len() - 2);
+                out.extend_from_slice(b"x-request-id: ");
+                out.extend_from_slice(ctx_cell.borrow().request_id.as_bytes());
+                out.extend_from_slice(b"\r\n\r\n");
             };
-            out.clear();
-            weir_http::write_response_head(
-                out,
-                rh.status,
-                &rh.reason,
-                &rh.headers,
-                framing,
-                !head.keep_alive || head.version == Version::Http10,
-            );
-            out.truncate(out.len() - 2);
-            out.extend_from_slice(b"x-request-id: ");
-            out.extend_from_slice(ctx_cell.borrow().request_id.as_bytes());
-            out.extend_from_slice(b"\r\n\r\n");
+            // On routes whose chain may hold the body's pieces, they pass through it and the
+            // head waits for its first output (see `crate::hold`); elsewhere the head goes now.
+            let mut held = (route.needs.response_body_hold && !head_only && !head.is_head())
+                .then(|| HeldDown::new(filters_cell.borrow().len(), rh.body, http10));
             let mut pending = std::mem::take(out);
-            head_sent.set(true);
+            if held.is_none() {
+                let framing = if head.is_head() || http10 {
+                    BodyKind::UntilClose
+                } else {
+                    rh.body
+                };
+                head_bytes(&mut pending, &rh, framing);
+                head_sent.set(true);
+            }
             let mut size = Vec::with_capacity(16);
             loop {
                 let data = match monoio::time::timeout(idle, recv.data()).await {
@@ -599,23 +676,47 @@ async fn exchange(
                     Err(_) => return Err(idle_error()),
                 };
                 let _ = recv.flow_control().release_capacity(data.len());
-                {
-                    let mut c = ctx_cell.borrow_mut();
-                    for f in filters_cell.borrow_mut().iter_mut() {
-                        f.on_response_body(&mut c, &data, false)?;
+                if let Some(h) = held.as_mut() {
+                    // The last DATA frame (no trailers follow) carries the end.
+                    let end = recv.is_end_stream();
+                    let out = {
+                        let mut c = ctx_cell.borrow_mut();
+                        h.push(&mut filters_cell.borrow_mut(), &mut c, &data, end)?
+                    };
+                    let written = h.emit(out, end, b"", &mut pending, |p, f| {
+                        head_bytes(p, &rh, f);
+                        head_sent.set(true);
+                    });
+                    match written {
+                        Ok(()) => {}
+                        Err(Refusal::Answer(r)) => {
+                            *refused.borrow_mut() = Some(*r);
+                            return Ok(());
+                        }
+                        Err(Refusal::Error(e)) => return Err(e),
                     }
-                }
-                if data.is_empty() {
-                    continue;
-                }
-                if chunked {
-                    size.clear();
-                    weir_http::write_chunk_header(&mut size, data.len());
-                    pending.extend_from_slice(&size);
-                    pending.extend_from_slice(&data);
-                    pending.extend_from_slice(b"\r\n");
+                    if pending.is_empty() {
+                        continue;
+                    }
                 } else {
-                    pending.extend_from_slice(&data);
+                    {
+                        let mut c = ctx_cell.borrow_mut();
+                        for f in filters_cell.borrow_mut().iter_mut() {
+                            f.on_response_body(&mut c, &data, false)?;
+                        }
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if chunked {
+                        size.clear();
+                        weir_http::write_chunk_header(&mut size, data.len());
+                        pending.extend_from_slice(&size);
+                        pending.extend_from_slice(&data);
+                        pending.extend_from_slice(b"\r\n");
+                    } else {
+                        pending.extend_from_slice(&data);
+                    }
                 }
                 let (r, mut buf) = crate::io::write_whole(writer, pending).await;
                 buf.clear();
@@ -629,37 +730,62 @@ async fn exchange(
                 Ok(Err(e)) => return Err(reset_error(&e)),
                 Err(_) => return Err(idle_error()),
             };
-            if chunked {
-                pending.extend_from_slice(b"0\r\n");
-                match trailers {
-                    Some(t) if route.needs.response_trailers && !t.is_empty() => {
-                        // Shown to the filters that read trailers, and written from what they
-                        // left.
-                        let mut fields = crate::trailers::from_h2(&t);
-                        let mut c = ctx_cell.borrow_mut();
-                        crate::trailers::response_phase(
-                            &mut c,
-                            &mut filters_cell.borrow_mut(),
-                            &mut fields,
-                        )?;
-                        let section = crate::trailers::section_of(&c, &fields);
-                        pending.extend_from_slice(&section);
+            // The trailer section (its fields, then the final CRLF): shown to the filters that
+            // read trailers and written from what they left, else as received.
+            let section = match trailers {
+                _ if !chunked && held.is_none() => Vec::new(),
+                Some(t) if route.needs.response_trailers && !t.is_empty() => {
+                    let mut fields = crate::trailers::from_h2(&t);
+                    let mut c = ctx_cell.borrow_mut();
+                    crate::trailers::response_phase(
+                        &mut c,
+                        &mut filters_cell.borrow_mut(),
+                        &mut fields,
+                    )?;
+                    crate::trailers::section_of(&c, &fields)
+                }
+                t => {
+                    let mut section = Vec::new();
+                    for (n, v) in t.iter().flat_map(|t| t.iter()) {
+                        section.extend_from_slice(n.as_str().as_bytes());
+                        section.extend_from_slice(b": ");
+                        section.extend_from_slice(v.as_bytes());
+                        section.extend_from_slice(b"\r\n");
                     }
-                    _ => {
-                        for (n, v) in trailers.iter().flat_map(|t| t.iter()) {
-                            pending.extend_from_slice(n.as_str().as_bytes());
-                            pending.extend_from_slice(b": ");
-                            pending.extend_from_slice(v.as_bytes());
-                            pending.extend_from_slice(b"\r\n");
+                    section.extend_from_slice(b"\r\n");
+                    section
+                }
+            };
+            match held.as_mut() {
+                // The end did not come with a DATA frame (trailers followed, or an empty END_STREAM).
+                Some(h) if !h.ended => {
+                    let out = {
+                        let mut c = ctx_cell.borrow_mut();
+                        h.push(&mut filters_cell.borrow_mut(), &mut c, &[], true)?
+                    };
+                    let written = h.emit(out, true, &section, &mut pending, |p, f| {
+                        head_bytes(p, &rh, f);
+                        head_sent.set(true);
+                    });
+                    match written {
+                        Ok(()) => {}
+                        Err(Refusal::Answer(r)) => {
+                            *refused.borrow_mut() = Some(*r);
+                            return Ok(());
                         }
-                        pending.extend_from_slice(b"\r\n");
+                        Err(Refusal::Error(e)) => return Err(e),
                     }
                 }
-            }
-            {
-                let mut c = ctx_cell.borrow_mut();
-                for f in filters_cell.borrow_mut().iter_mut() {
-                    let _ = f.on_response_body(&mut c, &[], true);
+                Some(_) => {}
+                None => {
+                    if chunked {
+                        pending.extend_from_slice(b"0\r\n");
+                        pending.extend_from_slice(&section);
+                    }
+                    let mut c = ctx_cell.borrow_mut();
+                    for f in filters_cell.borrow_mut().iter_mut() {
+                        let _ = f.on_response_body(&mut c, &[], true);
+                    }
                 }
             }
             let (r, mut buf) = crate::io::write_whole(writer, pending).await;
@@ -710,5 +836,94 @@ async fn exchange(
             finish(scope, ctx, filters);
             false
         }
+    }
+}
+
+/// A response body on its way to the client through a chain that may hold its pieces: the head
+/// waits for the chain's first output and is framed for what is really sent (see `crate::hold`).
+struct HeldDown {
+    stages: Stages,
+    /// Set once the head went out, with the framing it announced.
+    reframe: Option<Reframe>,
+    /// The received framing, and whether the client is HTTP/1.0 (a body until close).
+    declared: BodyKind,
+    http10: bool,
+    /// Payload bytes in, and out of the chain.
+    payload_in: u64,
+    out_total: u64,
+    /// The chain was told the body's end.
+    ended: bool,
+}
+
+/// Why a held response body stopped: a filter's answer (while nothing went to the client yet),
+/// or an error.
+enum Refusal {
+    Answer(Box<weir_filter::LocalResponse>),
+    Error(ProxyError),
+}
+
+impl HeldDown {
+    fn new(filters: usize, declared: BodyKind, http10: bool) -> Self {
+        HeldDown {
+            stages: Stages::new(filters),
+            reframe: None,
+            declared,
+            http10,
+            payload_in: 0,
+            out_total: 0,
+            ended: false,
+        }
+    }
+
+    /// Passes `data` (`end`: the body ends with it) through the chain.
+    fn push(
+        &mut self,
+        filters: &mut [Box<dyn Filter>],
+        ctx: &mut RequestCtx,
+        data: &[u8],
+        end: bool,
+    ) -> Result<Out, ProxyError> {
+        self.payload_in += data.len() as u64;
+        self.ended |= end;
+        self.stages
+            .push(Dir::Response, filters, ctx, BytesMut::from(data), end)
+    }
+
+    /// Appends what came out to `pending`, after the head (written by `write_head` with its
+    /// framing) when this is the first output or the end; at the end (`done`), the body's last
+    /// chunk and `section` (the trailer section, fields and final CRLF), or the length check.
+    fn emit(
+        &mut self,
+        out: Out,
+        done: bool,
+        section: &[u8],
+        pending: &mut Vec<u8>,
+        write_head: impl FnOnce(&mut Vec<u8>, BodyKind),
+    ) -> Result<(), Refusal> {
+        let bytes = match out {
+            Out::Bytes(b) => b,
+            Out::Respond(r) if self.reframe.is_none() => return Err(Refusal::Answer(r)),
+            Out::Respond(r) => {
+                return Err(Refusal::Error(refused_body(Ok(Action::Respond(*r)))));
+            }
+        };
+        self.out_total += bytes.len() as u64;
+        if self.reframe.is_none() && (!bytes.is_empty() || done) {
+            let same = self.payload_in == self.out_total;
+            let trailers = section.len() > 2;
+            let kind = match framing(self.declared, done, self.out_total, same, trailers) {
+                _ if self.http10 => BodyKind::UntilClose,
+                k => k,
+            };
+            write_head(pending, kind);
+            self.reframe = Some(Reframe::new(kind));
+        }
+        if let Some(r) = self.reframe.as_mut() {
+            r.frame(pending, &bytes).map_err(Refusal::Error)?;
+            if done {
+                r.end(pending, section).map_err(Refusal::Error)?;
+            }
+        }
+        Ok(())
     }
 }

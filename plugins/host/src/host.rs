@@ -160,7 +160,7 @@ pub fn add(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 );
             };
             if !b.writable {
-                // A read-only chunk (towards an HTTP/2 cluster, bodies stream past the plugin).
+                // A read-only chunk (a body streamed past the plugin).
                 return Ok(Status::Unimplemented.code());
             }
             let (start, size) = (start as u32 as usize, size as u32 as usize);
