@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use weir_tests::*;
 
@@ -299,6 +299,35 @@ fn chat_guard_answers_from_a_held_upload_towards_an_h2_cluster() {
     assert_eq!(r.json()["error"]["code"], "content_blocked");
     let r = post(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#);
     assert_eq!(r.status(), 200, "{}", r.text());
+}
+
+both_drivers! {
+    /// On a route whose plugin has a response-body callback (the body passes through the chain),
+    /// a client that hangs up while the upstream is quiet ends the exchange at once, as on the
+    /// streaming path (which watches the client from a body's second read on): logged 499 long
+    /// before the upstream's next event (3 s away) would have shown the gateway a failed write.
+    fn a_client_hang_up_ends_a_held_response_at_once(d) {
+        let m = MockUpstream::start();
+        let cfg = r#"config: { response_add: { x-plugin-resp: "on" } }"#;
+        let gw = with_plugin(&m, d, "add", &example("add_headers"), cfg).start();
+        let mut c = gw.connect();
+        c.send(b"GET /sse?events=10&interval_ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n");
+        let mut s = c.into_sse();
+        let e0 = s.next_event().unwrap();
+        let e1 = s.next_event().unwrap();
+        assert!(e0.data().starts_with("{\"i\":0") && e1.data().starts_with("{\"i\":1"));
+        drop(s);
+        let dropped = Instant::now();
+        let log = gw.wait_access_log(1, Duration::from_secs(10), |l| {
+            l["target"].as_str().is_some_and(|t| t.starts_with("/sse"))
+        });
+        assert_eq!(log[0]["status"], 499, "{}", log[0]);
+        assert!(
+            dropped.elapsed() < Duration::from_millis(2000),
+            "the hang-up was noticed after {:?}",
+            dropped.elapsed()
+        );
+    }
 }
 
 #[test]

@@ -1546,6 +1546,7 @@ async fn whole_response(
         && !head.is_head();
     let mut dec = decoder(resp.body, trailers_read);
     let mut body = BytesMut::new();
+    let mut reads = 0;
     let read: Result<bool, ProxyError> = loop {
         let scan = match dec.scan(&ubuf, |r| body.extend_from_slice(&ubuf[r])) {
             Ok(s) => s,
@@ -1572,7 +1573,16 @@ async fn whole_response(
                 ),
             ));
         }
-        match read_more(&mut conn, &mut ubuf, idle, dec.kind()).await {
+        match read_more(
+            &mut conn,
+            &mut ubuf,
+            idle,
+            dec.kind(),
+            &mut d.reader,
+            &mut reads,
+        )
+        .await
+        {
             Ok(true) => {}
             Ok(false) => break Ok(false),
             Err(e) => break Err(e),
@@ -1635,42 +1645,67 @@ async fn whole_response(
     sent_whole(scope, d, ctx, filters, head, framing).await
 }
 
-/// Reads more of a response body into `ubuf` (with `idle` as the longest wait), off the
-/// streaming path (a body read whole, or held by the filters): `true` when bytes came, `false`
-/// when the upstream closed a close-delimited body (its end).
+/// One more read of an upstream body into `ubuf` for the whole and held response paths: `true`
+/// when bytes came, `false` at the end of a close-delimited body. From the second read of a body
+/// on (`reads`), the client is watched as on the streaming path: one that hangs up while the
+/// upstream is quiet ends the exchange at once (`client_closed`), bytes it sends are kept.
 pub(crate) async fn read_more(
     conn: &mut UpstreamConn,
     ubuf: &mut BytesMut,
     idle: Duration,
     kind: BodyKind,
+    client: &mut crate::io::ClientReader,
+    reads: &mut u32,
 ) -> Result<bool, ProxyError> {
-    let reset = || {
-        ProxyError::new(
-            502,
-            "upstream_reset",
-            Side::Upstream,
-            "upstream closed mid-response",
-        )
-    };
+    *reads += 1;
+    if *reads > 1 && !client.is_watching() && client.buf().is_empty() {
+        client.watch();
+    }
     reserve(ubuf, BODY_READ);
     let len = ubuf.len();
     let cap = ubuf.capacity();
     let read = read_upstream(&mut conn.stream, std::mem::take(ubuf).slice_mut(len..cap));
-    match monoio::time::timeout(idle, read).await {
-        Ok((r, slice)) => {
-            *ubuf = slice.into_inner();
-            match r {
-                Ok(0) if kind == BodyKind::UntilClose => Ok(false),
-                Ok(0) | Err(_) => Err(reset()),
-                Ok(_) => Ok(true),
+    let mut read = std::pin::pin!(read);
+    let mut quiet = std::pin::pin!(monoio::time::sleep(idle));
+    let got = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = read.as_mut().poll(cx) {
+            return Poll::Ready(Ok(r));
+        }
+        if quiet.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(ProxyError::new(
+                504,
+                "upstream_idle_timeout",
+                Side::Upstream,
+                "the upstream stopped sending",
+            )));
+        }
+        if client.is_watching() {
+            if let Poll::Ready(w) = client.poll_settle(cx) {
+                if !matches!(w, Ok(n) if n > 0) {
+                    return Poll::Ready(Err(ProxyError::new(
+                        499,
+                        "client_closed",
+                        Side::Downstream,
+                        "client closed the connection mid-response",
+                    )));
+                }
             }
         }
-        Err(_) => Err(ProxyError::new(
-            504,
-            "upstream_idle_timeout",
+        Poll::Pending
+    })
+    .await;
+    // (On an error the buffer went with the cancelled read; the exchange ends.)
+    let (r, slice) = got?;
+    *ubuf = slice.into_inner();
+    match r {
+        Ok(0) if kind == BodyKind::UntilClose => Ok(false),
+        Ok(0) | Err(_) => Err(ProxyError::new(
+            502,
+            "upstream_reset",
             Side::Upstream,
-            "the upstream stopped sending",
+            "upstream closed mid-response",
         )),
+        Ok(_) => Ok(true),
     }
 }
 

@@ -449,6 +449,7 @@ pub(crate) async fn held_response(
     let mut reframe: Option<(Reframe, bool)> = None;
     let mut out_total = 0u64;
     let mut eof = false;
+    let mut reads = 0;
     let result: Result<bool, ProxyError> = loop {
         let mut piece = BytesMut::new();
         let scan = match dec.scan(&ubuf, |r| piece.extend_from_slice(&ubuf[r])) {
@@ -524,7 +525,16 @@ pub(crate) async fn held_response(
         if done {
             break Ok(!eof && ubuf.is_empty());
         }
-        match read_more(&mut conn, &mut ubuf, idle, dec.kind()).await {
+        match read_more(
+            &mut conn,
+            &mut ubuf,
+            idle,
+            dec.kind(),
+            &mut d.reader,
+            &mut reads,
+        )
+        .await
+        {
             Ok(true) => {}
             // The end of a close-delimited body.
             Ok(false) => eof = true,
