@@ -26,7 +26,7 @@ use bytes::{Bytes, BytesMut};
 use h2::client::SendRequest;
 use monoio::io::Splitable;
 use smallvec::SmallVec;
-use weir_filter::{Action, Filter, ProxyError, RequestCtx, Side};
+use weir_filter::{Action, Filter, LocalResponse, ProxyError, RequestCtx, Side};
 use weir_http::{BodyKind, Headers, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, Endpoint, SharedCluster};
 
@@ -679,21 +679,16 @@ async fn exchange(
                 if let Some(h) = held.as_mut() {
                     // The last DATA frame (no trailers follow) carries the end.
                     let end = recv.is_end_stream();
-                    let out = {
-                        let mut c = ctx_cell.borrow_mut();
-                        h.push(&mut filters_cell.borrow_mut(), &mut c, &data, end)?
-                    };
-                    let written = h.emit(out, end, b"", &mut pending, |p, f| {
+                    let write_head = |p: &mut Vec<u8>, f| {
                         head_bytes(p, &rh, f);
                         head_sent.set(true);
-                    });
-                    match written {
-                        Ok(()) => {}
-                        Err(Refusal::Answer(r)) => {
-                            *refused.borrow_mut() = Some(*r);
-                            return Ok(());
-                        }
-                        Err(Refusal::Error(e)) => return Err(e),
+                    };
+                    let (ctx, filters) = (&ctx_cell, &filters_cell);
+                    if let Some(r) =
+                        h.pass(filters, ctx, &data, end, b"", &mut pending, write_head)?
+                    {
+                        *refused.borrow_mut() = Some(*r);
+                        return Ok(());
                     }
                     if pending.is_empty() {
                         continue;
@@ -759,21 +754,16 @@ async fn exchange(
             match held.as_mut() {
                 // The end did not come with a DATA frame (trailers followed, or an empty END_STREAM).
                 Some(h) if !h.ended => {
-                    let out = {
-                        let mut c = ctx_cell.borrow_mut();
-                        h.push(&mut filters_cell.borrow_mut(), &mut c, &[], true)?
-                    };
-                    let written = h.emit(out, true, &section, &mut pending, |p, f| {
+                    let write_head = |p: &mut Vec<u8>, f| {
                         head_bytes(p, &rh, f);
                         head_sent.set(true);
-                    });
-                    match written {
-                        Ok(()) => {}
-                        Err(Refusal::Answer(r)) => {
-                            *refused.borrow_mut() = Some(*r);
-                            return Ok(());
-                        }
-                        Err(Refusal::Error(e)) => return Err(e),
+                    };
+                    let (ctx, filters) = (&ctx_cell, &filters_cell);
+                    if let Some(r) =
+                        h.pass(filters, ctx, &[], true, &section, &mut pending, write_head)?
+                    {
+                        *refused.borrow_mut() = Some(*r);
+                        return Ok(());
                     }
                 }
                 Some(_) => {}
@@ -855,13 +845,6 @@ struct HeldDown {
     ended: bool,
 }
 
-/// Why a held response body stopped: a filter's answer (while nothing went to the client yet),
-/// or an error.
-enum Refusal {
-    Answer(Box<weir_filter::LocalResponse>),
-    Error(ProxyError),
-}
-
 impl HeldDown {
     fn new(filters: usize, declared: BodyKind, http10: bool) -> Self {
         HeldDown {
@@ -875,18 +858,32 @@ impl HeldDown {
         }
     }
 
-    /// Passes `data` (`end`: the body ends with it) through the chain.
-    fn push(
+    /// Passes `data` (`end`: the body ends with it) through the chain, and what comes out to
+    /// `pending` (see [`HeldDown::emit`]). `Some` when a filter answered while nothing went to
+    /// the client yet: that answer is sent instead.
+    #[allow(clippy::too_many_arguments)]
+    fn pass(
         &mut self,
-        filters: &mut [Box<dyn Filter>],
-        ctx: &mut RequestCtx,
+        filters: &RefCell<&mut Vec<Box<dyn Filter>>>,
+        ctx: &RefCell<&mut RequestCtx>,
         data: &[u8],
         end: bool,
-    ) -> Result<Out, ProxyError> {
+        section: &[u8],
+        pending: &mut Vec<u8>,
+        write_head: impl FnOnce(&mut Vec<u8>, BodyKind),
+    ) -> Result<Option<Box<LocalResponse>>, ProxyError> {
         self.payload_in += data.len() as u64;
         self.ended |= end;
-        self.stages
-            .push(Dir::Response, filters, ctx, BytesMut::from(data), end)
+        let piece = BytesMut::from(data);
+        // (Borrowed for the chain only: `write_head` reads the request id.)
+        let out = self.stages.push(
+            Dir::Response,
+            &mut filters.borrow_mut(),
+            &mut ctx.borrow_mut(),
+            piece,
+            end,
+        )?;
+        self.emit(out, end, section, pending, write_head)
     }
 
     /// Appends what came out to `pending`, after the head (written by `write_head` with its
@@ -899,13 +896,11 @@ impl HeldDown {
         section: &[u8],
         pending: &mut Vec<u8>,
         write_head: impl FnOnce(&mut Vec<u8>, BodyKind),
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<Box<LocalResponse>>, ProxyError> {
         let bytes = match out {
             Out::Bytes(b) => b,
-            Out::Respond(r) if self.reframe.is_none() => return Err(Refusal::Answer(r)),
-            Out::Respond(r) => {
-                return Err(Refusal::Error(refused_body(Ok(Action::Respond(*r)))));
-            }
+            Out::Respond(r) if self.reframe.is_none() => return Ok(Some(r)),
+            Out::Respond(r) => return Err(refused_body(Ok(Action::Respond(*r)))),
         };
         self.out_total += bytes.len() as u64;
         if self.reframe.is_none() && (!bytes.is_empty() || done) {
@@ -919,11 +914,11 @@ impl HeldDown {
             self.reframe = Some(Reframe::new(kind));
         }
         if let Some(r) = self.reframe.as_mut() {
-            r.frame(pending, &bytes).map_err(Refusal::Error)?;
+            r.frame(pending, &bytes)?;
             if done {
-                r.end(pending, section).map_err(Refusal::Error)?;
+                r.end(pending, section)?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
