@@ -152,7 +152,10 @@ def main() -> int:
             rounds.append((ra, rb, noisy))
             print(f"round {i + 1}: {args.a} {ra['us_per_req']:.2f} {unit} ({ra['rps']:.0f} rps), "
                   f"{args.b} {rb['us_per_req']:.2f} {unit} ({rb['rps']:.0f} rps), "
-                  f"diff {rb['us_per_req'] - ra['us_per_req']:+.2f}, "
+                  f"diff {rb['us_per_req'] - ra['us_per_req']:+.2f}"
+                  + ("" if args.count else
+                     f" (user {rb['user_us_per_req'] - ra['user_us_per_req']:+.2f})")
+                  + ", "
                   f"others CPU0 {h.fmt(ra['cpu0_others'], 0)}/{h.fmt(rb['cpu0_others'], 0)}% "
                   f"CPU1 {ra['cpu1_others']:.0f}/{rb['cpu1_others']:.0f}%"
                   + ("  (!) disturbed, left out" if noisy else ""), flush=True)
@@ -170,6 +173,14 @@ def main() -> int:
           f"{'instructions' if args.count else 'CPU us'}/req (medians)")
     print(f"{args.b} - {args.a}: median {statistics.median(diffs):+.2f} {unit} "
           f"(rounds {min(diffs):+.2f} .. {max(diffs):+.2f})")
+    if not args.count:
+        # The split: a filter's or plugin's own work is user time; system time (the same system
+        # calls on both sides) moves with the machine's noise, and with cache effects.
+        users = [b["user_us_per_req"] - a["user_us_per_req"] for a, b in kept]
+        systems = [d - u for d, u in zip(diffs, users)]
+        print(f"  of which user time: median {statistics.median(users):+.2f} us/req "
+              f"(rounds {min(users):+.2f} .. {max(users):+.2f}); system time: median "
+              f"{statistics.median(systems):+.2f} (rounds {min(systems):+.2f} .. {max(systems):+.2f})")
     print(f"{args.b} / {args.a}: median {statistics.median(ratios):.3f}x "
           f"(rounds {min(ratios):.3f} .. {max(ratios):.3f})")
     return 0

@@ -245,3 +245,34 @@ pub struct Exchange {
     /// Properties set by the plugin.
     pub set_props: Vec<(Vec<u8>, Vec<u8>)>,
 }
+
+impl Exchange {
+    /// Empties it for the next callback, field by field (resetting it whole would build an empty
+    /// one and copy it over this one, per callback).
+    pub fn clear(&mut self) {
+        let Exchange {
+            req,
+            resp,
+            body,
+            trailers,
+            answer,
+            props,
+            local,
+            callouts,
+            resumed,
+            closed,
+            set_props,
+        } = self;
+        *req = None;
+        *resp = None;
+        *body = None;
+        *trailers = None;
+        *answer = None;
+        *props = None;
+        *local = None;
+        callouts.clear();
+        *resumed = false;
+        *closed = false;
+        set_props.clear();
+    }
+}

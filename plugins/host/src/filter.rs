@@ -42,6 +42,9 @@ pub struct PluginCore {
     callouts: Option<Rc<dyn Callouts>>,
     /// The task delivering `proxy_on_queue_ready` runs (started once a queue is registered).
     listening: Cell<bool>,
+    /// The properties of every request of a plugin that cannot read them (it does not import
+    /// `proxy_get_property`): never filled, shared instead of made per request.
+    blank: Rc<Props>,
 }
 
 impl Drop for PluginCore {
@@ -66,6 +69,7 @@ impl PluginCore {
             current: RefCell::new(Rc::new(RefCell::new(first))),
             callouts,
             listening: Cell::new(false),
+            blank: Rc::default(),
         });
         core.start_timer();
         core.listen_to_queues();
@@ -118,7 +122,7 @@ impl PluginCore {
                 let mut i = inst.borrow_mut();
                 let _ = i.tick();
                 let callouts = std::mem::take(&mut i.store.data_mut().ex.callouts);
-                i.store.data_mut().ex = Default::default();
+                i.store.data_mut().ex.clear();
                 let ms = i.store.data().tick_ms;
                 drop(i);
                 core.listen_to_queues();
@@ -155,7 +159,7 @@ impl PluginCore {
                         break;
                     }
                     let callouts = std::mem::take(&mut i.store.data_mut().ex.callouts);
-                    i.store.data_mut().ex = Default::default();
+                    i.store.data_mut().ex.clear();
                     drop(i);
                     for c in callouts {
                         core.spawn_root_callout(c);
@@ -182,7 +186,7 @@ impl PluginCore {
                 .map_or((0, 0), |a| (a.headers.len(), a.body.len()));
             i.store.data_mut().ex.answer = answer;
             let _ = i.http_call_response(root, token, nh, nb);
-            i.store.data_mut().ex = Default::default();
+            i.store.data_mut().ex.clear();
         });
     }
 }
@@ -212,7 +216,11 @@ impl FilterFactory for WasmFactory {
             props: Vec::new(),
             waiting: None,
             paused: None,
-            known: Rc::default(),
+            known: if self.core.plugin().reads_properties {
+                Rc::default()
+            } else {
+                Rc::clone(&self.core.blank)
+            },
             done: false,
         })
     }
@@ -280,6 +288,16 @@ impl WasmFilter {
         ))
     }
 
+    /// Hands the request's properties to a callback's exchange: the values behind them brought
+    /// up to date (only for a plugin that can read them), and those the plugin set.
+    fn share_props(&mut self, ex: &mut crate::context::Exchange, ctx: &RequestCtx) {
+        if self.core.plugin().reads_properties {
+            Rc::make_mut(&mut self.known).refresh(ctx);
+        }
+        ex.props = Some(Rc::clone(&self.known));
+        ex.set_props = std::mem::take(&mut self.props);
+    }
+
     /// Runs one HTTP callback with `fill` moving the request's parts in and `drain` moving them
     /// back, whatever happened.
     fn callback(
@@ -307,9 +325,7 @@ impl WasmFilter {
         }
         {
             let ex = &mut i.store.data_mut().ex;
-            Rc::make_mut(&mut self.known).refresh(ctx);
-            ex.props = Some(Rc::clone(&self.known));
-            ex.set_props = std::mem::take(&mut self.props);
+            self.share_props(ex, ctx);
             fill(ex);
         }
         let res = call(&mut i, self.id);
@@ -320,7 +336,7 @@ impl WasmFilter {
         let local = ex.local.take();
         let mut callouts = std::mem::take(&mut ex.callouts);
         let resumed = ex.resumed;
-        *ex = Default::default();
+        ex.clear();
         drop(i);
         if registered {
             // A queue registered from an HTTP context also reports to the root context.
@@ -527,8 +543,9 @@ impl Filter for WasmFilter {
         chunk: &[u8],
         end: bool,
     ) -> Result<Action, ProxyError> {
-        // A buffered body is shown whole in `on_request_body_whole` instead.
-        if self.done || self.plugin().buffer_request {
+        // A buffered body is shown whole in `on_request_body_whole` instead; a plugin without
+        // the callback is not called.
+        if self.done || self.plugin().buffer_request || !self.plugin().request_body {
             return Ok(Action::Continue);
         }
         let data = BytesMut::from(chunk);
@@ -669,7 +686,7 @@ impl Filter for WasmFilter {
         chunk: &[u8],
         end: bool,
     ) -> Result<(), ProxyError> {
-        if self.done || self.plugin().buffer_response {
+        if self.done || self.plugin().buffer_response || !self.plugin().response_body {
             return Ok(());
         }
         let data = BytesMut::from(chunk);
@@ -777,14 +794,9 @@ impl Filter for WasmFilter {
         if self.paused.take().is_some() {
             i.store.data_mut().paused.remove(&self.id);
         }
-        {
-            let ex = &mut i.store.data_mut().ex;
-            Rc::make_mut(&mut self.known).refresh(ctx);
-            ex.props = Some(Rc::clone(&self.known));
-            ex.set_props = std::mem::take(&mut self.props);
-        }
+        self.share_props(&mut i.store.data_mut().ex, ctx);
         let _ = i.finish(self.id);
-        i.store.data_mut().ex = Default::default();
+        i.store.data_mut().ex.clear();
     }
 }
 
@@ -799,7 +811,7 @@ impl Drop for WasmFilter {
                 }
                 if i.broken().is_none() {
                     let _ = i.finish(self.id);
-                    i.store.data_mut().ex = Default::default();
+                    i.store.data_mut().ex.clear();
                 }
             }
         }

@@ -612,11 +612,7 @@ fn pairs_of(ex: &Exchange, ty: i32) -> Option<Vec<(Bytes, Bytes)>> {
                 fields(t, &mut out);
                 Some(out)
             }
-            None => ex
-                .props
-                .as_ref()
-                .and_then(|p| p.request_id.as_ref())
-                .map(|_| Vec::new()),
+            None => ex.props.as_ref().map(|_| Vec::new()),
         },
         map::HTTP_CALL_RESPONSE_TRAILERS => ex.answer.as_ref().map(|_| Vec::new()),
         _ => None,

@@ -42,6 +42,13 @@ pub struct Plugin {
     pub request_body_hold: bool,
     /// The same for `proxy_on_response_body` and the response.
     pub response_body_hold: bool,
+    /// Exports `proxy_on_request_body` (without it a request body costs the plugin nothing).
+    pub request_body: bool,
+    /// Exports `proxy_on_response_body`.
+    pub response_body: bool,
+    /// Imports `proxy_get_property`: the values behind properties are gathered for each of its
+    /// callbacks (a plugin that cannot read them is spared that).
+    pub reads_properties: bool,
     /// Exports `proxy_on_request_trailers`: its routes read request trailers.
     pub request_trailers: bool,
     /// Exports `proxy_on_response_trailers`: its routes read response trailers.
@@ -100,8 +107,15 @@ impl Plugin {
             exports("proxy_on_request_trailers"),
             exports("proxy_on_response_trailers"),
         );
-        let request_body_hold = !cfg.buffer.request && exports("proxy_on_request_body");
-        let response_body_hold = !cfg.buffer.response && exports("proxy_on_response_body");
+        let (request_body, response_body) = (
+            exports("proxy_on_request_body"),
+            exports("proxy_on_response_body"),
+        );
+        let request_body_hold = !cfg.buffer.request && request_body;
+        let response_body_hold = !cfg.buffer.response && response_body;
+        let reads_properties = module
+            .imports()
+            .any(|i| i.name() == "proxy_get_property" && matches!(i.ty(), ExternType::Func(_)));
         let deadline: Duration = cfg.callback_deadline.get();
         Ok(Arc::new(Plugin {
             name: cfg.name.clone(),
@@ -118,6 +132,9 @@ impl Plugin {
             buffer_response: cfg.buffer.response,
             request_body_hold,
             response_body_hold,
+            request_body,
+            response_body,
+            reads_properties,
             request_trailers,
             response_trailers,
             source: cfg.clone(),
