@@ -684,7 +684,13 @@ fn the_control_daemon_ships_module_bytes_with_their_hash() {
         .start();
     assert_eq!(gw.get("/inspect").header("x-wasm-resp"), Some("shipped"));
     // The snapshot the plane received (and kept) holds the bytes and their SHA-256, not a path.
-    let snap = std::fs::read_to_string(state.path().join("snapshot.json")).unwrap();
+    // (The plane serves the generation as soon as it is applied; the snapshot may land just after.)
+    let snap = wait_until(
+        "the plane's snapshot",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || std::fs::read_to_string(state.path().join("snapshot.json")).ok(),
+    );
     let doc: serde_json::Value = serde_json::from_str(&snap).unwrap();
     let p = doc
         .pointer("/config/plugins/0")
