@@ -479,8 +479,9 @@ def weir_wasm_plugins(c: bool = False) -> tuple[str, str]:
     else:
         with open(WASM_PLUGIN_CONFIG) as f:
             cfg = json.dumps(json.load(f))  # JSON is YAML: the plugin gets exactly this document
-    plugins = f"plugins:\n  - {{ name: bench_plugin, file: \"{path}\", config: {cfg} }}\n"
-    return plugins, "        filters: [ { type: wasm, plugin: bench_plugin } ]\n"
+    name = "c_add_header" if c else "add_headers"
+    plugins = f"plugins:\n  - {{ name: {name}, file: \"{path}\", config: {cfg} }}\n"
+    return plugins, f"        filters: [ {{ type: wasm, plugin: {name} }} ]\n"
 
 
 def weir_tls() -> str:
