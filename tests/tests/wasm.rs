@@ -136,9 +136,11 @@ both_drivers! {
     /// Without `buffer`, a response body is held at run time: `body_rewrite` answers `Pause`
     /// (`StopIterationAndBuffer`) until the body's end, and the client gets the rewritten body
     /// with its real length; a body over the plugin's limit is let out as it was, with its own.
+    /// The head waits for the body, so the body callback's header edit (`mark`: the number of
+    /// replacements) reaches the client.
     fn body_rewrite_holds_a_response_at_run_time(d) {
         let m = MockUpstream::start();
-        let cfg = r#"config: { replace: [ { from: hello, to: goodbye }, { from: xyz, to: "XYZ!!" } ], max_body_bytes: 150000 }"#;
+        let cfg = r#"config: { replace: [ { from: hello, to: goodbye }, { from: xyz, to: "XYZ!!" } ], max_body_bytes: 150000, mark: x-rewritten }"#;
         let gw = with_plugin(&m, d, "rewrite", &example("body_rewrite"), cfg).start();
         let body = "hello world, hello wasm";
         let raw = format!(
@@ -149,20 +151,25 @@ both_drivers! {
         assert_eq!(r.status(), 200);
         assert_eq!(r.text(), "goodbye world, goodbye wasm");
         assert_eq!(r.header("content-length"), Some("27"));
+        assert_eq!(r.header("x-rewritten"), Some("2"));
 
         // A chunked response over many reads, rewritten across its chunk boundaries.
         let r = gw.get("/chunked/100000?chunk=1000");
         assert_eq!(r.status(), 200);
-        let want = String::from_utf8(pattern(100000)).unwrap().replace("xyz", "XYZ!!");
+        let text = String::from_utf8(pattern(100000)).unwrap();
+        let want = text.replace("xyz", "XYZ!!");
         assert_eq!(r.text(), want);
         assert_eq!(r.head.content_length(), Some(want.len() as u64));
+        let count = text.matches("xyz").count().to_string();
+        assert_eq!(r.header("x-rewritten"), Some(count.as_str()));
 
         // Over the limit: what was held goes out unchanged, then the rest streams; the lengths
-        // did not change, so the upstream's length stays.
+        // did not change, so the upstream's length stays, and nothing was marked.
         let r = gw.get("/bytes/200000");
         assert_eq!(r.status(), 200);
         assert_eq!(r.body, pattern(200000));
         assert_eq!(r.head.content_length(), Some(200000));
+        assert_eq!(r.header("x-rewritten"), None);
     }
 }
 
@@ -172,16 +179,18 @@ both_drivers! {
     /// plugin lets it go.
     fn body_rewrite_holds_an_upload_at_run_time(d) {
         let m = MockUpstream::start();
-        let cfg = r#"config: { replace: [ { from: hello, to: goodbye }, { from: "bye!", to: "" } ], requests: true, max_body_bytes: 150000, content_types: [x/none] }"#;
+        let cfg = r#"config: { replace: [ { from: hello, to: goodbye }, { from: "bye!", to: "" } ], requests: true, max_body_bytes: 150000, content_types: [x/none], mark: x-rewritten }"#;
         let gw = with_plugin(&m, d, "rewrite", &example("body_rewrite"), cfg).start();
         let r = gw.request(
             b"POST /echo HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nthere\r\n0\r\n\r\n",
         );
         assert_eq!(r.status(), 200, "{}", r.text());
         assert_eq!(r.text(), "goodbye there");
+        // The head waited upstream for the body: the body callback's edit went up with it.
         let r = gw.request(b"POST /inspect HTTP/1.1\r\nHost: t\r\ncontent-length: 5\r\n\r\nhello");
         assert_eq!(r.status(), 200, "{}", r.text());
         assert_eq!(r.inspected("content-length"), vec!["7"]);
+        assert_eq!(r.inspected("x-rewritten"), vec!["1"]);
         // Rewritten to nothing: sent with a length of 0, at once.
         let r = gw.request(b"POST /inspect HTTP/1.1\r\nHost: t\r\ncontent-length: 4\r\n\r\nbye!");
         assert_eq!(r.status(), 200, "{}", r.text());
@@ -224,7 +233,7 @@ both_drivers! {
                 .start()
         };
 
-        let gw = h2(r#"config: { replace: [ { from: hello, to: goodbye }, { from: xyz, to: "XYZ!!" } ], max_body_bytes: 150000 }"#);
+        let gw = h2(r#"config: { replace: [ { from: hello, to: goodbye }, { from: xyz, to: "XYZ!!" } ], max_body_bytes: 150000, mark: x-rewritten }"#);
         let body = "hello world, hello wasm";
         let raw = format!(
             "POST /echo HTTP/1.1\r\nHost: t\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
@@ -234,6 +243,7 @@ both_drivers! {
         assert_eq!(r.status(), 200, "{}", r.text());
         assert_eq!(r.text(), "goodbye world, goodbye wasm");
         assert_eq!(r.header("content-length"), Some("27"));
+        assert_eq!(r.header("x-rewritten"), Some("2"));
         let r = gw.get("/chunked/100000?chunk=1000");
         assert_eq!(r.status(), 200);
         let want = String::from_utf8(pattern(100000)).unwrap().replace("xyz", "XYZ!!");

@@ -28,7 +28,8 @@
 //! a filter sees what it holds with the new piece after it, may rewrite it, and answers
 //! [`Flow::Hold`] (keep it, show me the next piece with it) or [`Flow::Pass`] (it goes on, to the
 //! next filter and out). The runner keeps each filter's held bytes, sends a head only once
-//! something passed the whole chain (or the body ended), and frames what comes out anew.
+//! something passed the whole chain (or the body ended), and frames what comes out anew; until
+//! then the body callbacks are handed that waiting head, and may edit it.
 //!
 //! Trailers work the same way: a filter that reads or edits them says so in [`Needs`]
 //! (`request_trailers`, `response_trailers`). On such routes only, when a chunked body (an
@@ -251,13 +252,17 @@ pub trait Filter {
     /// A piece of the request payload on a route whose chain may hold pieces back
     /// ([`Needs::request_body_hold`]), in place of [`Filter::on_request_body`]: `held` is what
     /// this filter held so far followed by the new piece (or just the new piece), and may be
-    /// rewritten; `end`: the body ends with it. The default shows it to `on_request_body` and
-    /// passes it.
+    /// rewritten; `end`: the body ends with it. `head` is the request head while it still waits
+    /// (nothing of the body has gone on yet), and the filter may edit it: it leaves with the
+    /// first bytes out of the chain. `None` once it has left, or where the gateway makes the
+    /// upstream's head itself (the AI path). The default shows the piece to `on_request_body`
+    /// and passes it.
     fn on_request_body_held(
         &mut self,
         ctx: &mut RequestCtx,
         held: &mut BytesMut,
         end: bool,
+        _head: Option<&mut RequestHead>,
     ) -> Result<Flow, ProxyError> {
         Ok(match self.on_request_body(ctx, held, end)? {
             Action::Respond(r) => Flow::Respond(r),
@@ -266,13 +271,15 @@ pub trait Filter {
     }
 
     /// The response side of [`Filter::on_request_body_held`] ([`Needs::response_body_hold`]), in
-    /// place of [`Filter::on_response_body`]. The default shows the piece to `on_response_body`
-    /// and passes it.
+    /// place of [`Filter::on_response_body`]: `head` is the response head while it waits for the
+    /// chain's first bytes out (editable, status included). The default shows the piece to
+    /// `on_response_body` and passes it.
     fn on_response_body_held(
         &mut self,
         ctx: &mut RequestCtx,
         held: &mut BytesMut,
         end: bool,
+        _head: Option<&mut ResponseHead>,
     ) -> Result<Flow, ProxyError> {
         self.on_response_body(ctx, held, end)?;
         Ok(Flow::Pass)

@@ -28,7 +28,7 @@ use crate::conn::Downstream;
 use crate::forward::{
     client_gone, finish, refused_body, scan_whole, send_local, whole_body_phase, Scope,
 };
-use crate::hold::{scan_held, Dir, Out, Stages};
+use crate::hold::{scan_held, BodyHead, Out, Stages};
 use crate::io::{reserve, BODY_READ, HEAD_BUF, STREAM_READ};
 
 /// How much of an answer is kept to estimate its tokens when the provider reports none.
@@ -986,7 +986,7 @@ impl<'f> ClientWriter<'f> {
         };
         // (Vec to BytesMut and back move the allocation: no copies.)
         let piece = BytesMut::from(Bytes::from(data));
-        match held.push(Dir::Response, self.filters, ctx, piece, end)? {
+        match held.push(BodyHead::Response(None), self.filters, ctx, piece, end)? {
             Out::Bytes(b) => Ok(Vec::from(b)),
             Out::Respond(r) => Err(refused_body(Ok(Action::Respond(*r)))),
         }
@@ -1268,7 +1268,7 @@ async fn read_body(
                     None => Vec::new(),
                 };
                 if let Some(st) = held.as_mut() {
-                    match st.end_holding(Dir::Request, filters, ctx, &holds)? {
+                    match st.end_holding(BodyHead::Request(None), filters, ctx, &holds)? {
                         Out::Bytes(b) => body.extend_from_slice(&b),
                         Out::Respond(r) => return Ok(ReadBody::Respond(r, true)),
                     }

@@ -34,7 +34,7 @@ use crate::conn::Downstream;
 use crate::forward::{
     body_piece_verdict, body_too_large, client_gone, fail, finish, refused_body, Scope,
 };
-use crate::hold::{framing, Dir, Out, Reframe, Stages};
+use crate::hold::{framing, BodyHead, Out, Reframe, Stages};
 use crate::io::{within, BODY_READ};
 use crate::state::RouteState;
 
@@ -485,10 +485,22 @@ async fn exchange(
                                 request_trailers(&mut c, &mut filters, dec.take_trailers(), false)
                                     .map(|t| trailers = t)
                                     .and_then(|()| {
-                                        stages.push(Dir::Request, &mut filters, &mut c, piece, true)
+                                        stages.push(
+                                            BodyHead::Request(None),
+                                            &mut filters,
+                                            &mut c,
+                                            piece,
+                                            true,
+                                        )
                                     })
                             } else {
-                                stages.push(Dir::Request, &mut filters, &mut c, piece, scan.done)
+                                stages.push(
+                                    BodyHead::Request(None),
+                                    &mut filters,
+                                    &mut c,
+                                    piece,
+                                    scan.done,
+                                )
                             }
                         };
                         let out = match out {
@@ -679,13 +691,16 @@ async fn exchange(
                 if let Some(h) = held.as_mut() {
                     // The last DATA frame (no trailers follow) carries the end.
                     let end = recv.is_end_stream();
-                    let write_head = |p: &mut Vec<u8>, f| {
-                        head_bytes(p, &rh, f);
+                    let write_head = |p: &mut Vec<u8>, rh: &ResponseHead, f| {
+                        // (A body callback may have changed the status of the waiting head.)
+                        ctx_cell.borrow_mut().status = rh.status;
+                        head_bytes(p, rh, f);
                         head_sent.set(true);
                     };
                     let (ctx, filters) = (&ctx_cell, &filters_cell);
+                    let piece = (&data[..], end, &b""[..]);
                     if let Some(r) =
-                        h.pass(filters, ctx, &data, end, b"", &mut pending, write_head)?
+                        h.pass(filters, ctx, piece, &mut rh, &mut pending, write_head)?
                     {
                         *refused.borrow_mut() = Some(*r);
                         return Ok(());
@@ -754,13 +769,16 @@ async fn exchange(
             match held.as_mut() {
                 // The end did not come with a DATA frame (trailers followed, or an empty END_STREAM).
                 Some(h) if !h.ended => {
-                    let write_head = |p: &mut Vec<u8>, f| {
-                        head_bytes(p, &rh, f);
+                    let write_head = |p: &mut Vec<u8>, rh: &ResponseHead, f| {
+                        // (A body callback may have changed the status of the waiting head.)
+                        ctx_cell.borrow_mut().status = rh.status;
+                        head_bytes(p, rh, f);
                         head_sent.set(true);
                     };
                     let (ctx, filters) = (&ctx_cell, &filters_cell);
+                    let piece = (&[][..], true, &section[..]);
                     if let Some(r) =
-                        h.pass(filters, ctx, &[], true, &section, &mut pending, write_head)?
+                        h.pass(filters, ctx, piece, &mut rh, &mut pending, write_head)?
                     {
                         *refused.borrow_mut() = Some(*r);
                         return Ok(());
@@ -858,32 +876,32 @@ impl HeldDown {
         }
     }
 
-    /// Passes `data` (`end`: the body ends with it) through the chain, and what comes out to
-    /// `pending` (see [`HeldDown::emit`]). `Some` when a filter answered while nothing went to
-    /// the client yet: that answer is sent instead.
-    #[allow(clippy::too_many_arguments)]
+    /// Passes `data` (`end`: the body ends with it; `section`: the trailer section at the end)
+    /// through the chain, and what comes out to `pending` (see [`HeldDown::emit`]); `rh` is the
+    /// waiting head, which the filters may edit until it is written. `Some` when a filter
+    /// answered while nothing went to the client yet: that answer is sent instead.
     fn pass(
         &mut self,
         filters: &RefCell<&mut Vec<Box<dyn Filter>>>,
         ctx: &RefCell<&mut RequestCtx>,
-        data: &[u8],
-        end: bool,
-        section: &[u8],
+        (data, end, section): (&[u8], bool, &[u8]),
+        rh: &mut ResponseHead,
         pending: &mut Vec<u8>,
-        write_head: impl FnOnce(&mut Vec<u8>, BodyKind),
+        write_head: impl FnOnce(&mut Vec<u8>, &ResponseHead, BodyKind),
     ) -> Result<Option<Box<LocalResponse>>, ProxyError> {
         self.payload_in += data.len() as u64;
         self.ended |= end;
         let piece = BytesMut::from(data);
+        let waiting = self.reframe.is_none().then_some(&mut *rh);
         // (Borrowed for the chain only: `write_head` reads the request id.)
         let out = self.stages.push(
-            Dir::Response,
+            BodyHead::Response(waiting),
             &mut filters.borrow_mut(),
             &mut ctx.borrow_mut(),
             piece,
             end,
         )?;
-        self.emit(out, end, section, pending, write_head)
+        self.emit(out, end, section, pending, |p, k| write_head(p, rh, k))
     }
 
     /// Appends what came out to `pending`, after the head (written by `write_head` with its

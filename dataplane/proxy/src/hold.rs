@@ -23,7 +23,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use monoio::io::AsyncWriteRentExt;
 use weir_filter::{Action, Filter, Flow, LocalResponse, ProxyError, RequestCtx, Side};
-use weir_http::{BodyDecoder, BodyKind, RequestHead, Version};
+use weir_http::{BodyDecoder, BodyKind, RequestHead, ResponseHead, Version};
 use weir_upstream::UpstreamConn;
 
 use crate::conn::Downstream;
@@ -39,6 +39,13 @@ use crate::state::RouteState;
 pub(crate) enum Dir {
     Request,
     Response,
+}
+
+/// Which body a piece is of, with its head while that still waits (nothing of the body has gone
+/// on yet): the filters' body callbacks may edit it then ([`Filter::on_request_body_held`]).
+pub(crate) enum BodyHead<'h> {
+    Request(Option<&'h mut RequestHead>),
+    Response(Option<&'h mut ResponseHead>),
 }
 
 /// What a piece pushed through the chain gave.
@@ -65,13 +72,13 @@ impl Stages {
     /// Passes `piece` (payload; `end`: the body ends with it) through the filters in order.
     pub(crate) fn push(
         &mut self,
-        dir: Dir,
+        body: BodyHead<'_>,
         filters: &mut [Box<dyn Filter>],
         ctx: &mut RequestCtx,
         piece: BytesMut,
         end: bool,
     ) -> Result<Out, ProxyError> {
-        self.run(dir, filters, ctx, piece, end, None)
+        self.run(body, filters, ctx, piece, end, None)
     }
 
     /// Tells the body's end only to the filters that may hold pieces (`holds[i]`), the others
@@ -79,17 +86,17 @@ impl Stages {
     /// from what came out.
     pub(crate) fn end_holding(
         &mut self,
-        dir: Dir,
+        body: BodyHead<'_>,
         filters: &mut [Box<dyn Filter>],
         ctx: &mut RequestCtx,
         holds: &[bool],
     ) -> Result<Out, ProxyError> {
-        self.run(dir, filters, ctx, BytesMut::new(), true, Some(holds))
+        self.run(body, filters, ctx, BytesMut::new(), true, Some(holds))
     }
 
     fn run(
         &mut self,
-        dir: Dir,
+        mut body: BodyHead<'_>,
         filters: &mut [Box<dyn Filter>],
         ctx: &mut RequestCtx,
         piece: BytesMut,
@@ -110,9 +117,13 @@ impl Stages {
                 _ if input.is_empty() && !end => return Ok(Out::Bytes(input)),
                 _ => input,
             };
-            let flow = match dir {
-                Dir::Request => f.on_request_body_held(ctx, &mut shown, end)?,
-                Dir::Response => f.on_response_body_held(ctx, &mut shown, end)?,
+            let flow = match &mut body {
+                BodyHead::Request(h) => {
+                    f.on_request_body_held(ctx, &mut shown, end, h.as_deref_mut())?
+                }
+                BodyHead::Response(h) => {
+                    f.on_response_body_held(ctx, &mut shown, end, h.as_deref_mut())?
+                }
             };
             match flow {
                 Flow::Hold if !end => {
@@ -248,7 +259,7 @@ pub(crate) fn scan_held(
     if piece.is_empty() {
         return Ok((scan, None));
     }
-    let verdict = match stages.push(Dir::Request, filters, ctx, piece, false) {
+    let verdict = match stages.push(BodyHead::Request(None), filters, ctx, piece, false) {
         Ok(Out::Bytes(b)) => {
             body.extend_from_slice(&b);
             None
@@ -306,7 +317,14 @@ pub(crate) async fn hold_request(
             true => self::section(Dir::Request, route, ctx, filters, &mut dec)?,
             false => Vec::new(),
         };
-        match stages.push(Dir::Request, filters, ctx, piece, done)? {
+        // Nothing went upstream yet: the head still waits, and the filters may edit it.
+        match stages.push(
+            BodyHead::Request(Some(&mut *head)),
+            filters,
+            ctx,
+            piece,
+            done,
+        )? {
             Out::Respond(r) => return Ok(Upload::Respond(r)),
             Out::Bytes(b) => out.extend_from_slice(&b),
         }
@@ -409,7 +427,10 @@ pub(crate) async fn send_held_body(
             true => section(Dir::Request, route, ctx, filters, &mut up.dec)?,
             false => Vec::new(),
         };
-        match up.stages.push(Dir::Request, filters, ctx, piece, done)? {
+        match up
+            .stages
+            .push(BodyHead::Request(None), filters, ctx, piece, done)?
+        {
             Out::Respond(r) => return Err(crate::forward::refused_body(Ok(Action::Respond(*r)))),
             Out::Bytes(b) => up.reframe.frame(&mut wire, &b)?,
         }
@@ -476,7 +497,9 @@ pub(crate) async fn held_response(
                 },
                 false => Vec::new(),
             };
-            let out = match stages.push(Dir::Response, filters, ctx, piece, done) {
+            // Until something came out, the head waits, and the filters may edit it.
+            let waiting = reframe.is_none().then_some(&mut resp);
+            let out = match stages.push(BodyHead::Response(waiting), filters, ctx, piece, done) {
                 Ok(Out::Bytes(b)) => b,
                 Ok(Out::Respond(r)) if reframe.is_none() => {
                     cluster.end(&conn.endpoint, failed);
@@ -585,6 +608,7 @@ mod tests {
             _ctx: &mut RequestCtx,
             held: &mut BytesMut,
             end: bool,
+            _head: Option<&mut RequestHead>,
         ) -> Result<Flow, ProxyError> {
             self.shown.push((held.len(), end));
             if held.len() < self.at && !end {
@@ -629,8 +653,14 @@ mod tests {
     }
 
     fn push(st: &mut Stages, f: &mut [Box<dyn Filter>], piece: &[u8], end: bool) -> Out {
-        st.push(Dir::Request, f, &mut ctx(), BytesMut::from(piece), end)
-            .unwrap()
+        st.push(
+            BodyHead::Request(None),
+            f,
+            &mut ctx(),
+            BytesMut::from(piece),
+            end,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -702,7 +732,12 @@ mod tests {
         let mut st = Stages::new(2);
         assert_eq!(bytes(push(&mut st, &mut filters, b"ab", false)), b"");
         let out = st
-            .end_holding(Dir::Request, &mut filters, &mut ctx(), &[true, false])
+            .end_holding(
+                BodyHead::Request(None),
+                &mut filters,
+                &mut ctx(),
+                &[true, false],
+            )
             .unwrap();
         assert_eq!(bytes(out), b"AB");
     }

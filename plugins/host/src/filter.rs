@@ -395,13 +395,16 @@ impl WasmFilter {
     }
 
     /// A body callback on what the plugin holds with the new piece after it (`held`, writable:
-    /// `proxy_set_buffer_bytes` rewrites it in place).
+    /// `proxy_set_buffer_bytes` rewrites it in place). `req` / `resp`: the body's head while it
+    /// still waits, whose header map the callback may then read and edit (as in Envoy, where a
+    /// plugin that paused its headers edits them from its body callbacks).
     fn held_callback(
         &mut self,
         ctx: &mut RequestCtx,
         kind: i32,
-        held: &mut BytesMut,
-        end: bool,
+        (held, end): (&mut BytesMut, bool),
+        mut req: Option<&mut RequestHead>,
+        mut resp: Option<&mut ResponseHead>,
     ) -> Result<Outcome, Failure> {
         let data = std::mem::take(held);
         let n = data.len();
@@ -410,15 +413,31 @@ impl WasmFilter {
         } else {
             Phase::ResponseBody
         };
-        let mut back = None;
+        let req_parts = req.as_deref_mut().map(Self::take_head);
+        let resp_parts = resp.as_deref_mut().map(Self::take_response_head);
+        let (mut back, mut req_back, mut resp_back) = (None, None, None);
         let out = self.callback(
             ctx,
-            |ex| ex.body = Some(body(kind, data, true)),
+            |ex| {
+                ex.body = Some(body(kind, data, true));
+                ex.req = req_parts;
+                ex.resp = resp_parts;
+            },
             |i, id| i.http(phase, id, n, end),
-            |ex| back = ex.body.take(),
+            |ex| {
+                back = ex.body.take();
+                req_back = ex.req.take();
+                resp_back = ex.resp.take();
+            },
         );
         if let Some(b) = back {
             *held = b.data;
+        }
+        if let Some(r) = req {
+            Self::put_head(r, req_back);
+        }
+        if let Some(r) = resp {
+            Self::put_response_head(r, resp_back);
         }
         out
     }
@@ -507,6 +526,21 @@ impl WasmFilter {
             req.headers = p.headers;
         }
     }
+
+    fn take_response_head(resp: &mut ResponseHead) -> RespParts {
+        RespParts {
+            status: resp.status,
+            headers: std::mem::take(&mut resp.headers),
+            changed: false,
+        }
+    }
+
+    fn put_response_head(resp: &mut ResponseHead, p: Option<RespParts>) {
+        if let Some(p) = p {
+            resp.headers = p.headers;
+            resp.status = p.status;
+        }
+    }
 }
 
 impl Filter for WasmFilter {
@@ -565,11 +599,12 @@ impl Filter for WasmFilter {
         ctx: &mut RequestCtx,
         held: &mut BytesMut,
         end: bool,
+        head: Option<&mut RequestHead>,
     ) -> Result<Flow, ProxyError> {
         if self.done {
             return Ok(Flow::Pass);
         }
-        let out = self.held_callback(ctx, buffer::HTTP_REQUEST_BODY, held, end);
+        let out = self.held_callback(ctx, buffer::HTTP_REQUEST_BODY, (held, end), head, None);
         self.flow(out)
     }
 
@@ -659,11 +694,7 @@ impl Filter for WasmFilter {
         if self.done {
             return Ok(Action::Continue);
         }
-        let parts = RespParts {
-            status: resp.status,
-            headers: std::mem::take(&mut resp.headers),
-            changed: false,
-        };
+        let parts = Self::take_response_head(resp);
         let n = parts.headers.len() + 1;
         let end = resp.body == BodyKind::Empty;
         let mut back = None;
@@ -673,10 +704,7 @@ impl Filter for WasmFilter {
             |i, id| i.http(Phase::ResponseHeaders, id, n, end),
             |ex| back = ex.resp.take(),
         );
-        if let Some(p) = back {
-            resp.headers = p.headers;
-            resp.status = p.status;
-        }
+        Self::put_response_head(resp, back);
         self.decide_now(out)
     }
 
@@ -707,11 +735,12 @@ impl Filter for WasmFilter {
         ctx: &mut RequestCtx,
         held: &mut BytesMut,
         end: bool,
+        head: Option<&mut ResponseHead>,
     ) -> Result<Flow, ProxyError> {
         if self.done {
             return Ok(Flow::Pass);
         }
-        let out = self.held_callback(ctx, buffer::HTTP_RESPONSE_BODY, held, end);
+        let out = self.held_callback(ctx, buffer::HTTP_RESPONSE_BODY, (held, end), None, head);
         self.flow(out)
     }
 
@@ -726,11 +755,7 @@ impl Filter for WasmFilter {
         }
         let data = std::mem::take(whole);
         let n = data.len();
-        let parts = RespParts {
-            status: resp.status,
-            headers: std::mem::take(&mut resp.headers),
-            changed: false,
-        };
+        let parts = Self::take_response_head(resp);
         let mut back = None;
         let mut head = None;
         let out = self.callback(
@@ -748,10 +773,7 @@ impl Filter for WasmFilter {
         if let Some(b) = back {
             *whole = b.data;
         }
-        if let Some(p) = head {
-            resp.headers = p.headers;
-            resp.status = p.status;
-        }
+        Self::put_response_head(resp, head);
         self.decide_now(out)
     }
 

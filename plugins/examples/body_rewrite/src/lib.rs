@@ -13,8 +13,12 @@
 //! ```json
 //! {"replace": [{"from": "hello", "to": "goodbye"}],
 //!  "content_types": ["text/", "application/json"], "max_body_bytes": 1048576,
-//!  "requests": false}
+//!  "requests": false, "mark": "x-body-rewritten"}
 //! ```
+//! With `mark`, a message whose body was rewritten carries that header with the number of
+//! replacements, set from the body callback on the head that waits for the body. Weir keeps a
+//! head back until the body callbacks let bytes out on every route with such a plugin; Envoy
+//! keeps it only when the headers callback paused it, so there the mark is not sent.
 //! With `requests`, request bodies are rewritten the same way before they go upstream (any
 //! content type).
 //! Only responses whose `content-type` starts with one of `content_types` (default: any) and that
@@ -54,6 +58,8 @@ struct Config {
     max_body_bytes: usize,
     #[serde(default)]
     requests: bool,
+    #[serde(default)]
+    mark: Option<String>,
 }
 
 struct Root {
@@ -111,9 +117,11 @@ enum State {
     Buffering,
 }
 
-/// Replaces every occurrence of every `from`, in order, in `body`; `None` when nothing matched.
-fn rewrite(body: &[u8], replace: &[Replacement]) -> Option<Vec<u8>> {
+/// Replaces every occurrence of every `from`, in order, in `body`: the new body and the number of
+/// replacements, `None` when nothing matched.
+fn rewrite(body: &[u8], replace: &[Replacement]) -> Option<(Vec<u8>, usize)> {
     let mut out: Option<Vec<u8>> = None;
+    let mut count = 0;
     for r in replace {
         let current = out.as_deref().unwrap_or(body);
         let from = r.from.as_bytes();
@@ -126,6 +134,7 @@ fn rewrite(body: &[u8], replace: &[Replacement]) -> Option<Vec<u8>> {
             if current[i..].starts_with(from) {
                 next.extend_from_slice(r.to.as_bytes());
                 i += from.len();
+                count += 1;
             } else {
                 next.push(current[i]);
                 i += 1;
@@ -133,7 +142,7 @@ fn rewrite(body: &[u8], replace: &[Replacement]) -> Option<Vec<u8>> {
         }
         out = Some(next);
     }
-    out
+    out.map(|o| (o, count))
 }
 
 struct Rewrite {
@@ -195,8 +204,11 @@ impl HttpContext for Rewrite {
         }
         self.request = State::Pass;
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        if let Some(new) = rewrite(&body, &self.config.replace) {
+        if let Some((new, count)) = rewrite(&body, &self.config.replace) {
             self.set_http_request_body(0, body_size, &new);
+            if let Some(mark) = &self.config.mark {
+                self.set_http_request_header(mark, Some(&count.to_string()));
+            }
         }
         Action::Continue
     }
@@ -237,8 +249,11 @@ impl HttpContext for Rewrite {
         let body = self
             .get_http_response_body(0, body_size)
             .unwrap_or_default();
-        if let Some(new) = rewrite(&body, &self.config.replace) {
+        if let Some((new, count)) = rewrite(&body, &self.config.replace) {
             self.set_http_response_body(0, body_size, &new);
+            if let Some(mark) = &self.config.mark {
+                self.set_http_response_header(mark, Some(&count.to_string()));
+            }
         }
         Action::Continue
     }
