@@ -647,7 +647,10 @@ both_drivers! {
     /// an idle keep-alive connection (whose client may retry). Under load the request is simply
     /// in flight while the drain starts.
     fn a_connection_accepted_before_an_upgrade_gets_its_answer(d) {
-        let daemon = ControlDaemon::start(&base().yaml());
+        // Accepts that wait for the first bytes (`defer_accept`, on by default) would leave the
+        // silent connection in the kernel's queue, the successor's to take: the old process
+        // would have nothing to drain and exit at once, its successor then no child of it to find.
+        let daemon = ControlDaemon::start(&base().listener_yaml("defer_accept: false").yaml());
         let upgrade = daemon.dir().join("upgrade.sock");
         let mut gw = plane(d, &daemon, "fresh").workers(1).upgrade_socket(&upgrade).start();
         let old_admin = gw.admin_addr();
