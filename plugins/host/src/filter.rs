@@ -300,20 +300,42 @@ impl WasmFilter {
 
     /// Runs one HTTP callback with `fill` moving the request's parts in and `drain` moving them
     /// back, whatever happened.
-    fn callback(
+    fn callback<F, D>(
         &mut self,
         ctx: &RequestCtx,
-        fill: impl FnOnce(&mut crate::context::Exchange),
+        fill: F,
         call: impl FnOnce(&mut Instance, u32) -> Result<i32, Failure>,
-        drain: impl FnOnce(&mut crate::context::Exchange),
-    ) -> Result<Outcome, Failure> {
+        drain: D,
+    ) -> Result<Outcome, Failure>
+    where
+        F: FnOnce(&mut crate::context::Exchange),
+        D: FnOnce(&mut crate::context::Exchange),
+    {
+        // Without a callback, `fill` and `drain` still run, on an exchange of their own: what
+        // `fill` moved in (the request's head fields) comes back to the request.
+        let give_back = |fill: F, drain: D| {
+            let mut ex = crate::context::Exchange::default();
+            fill(&mut ex);
+            drain(&mut ex);
+        };
         let inst = match &self.inst {
             Some(i) => i.clone(),
             None => {
-                let i = self.core.instance()?;
-                self.id = i.borrow_mut().create_context()?;
-                self.inst = Some(i.clone());
-                i
+                let made = self.core.instance().and_then(|i| {
+                    let id = i.borrow_mut().create_context()?;
+                    Ok((i, id))
+                });
+                match made {
+                    Ok((i, id)) => {
+                        self.id = id;
+                        self.inst = Some(i.clone());
+                        i
+                    }
+                    Err(f) => {
+                        give_back(fill, drain);
+                        return Err(f);
+                    }
+                }
             }
         };
         let mut i = inst.borrow_mut();
@@ -321,6 +343,8 @@ impl WasmFilter {
             // Another request made this instance fail; this request's context died with it. It
             // did not fail itself, so it goes on without the plugin's remaining callbacks.
             self.done = true;
+            drop(i);
+            give_back(fill, drain);
             return Ok(Outcome::Continue);
         }
         {

@@ -199,8 +199,8 @@ fn requests_in_flight_on_a_failed_instance_are_not_failed_by_it() {
     let (r, _) = run(&f, Some("trap"));
     assert!(r.is_err());
     // The first request's context died with that instance: its remaining callbacks are skipped
-    // (it was not the one that failed), and it goes on.
-    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..]);
+    // (it was not the one that failed), and it goes on with its head as it was.
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-up: 1\r\ncontent-length: 0\r\n\r\n"[..]);
     let mut resp = weir_http::parse_response(&mut buf, 1 << 16, false)
         .expect("valid")
         .expect("complete");
@@ -209,6 +209,11 @@ fn requests_in_flight_on_a_failed_instance_are_not_failed_by_it() {
         Ok(Action::Continue)
     ));
     assert!(resp.headers.get_str("x-wasm-resp").is_none());
+    assert_eq!(
+        resp.headers.get_str("x-up"),
+        Some("1"),
+        "the head lost its fields"
+    );
     slow.on_log(&c);
     // And new requests are served by the new instance.
     let (r, head) = run(&f, None);
