@@ -479,29 +479,19 @@ async fn exchange(
                             let mut c = ctx_cell.borrow_mut();
                             let mut filters = filters_cell.borrow_mut();
                             c.request_bytes += piece.len() as u64;
-                            if c.request_bytes > route.max_body {
+                            let shown = if c.request_bytes > route.max_body {
                                 Err(body_too_large(route))
                             } else if scan.done && dec.keeps_trailers() {
                                 request_trailers(&mut c, &mut filters, dec.take_trailers(), false)
                                     .map(|t| trailers = t)
-                                    .and_then(|()| {
-                                        stages.push(
-                                            BodyHead::Request(None),
-                                            &mut filters,
-                                            &mut c,
-                                            piece,
-                                            true,
-                                        )
-                                    })
                             } else {
-                                stages.push(
-                                    BodyHead::Request(None),
-                                    &mut filters,
-                                    &mut c,
-                                    piece,
-                                    scan.done,
-                                )
-                            }
+                                Ok(())
+                            };
+                            // (The request's head went up first: nothing waits for the body.)
+                            let up = BodyHead::Request(None);
+                            shown.and_then(|()| {
+                                stages.push(up, &mut filters, &mut c, piece, scan.done)
+                            })
                         };
                         let out = match out {
                             Ok(Out::Bytes(b)) => b,
@@ -669,6 +659,13 @@ async fn exchange(
             // head waits for its first output (see `crate::hold`); elsewhere the head goes now.
             let mut held = (route.needs.response_body_hold && !head_only && !head.is_head())
                 .then(|| HeldDown::new(filters_cell.borrow().len(), rh.body, http10));
+            // The waiting head, written once the chain let something out (a body callback may
+            // have changed its status).
+            let write_held_head = |p: &mut Vec<u8>, rh: &ResponseHead, f| {
+                ctx_cell.borrow_mut().status = rh.status;
+                head_bytes(p, rh, f);
+                head_sent.set(true);
+            };
             let mut pending = std::mem::take(out);
             if held.is_none() {
                 let framing = if head.is_head() || http10 {
@@ -691,16 +688,10 @@ async fn exchange(
                 if let Some(h) = held.as_mut() {
                     // The last DATA frame (no trailers follow) carries the end.
                     let end = recv.is_end_stream();
-                    let write_head = |p: &mut Vec<u8>, rh: &ResponseHead, f| {
-                        // (A body callback may have changed the status of the waiting head.)
-                        ctx_cell.borrow_mut().status = rh.status;
-                        head_bytes(p, rh, f);
-                        head_sent.set(true);
-                    };
                     let (ctx, filters) = (&ctx_cell, &filters_cell);
                     let piece = (&data[..], end, &b""[..]);
                     if let Some(r) =
-                        h.pass(filters, ctx, piece, &mut rh, &mut pending, write_head)?
+                        h.pass(filters, ctx, piece, &mut rh, &mut pending, write_held_head)?
                     {
                         *refused.borrow_mut() = Some(*r);
                         return Ok(());
@@ -769,16 +760,10 @@ async fn exchange(
             match held.as_mut() {
                 // The end did not come with a DATA frame (trailers followed, or an empty END_STREAM).
                 Some(h) if !h.ended => {
-                    let write_head = |p: &mut Vec<u8>, rh: &ResponseHead, f| {
-                        // (A body callback may have changed the status of the waiting head.)
-                        ctx_cell.borrow_mut().status = rh.status;
-                        head_bytes(p, rh, f);
-                        head_sent.set(true);
-                    };
                     let (ctx, filters) = (&ctx_cell, &filters_cell);
                     let piece = (&[][..], true, &section[..]);
                     if let Some(r) =
-                        h.pass(filters, ctx, piece, &mut rh, &mut pending, write_head)?
+                        h.pass(filters, ctx, piece, &mut rh, &mut pending, write_held_head)?
                     {
                         *refused.borrow_mut() = Some(*r);
                         return Ok(());
