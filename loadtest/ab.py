@@ -13,14 +13,17 @@ spread across rounds.
   python3 loadtest/ab.py bare-epoll weir-epoll           # Weir against the floor
   python3 loadtest/ab.py weir-ai weir-guarded            # key auth + quota on an AI route
   python3 loadtest/ab.py envoy weir-epoll --tls --close  # a TLS handshake per request
+  python3 loadtest/ab.py envoy-wasm weir-wasm-epoll      # the same plugin in Envoy and in Weir
   python3 loadtest/ab.py weir-epoll weir-wasm-epoll --count --rounds 2   # instructions instead
 
 `--count` runs the Weir and bare systems under valgrind's callgrind and reports the instructions
 executed per request (all of the SUT's threads, instrumentation on only while wrk runs): slow, but
 a figure the machine's noise does not move, to set beside the CPU time.
 
-The systems are those of `harness.py bench` (envoy, nginx, weir-*, bare-*) and of its `ai` mode
-(weir-ai, weir-guarded, weir-plain; chat completions with the harness's body). The SUT runs alone
+The systems are those of `harness.py bench` (envoy, nginx, weir-*, bare-*), of its `ai` mode
+(weir-ai, weir-guarded, weir-plain; chat completions with the harness's body), and envoy-wasm:
+Envoy with the benchmark's header-rewrite plugin, as `envoy-wasm/bench_envoy_wasm.py` starts it
+(the same .wasm and configuration as weir-wasm-*; cleartext HTTP/1.1 only). The SUT runs alone
 on CPU 0 with one worker, wrk and the upstream mock on CPU 1, exactly as in the harness, whose
 starters and measurement this script reuses. Each round prints both figures and the share of
 CPU others took (`others`): a round with more than 10% is flagged and left out of the medians.
@@ -47,6 +50,11 @@ def start(system: str, args, mock_port: int):
         kw = {"script": lua, "path": h.AI_PATH,
               "env": {"AI_HEADERS": "|".join(f"{k}: {v}" for k, v in headers.items())}}
         return p, url, kw
+    if system == "envoy-wasm":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "envoy-wasm"))
+        import bench_envoy_wasm  # noqa: E402  (it checks that the plugin answers)
+        p, url = bench_envoy_wasm.start_envoy(bench_envoy_wasm.find_envoy(None), "envoy-wasm")
+        return p, url, ({"script": h.close_lua()} if args.close else {})
     p, url = h.start_sut(system, args, workers=1, cpu=h.SUT_CPU)
     # `Connection: close`: a new connection (and with --tls a new handshake) per request.
     return p, url, ({"script": h.close_lua()} if args.close else {})
@@ -121,7 +129,7 @@ def main() -> int:
     args = ap.parse_args()
     unit = "instr/req" if args.count else "us/req"
     if args.count:
-        if any(s in ("envoy", "nginx") or "uring" in s for s in (args.a, args.b)):
+        if any(s in ("envoy", "envoy-wasm", "nginx") or "uring" in s for s in (args.a, args.b)):
             raise SystemExit("--count runs Weir and bare systems on epoll only (valgrind has no io_uring)")
         h.SUT_WRAP = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
                       f"--callgrind-out-file={h.RUN}/callgrind.%p"]
@@ -131,10 +139,12 @@ def main() -> int:
         raise SystemExit("compare ai systems with ai systems (they need the AI mock and body)")
     if args.close and any(ai):
         raise SystemExit("--close is for the bench systems")
+    if args.tls and "envoy-wasm" in (args.a, args.b):
+        raise SystemExit("envoy-wasm is cleartext only")
     os.makedirs(h.RUN, exist_ok=True)
     if args.tls:
         h.make_cert()
-    h.setup(need_envoy="envoy" in (args.a, args.b), need_nginx="nginx" in (args.a, args.b))
+    h.setup(need_envoy=bool({"envoy", "envoy-wasm"} & {args.a, args.b}), need_nginx="nginx" in (args.a, args.b))
     h.mock_bin(args)
     if all(ai):
         with open(os.path.join(h.RUN, "ai-chat.lua"), "w") as f:

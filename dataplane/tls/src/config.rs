@@ -133,11 +133,12 @@ impl Connector {
     }
 }
 
-/// rustls on aws-lc-rs, whatever provider another crate may have installed process-wide.
+/// rustls on aws-lc-rs, whatever provider another crate may have installed process-wide (its TLS
+/// 1.3 suites with HKDF keyed once per secret, [`crate::hkdf`]).
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(aws_lc_rs::default_provider()))
+        .get_or_init(|| Arc::new(crate::hkdf::with_keyed_hkdf(aws_lc_rs::default_provider())))
         .clone()
 }
 

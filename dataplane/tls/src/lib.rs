@@ -33,6 +33,7 @@ mod certs;
 mod config;
 mod downstream;
 mod error;
+mod hkdf;
 mod identity;
 mod server;
 mod stream;

@@ -134,11 +134,12 @@ impl ServerTls {
 
 /// aws-lc-rs with the suites on SHA-256 first (AES-128-GCM, then ChaCha20-Poly1305), those on
 /// SHA-384 last: every suite stays available, and a client that offers both gets the cheaper one.
+/// TLS 1.3 suites key HMAC once per secret ([`crate::hkdf`]).
 fn server_provider() -> Arc<rustls::crypto::CryptoProvider> {
     static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| {
-            let mut p = rustls::crypto::aws_lc_rs::default_provider();
+            let mut p = crate::hkdf::with_keyed_hkdf(rustls::crypto::aws_lc_rs::default_provider());
             p.cipher_suites.sort_by_key(|s| {
                 use rustls::CipherSuite as C;
                 matches!(
