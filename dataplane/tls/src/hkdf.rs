@@ -56,8 +56,8 @@ static HMAC_SHA384: AwsLcHmac = AwsLcHmac(&hmac::HMAC_SHA384);
 static HKDF_SHA256: HkdfUsingHmac<'static> = HkdfUsingHmac(&HMAC_SHA256);
 static HKDF_SHA384: HkdfUsingHmac<'static> = HkdfUsingHmac(&HMAC_SHA384);
 
-/// `provider` with each TLS 1.3 suite's HKDF replaced by one that keys HMAC once per secret
-/// (TLS 1.2 suites, and a TLS 1.3 suite on another hash, are kept as they are).
+/// aws-lc-rs's `provider` with each of its TLS 1.3 suites' HKDF replaced by one that keys HMAC
+/// once per secret (TLS 1.2 suites, and any suite that is not aws-lc-rs's, are kept as they are).
 pub(crate) fn with_keyed_hkdf(mut provider: CryptoProvider) -> CryptoProvider {
     for s in &mut provider.cipher_suites {
         *s = keyed(*s);
@@ -74,8 +74,12 @@ fn keyed(suite: SupportedCipherSuite) -> SupportedCipherSuite {
             .map(|s| (*s, replace_hkdf(*s)))
             .collect()
     });
+    let SupportedCipherSuite::Tls13(t) = suite else {
+        return suite;
+    };
+    // The very suite aws-lc-rs defines, not merely one with the same identifier.
     made.iter()
-        .find(|(from, _)| from.suite() == suite.suite())
+        .find(|(from, _)| matches!(from, SupportedCipherSuite::Tls13(f) if std::ptr::eq(*f, t)))
         .map_or(suite, |(_, to)| *to)
 }
 
@@ -103,6 +107,23 @@ fn replace_hkdf(suite: SupportedCipherSuite) -> SupportedCipherSuite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every TLS 1.3 suite of the providers Weir builds gets the keyed HKDF.
+    #[test]
+    fn the_providers_suites_are_replaced() {
+        let default = rustls::crypto::aws_lc_rs::default_provider();
+        let ours = with_keyed_hkdf(rustls::crypto::aws_lc_rs::default_provider());
+        assert_eq!(default.cipher_suites.len(), ours.cipher_suites.len());
+        let mut tls13 = 0;
+        for (d, o) in default.cipher_suites.iter().zip(&ours.cipher_suites) {
+            assert_eq!(d.suite(), o.suite());
+            if let (SupportedCipherSuite::Tls13(d), SupportedCipherSuite::Tls13(o)) = (d, o) {
+                assert!(!std::ptr::eq(*d, *o), "{:?} kept its HKDF", d.common.suite);
+                tls13 += 1;
+            }
+        }
+        assert_eq!(tls13, 3);
+    }
 
     /// The keyed HKDF gives what aws-lc's one-shot HKDF gives, for every suite, on extract,
     /// expand (a block and a slice) and HMAC.
