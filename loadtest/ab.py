@@ -60,6 +60,39 @@ def start(system: str, args, mock_port: int):
     return p, url, ({"script": h.close_lua()} if args.close else {})
 
 
+class CpuCap:
+    """A cgroup with a CPU quota (`--cap`) that the SUT's processes are moved into: capped below
+    what the client on the other CPU can keep busy, the SUT is saturated, so its cost per request
+    is its capacity per core (requests per second per core = cap / cost), as it would be under
+    more load than one client core can offer. Without a cap a fast SUT idles between events and
+    pays a wake-up for most of them, which a slower one (busy all the time) does not."""
+
+    def __init__(self, percent: int):
+        period = 100_000
+        v2 = "/sys/fs/cgroup/cgroup.controllers"
+        if os.path.exists(v2):
+            self.dir = "/sys/fs/cgroup/weir-ab"
+            os.makedirs(self.dir, exist_ok=True)
+            self._write("cpu.max", f"{period * percent // 100} {period}")
+        else:
+            self.dir = "/sys/fs/cgroup/cpu/weir-ab"
+            os.makedirs(self.dir, exist_ok=True)
+            self._write("cpu.cfs_period_us", str(period))
+            self._write("cpu.cfs_quota_us", str(period * percent // 100))
+
+    def _write(self, name: str, value: str) -> None:
+        with open(os.path.join(self.dir, name), "w") as f:
+            f.write(value)
+
+    def enter(self, root: int) -> None:
+        """Moves `root`'s process tree (threads started later follow their process)."""
+        for pid in h.proc_tree(root):
+            try:
+                self._write("cgroup.procs", str(pid))
+            except ProcessLookupError:
+                pass
+
+
 def callgrind(pid: int, *what: str) -> None:
     subprocess.run(["callgrind_control", *what, str(pid)], check=True, timeout=60,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -89,10 +122,12 @@ def count(p, url: str, args, kw: dict) -> tuple[dict, str]:
     return r, out
 
 
-def one(system: str, args, mock, mock_port: int) -> dict:
+def one(system: str, args, mock, mock_port: int, cap: "CpuCap | None") -> dict:
     p = None
     try:
         p, url, kw = start(system, args, mock_port)
+        if cap:
+            cap.enter(p.pid)
         h.run_wrk(url, args.warmup, args.conns, **kw)
         if args.count:
             r, out = count(p, url, args, kw)
@@ -126,7 +161,11 @@ def main() -> int:
                     help="`Connection: close` on every request: a new connection (and TLS handshake) each")
     ap.add_argument("--count", action="store_true",
                     help="instructions per request under callgrind instead of CPU time (Weir and bare systems)")
+    ap.add_argument("--cap", type=int, metavar="PERCENT",
+                    help="run the SUT in a cgroup capped at PERCENT of one CPU, so it is saturated "
+                         "(needs root); the rows add requests per second per core")
     args = ap.parse_args()
+    cap = CpuCap(args.cap) if args.cap else None
     unit = "instr/req" if args.count else "us/req"
     if args.count:
         if any(s in ("envoy", "envoy-wasm", "nginx") or "uring" in s for s in (args.a, args.b)):
@@ -156,12 +195,13 @@ def main() -> int:
     try:
         for i in range(args.rounds):
             order = (args.a, args.b) if i % 2 == 0 else (args.b, args.a)
-            got = {s: one(s, args, mock, mock_port) for s in order}
+            got = {s: one(s, args, mock, mock_port, cap) for s in order}
             ra, rb = got[args.a], got[args.b]
             noisy = max(h.disturbed(ra), h.disturbed(rb))
             rounds.append((ra, rb, noisy))
+            busy = "" if args.count else f", SUT {ra['sut_util']:.0f}/{rb['sut_util']:.0f}% busy"
             print(f"round {i + 1}: {args.a} {ra['us_per_req']:.2f} {unit} ({ra['rps']:.0f} rps), "
-                  f"{args.b} {rb['us_per_req']:.2f} {unit} ({rb['rps']:.0f} rps), "
+                  f"{args.b} {rb['us_per_req']:.2f} {unit} ({rb['rps']:.0f} rps){busy}, "
                   f"diff {rb['us_per_req'] - ra['us_per_req']:+.2f}"
                   + ("" if args.count else
                      f" (user {rb['user_us_per_req'] - ra['user_us_per_req']:+.2f})")

@@ -134,11 +134,15 @@ impl Connector {
 }
 
 /// rustls on aws-lc-rs, whatever provider another crate may have installed process-wide (its TLS
-/// 1.3 suites with HKDF keyed once per secret, [`crate::hkdf`]).
+/// 1.3 suites with HKDF keyed once per secret, [`crate::hkdf`]; random bytes and X25519 keys from
+/// a per-thread pool, [`crate::random`]).
 pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     PROVIDER
-        .get_or_init(|| Arc::new(crate::hkdf::with_keyed_hkdf(aws_lc_rs::default_provider())))
+        .get_or_init(|| {
+            let p = crate::hkdf::with_keyed_hkdf(aws_lc_rs::default_provider());
+            Arc::new(crate::random::with_pooled_random(p))
+        })
         .clone()
 }
 

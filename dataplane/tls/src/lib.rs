@@ -5,8 +5,9 @@
 //! - [`ServerOptions`] → [`ServerTls`]: a listener's `rustls::ServerConfig`, built once per config
 //!   change: certificates picked by SNI ([`CertStore`], exact and wildcard names, RSA and ECDSA,
 //!   the first as the default) and reloaded when their files change (a watcher thread,
-//!   [`watch`]), TLS 1.2 and 1.3 or 1.3 only, ALPN, session tickets shared by every core, and
-//!   client certificates (mutual TLS, required or optional).
+//!   [`watch`]), TLS 1.2 and 1.3 or 1.3 only, ALPN, session tickets shared by every core
+//!   (AES-256-GCM, keys rotated every six hours: `ticket`), and client certificates (mutual TLS,
+//!   required or optional).
 //! - [`Acceptor`]: a core's copy with its own session cache; [`Acceptor::accept`] runs the
 //!   handshake and says what it settled ([`SessionInfo`]: SNI, ALPN, version, resumption, the
 //!   client's [`PeerIdentity`]) or why it failed ([`HandshakeError`], with a metric reason).
@@ -22,6 +23,10 @@
 //!   `AsyncReadRent`/`AsyncWriteRent` and `Splitable`, so the proxy reads, writes, pools and
 //!   tunnels both kinds alike.
 //!
+//! Both ways, the crypto is aws-lc-rs's, with two changes for the handshake's cost: TLS 1.3 key
+//! schedules key HMAC once per secret (`hkdf`), and random bytes (X25519 keys included) come from
+//! a per-thread pool of the generator's output (`random`).
+//!
 //! Where it sits: `weir-upstream` opens a connection (TCP connect, then
 //! [`Connector::connect`], both within the cluster's connect timeout) and pools the resulting
 //! [`MaybeTls`]; a keep-alive TLS connection is reused without a new handshake. The health
@@ -35,8 +40,10 @@ mod downstream;
 mod error;
 mod hkdf;
 mod identity;
+mod random;
 mod server;
 mod stream;
+mod ticket;
 pub mod watch;
 
 pub use certs::{CertSpec, CertStore};

@@ -134,12 +134,14 @@ impl ServerTls {
 
 /// aws-lc-rs with the suites on SHA-256 first (AES-128-GCM, then ChaCha20-Poly1305), those on
 /// SHA-384 last: every suite stays available, and a client that offers both gets the cheaper one.
-/// TLS 1.3 suites key HMAC once per secret ([`crate::hkdf`]).
+/// TLS 1.3 suites key HMAC once per secret ([`crate::hkdf`]); random bytes and X25519 keys come
+/// from a per-thread pool ([`crate::random`]).
 fn server_provider() -> Arc<rustls::crypto::CryptoProvider> {
     static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
     PROVIDER
         .get_or_init(|| {
-            let mut p = crate::hkdf::with_keyed_hkdf(rustls::crypto::aws_lc_rs::default_provider());
+            let p = crate::hkdf::with_keyed_hkdf(rustls::crypto::aws_lc_rs::default_provider());
+            let mut p = crate::random::with_pooled_random(p);
             p.cipher_suites.sort_by_key(|s| {
                 use rustls::CipherSuite as C;
                 matches!(
@@ -161,7 +163,8 @@ fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>> {
     if let Some(t) = TICKETER.get() {
         return Ok(t.clone());
     }
-    let t = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(Error::Config)?;
+    let t: Arc<dyn rustls::server::ProducesTickets> =
+        Arc::new(crate::ticket::ticketer().map_err(Error::Config)?);
     Ok(TICKETER.get_or_init(|| t).clone())
 }
 
