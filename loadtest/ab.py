@@ -16,6 +16,11 @@ spread across rounds.
   python3 loadtest/ab.py envoy-wasm weir-wasm-epoll      # the same plugin in Envoy and in Weir
   python3 loadtest/ab.py weir-epoll weir-wasm-epoll --count --rounds 2   # instructions instead
 
+`--cap PERCENT` moves each SUT into a cgroup capped at PERCENT of one CPU (root; cgroup v1 or v2),
+so it is saturated whatever the client on the other CPU can offer: its CPU per request is then its
+capacity per core (requests per second per core = 1e6 / that figure), with no idle wake-ups in it.
+Each round prints how busy each SUT was.
+
 `--count` runs the Weir and bare systems under valgrind's callgrind and reports the instructions
 executed per request (all of the SUT's threads, instrumentation on only while wrk runs): slow, but
 a figure the machine's noise does not move, to set beside the CPU time.
