@@ -68,16 +68,21 @@ def start(system: str, args, mock_port: int):
 class CpuCap:
     """A cgroup with a CPU quota (`--cap`) that the SUT's processes are moved into: capped below
     what the client on the other CPU can keep busy, the SUT is saturated, so its cost per request
-    is its capacity per core (requests per second per core = cap / cost), as it would be under
-    more load than one client core can offer. Without a cap a fast SUT idles between events and
+    is its capacity per core (requests per second per core = 1e6 / CPU µs per request), as it
+    would be under more load than one client core can offer. Without a cap a fast SUT idles between events and
     pays a wake-up for most of them, which a slower one (busy all the time) does not."""
 
     def __init__(self, percent: int):
         period = 100_000
         v2 = "/sys/fs/cgroup/cgroup.controllers"
+        if not 1 <= percent <= 100:
+            raise SystemExit("--cap takes a percentage of one CPU, 1 to 100")
         if os.path.exists(v2):
             self.dir = "/sys/fs/cgroup/weir-ab"
             os.makedirs(self.dir, exist_ok=True)
+            if not os.path.exists(os.path.join(self.dir, "cpu.max")):
+                raise SystemExit("--cap: the cgroup v2 `cpu` controller is not enabled under "
+                                 "/sys/fs/cgroup (cgroup.subtree_control)")
             self._write("cpu.max", f"{period * percent // 100} {period}")
         else:
             self.dir = "/sys/fs/cgroup/cpu/weir-ab"
@@ -167,8 +172,8 @@ def main() -> int:
     ap.add_argument("--count", action="store_true",
                     help="instructions per request under callgrind instead of CPU time (Weir and bare systems)")
     ap.add_argument("--cap", type=int, metavar="PERCENT",
-                    help="run the SUT in a cgroup capped at PERCENT of one CPU, so it is saturated "
-                         "(needs root); the rows add requests per second per core")
+                    help="run each SUT in a cgroup capped at PERCENT of one CPU, so it is saturated "
+                         "(needs root)")
     args = ap.parse_args()
     cap = CpuCap(args.cap) if args.cap else None
     unit = "instr/req" if args.count else "us/req"
