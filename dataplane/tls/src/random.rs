@@ -45,7 +45,8 @@ pub(crate) fn fill(out: &mut [u8]) -> Result<(), GetRandomFailed> {
     if out.len() > DIRECT_ABOVE {
         return aws_lc_rs::rand::fill(out).map_err(|_| GetRandomFailed);
     }
-    POOL.with(|pool| {
+    // `try_with`: a thread's own pool is gone while its thread-locals are being destroyed.
+    let pooled = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
         let pid = std::process::id();
         if pool.pid != pid || POOL_BYTES - pool.next < out.len() {
@@ -58,7 +59,8 @@ pub(crate) fn fill(out: &mut [u8]) -> Result<(), GetRandomFailed> {
         pool.bytes[taken].fill(0);
         pool.next += out.len();
         Ok(())
-    })
+    });
+    pooled.unwrap_or_else(|_| aws_lc_rs::rand::fill(out).map_err(|_| GetRandomFailed))
 }
 
 /// rustls's random source: [`fill`].
