@@ -31,7 +31,10 @@
 //! [`Connector::connect`], both within the cluster's connect timeout) and pools the resulting
 //! [`MaybeTls`]; a keep-alive TLS connection is reused without a new handshake. The health
 //! checker and the AI key probe connect the same way.
-#![forbid(unsafe_code)]
+//!
+//! No `unsafe` but one call: `random` registers a `pthread_atfork` child handler (a fork
+//! counter), which is cheaper than a `getpid` system call per draw.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod certs;

@@ -10,10 +10,14 @@
 //! leaves); the generator is called once per twenty-odd handshakes. The bytes are the generator's
 //! own, so their quality is its quality.
 //!
-//! A forked child refills before using any (the pool remembers the process it was drawn in), so
-//! two processes never hand out the same bytes.
+//! A forked child refills before using any, so two processes never hand out the same bytes: a
+//! `pthread_atfork` handler counts forks in the child, and a pool drawn under an older count is
+//! drawn again. (Comparing process ids would cost a `getpid` system call per draw; glibc no longer
+//! caches it.)
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Once;
 
 use aws_lc_rs::agreement;
 use rustls::crypto::{
@@ -30,29 +34,56 @@ struct Pool {
     bytes: [u8; POOL_BYTES],
     /// The first byte not yet handed out.
     next: usize,
-    /// The process the bytes were drawn in (0: none drawn yet).
-    pid: u32,
+    /// [`FORKS`] when the bytes were drawn.
+    forks: u32,
 }
 
 thread_local! {
     static POOL: RefCell<Pool> = const {
-        RefCell::new(Pool { bytes: [0; POOL_BYTES], next: POOL_BYTES, pid: 0 })
+        RefCell::new(Pool { bytes: [0; POOL_BYTES], next: POOL_BYTES, forks: 0 })
     };
+}
+
+/// Forks this process descends through, counted in each child by [`forked`].
+static FORKS: AtomicU32 = AtomicU32::new(0);
+static WATCH_FORKS: Once = Once::new();
+
+extern "C" fn forked() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether [`forked`] is registered; without it nothing is pooled.
+static FORKS_WATCHED: AtomicBool = AtomicBool::new(false);
+
+/// The fork count, registering the handler that keeps it before the first draw; `None` when
+/// it could not be registered (only without memory), as then a child would share its parent's
+/// pool.
+#[allow(unsafe_code)]
+fn forks() -> Option<u32> {
+    WATCH_FORKS.call_once(|| {
+        // SAFETY: `forked` only touches an atomic, which is async-signal-safe as a handler run in
+        // a forked child must be.
+        let registered = unsafe { libc::pthread_atfork(None, None, Some(forked)) } == 0;
+        FORKS_WATCHED.store(registered, Ordering::Relaxed);
+    });
+    FORKS_WATCHED
+        .load(Ordering::Relaxed)
+        .then(|| FORKS.load(Ordering::Relaxed))
 }
 
 /// Fills `out` with random bytes from this thread's pool (refilled from aws-lc when short).
 pub(crate) fn fill(out: &mut [u8]) -> Result<(), GetRandomFailed> {
-    if out.len() > DIRECT_ABOVE {
-        return aws_lc_rs::rand::fill(out).map_err(|_| GetRandomFailed);
-    }
+    let forks = match forks() {
+        Some(forks) if out.len() <= DIRECT_ABOVE => forks,
+        _ => return aws_lc_rs::rand::fill(out).map_err(|_| GetRandomFailed),
+    };
     // `try_with`: a thread's own pool is gone while its thread-locals are being destroyed.
     let pooled = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        let pid = std::process::id();
-        if pool.pid != pid || POOL_BYTES - pool.next < out.len() {
+        if pool.forks != forks || POOL_BYTES - pool.next < out.len() {
             aws_lc_rs::rand::fill(&mut pool.bytes).map_err(|_| GetRandomFailed)?;
             pool.next = 0;
-            pool.pid = pid;
+            pool.forks = forks;
         }
         let taken = pool.next..pool.next + out.len();
         out.copy_from_slice(&pool.bytes[taken.clone()]);
@@ -170,24 +201,71 @@ mod tests {
     }
 
     #[test]
-    fn a_pool_drawn_in_another_process_is_refilled() {
-        // As a forked child finds its parent's pool: drawn under another pid.
-        let me = std::process::id();
-        POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            p.bytes = [7; POOL_BYTES];
-            p.next = 0;
-            p.pid = me.wrapping_add(1);
-        });
+    fn a_pool_drawn_before_a_fork_is_refilled() {
+        // As a forked child finds its parent's pool: the child handler has counted the fork.
         let mut b = [0u8; 32];
+        fill(&mut b).unwrap();
+        POOL.with(|p| p.borrow_mut().bytes = [7; POOL_BYTES]);
+        forked();
+        let now = forks().expect("the fork handler is registered");
         fill(&mut b).unwrap();
         assert_ne!(b, [7u8; 32]);
         POOL.with(|p| {
             let p = p.borrow();
-            assert_eq!(p.pid, me);
+            assert_eq!(p.forks, now);
             assert_eq!(p.next, 32);
             assert!(p.bytes[32..].iter().any(|b| *b != 7));
         });
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_forked_child_draws_other_bytes_than_its_parent() {
+        // A real fork: the parent's pool is copied into the child with bytes not yet handed out.
+        let mut warm = [0u8; 16];
+        fill(&mut warm).unwrap();
+        let mut fds = [0; 2];
+        // SAFETY (this test's calls): plain system calls on a pipe made here and on the child
+        // forked here; the child only draws, writes and `_exit`s, so it runs no other thread's
+        // state nor any destructor.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let mut child = [0u8; 32];
+            let ok = fill(&mut child).is_ok();
+            unsafe {
+                if ok {
+                    libc::write(fds[1], child.as_ptr().cast(), child.len());
+                }
+                libc::_exit(0);
+            }
+        }
+        let mut parent = [0u8; 32];
+        fill(&mut parent).unwrap();
+        let mut child = [0u8; 32];
+        // A child stuck on a lock another test thread held at the fork is killed, not awaited.
+        let mut ready = libc::pollfd {
+            fd: fds[0],
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let n = unsafe {
+            if libc::poll(&mut ready, 1, 10_000) == 1 {
+                libc::read(fds[0], child.as_mut_ptr().cast(), child.len())
+            } else {
+                libc::kill(pid, libc::SIGKILL);
+                -1
+            }
+        };
+        let mut status = 0;
+        unsafe {
+            libc::waitpid(pid, &mut status, 0);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        assert_eq!(n, 32, "the child drew its bytes");
+        assert_ne!(parent, child);
     }
 
     #[test]

@@ -305,7 +305,7 @@ impl IoUringDriver {
             }
         } else {
             // Submit only
-            inner.uring.submit()?;
+            inner.submit()?;
         }
 
         // Set status as awake
@@ -376,6 +376,9 @@ impl Driver for IoUringDriver {
     }
 }
 
+/// `io_uring_enter` flag asking the kernel to post completions (and run deferred task work).
+const IORING_ENTER_GETEVENTS: u32 = 1;
+
 impl UringInner {
     fn tick(&mut self) -> io::Result<()> {
         let cq = self.uring.completion();
@@ -397,9 +400,25 @@ impl UringInner {
         Ok(())
     }
 
+    /// Submits the queued entries. When the kernel flags deferred task work (a ring set up with
+    /// `DEFER_TASKRUN | TASKRUN_FLAG`), the same enter also runs it, so completions are posted.
+    fn submit_entries(&mut self) -> io::Result<usize> {
+        if self.uring.submission().taskrun() {
+            let queued = self.uring.submission().len() as u32;
+            // SAFETY: no argument is passed; the queued entries were pushed whole.
+            unsafe {
+                self.uring
+                    .submitter()
+                    .enter::<libc::sigset_t>(queued, 0, IORING_ENTER_GETEVENTS, None)
+            }
+        } else {
+            self.uring.submit()
+        }
+    }
+
     fn submit(&mut self) -> io::Result<()> {
         loop {
-            match self.uring.submit() {
+            match self.submit_entries() {
                 #[cfg(feature = "unstable")]
                 Err(ref e)
                     if matches!(e.kind(), io::ErrorKind::Other | io::ErrorKind::ResourceBusy) =>
