@@ -145,8 +145,20 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// A context for a request that just arrived.
+    /// A context for a request that arrives now.
     pub fn new(
+        request_id: String,
+        client_addr: SocketAddr,
+        listener: Rc<str>,
+        worker: usize,
+    ) -> Self {
+        Self::new_at(Instant::now(), request_id, client_addr, listener, worker)
+    }
+
+    /// A context for a request that arrived at `start` (the data plane passes its event loop's
+    /// reading for the turn that brought the head, so the request costs no clock reading of its own).
+    pub fn new_at(
+        start: Instant,
         request_id: String,
         client_addr: SocketAddr,
         listener: Rc<str>,
@@ -167,7 +179,7 @@ impl RequestCtx {
             response_bytes: 0,
             retries: 0,
             timings: Timings {
-                start: Instant::now(),
+                start,
                 upstream_sent: None,
                 upstream_first_byte: None,
                 end: None,

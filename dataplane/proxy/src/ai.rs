@@ -510,8 +510,9 @@ async fn mock_attempt(
 ) -> Attempt {
     let opts = p.config.mock.clone().unwrap_or_default();
     let answer = mock::answer(&call.path, &call.body, &opts, now);
-    ctx.timings.upstream_sent = Some(Instant::now());
-    ctx.timings.upstream_first_byte = Some(Instant::now());
+    let at = monoio::time::turn_now();
+    ctx.timings.upstream_sent = Some(at);
+    ctx.timings.upstream_first_byte = Some(at);
     if answer.status >= 300 {
         let body = answer.pieces.concat();
         return Attempt::Status {
@@ -598,7 +599,7 @@ async fn network_attempt(
         kind,
     );
     out.extend_from_slice(&call.body);
-    ctx.timings.upstream_sent = Some(Instant::now());
+    ctx.timings.upstream_sent = Some(monoio::time::turn_now());
     let reused = conn.reused;
     let (r, _) = conn.stream.write_all(out).await;
     if r.is_err() {
@@ -645,7 +646,7 @@ async fn network_attempt(
             return Attempt::Timeout(format!("no answer within {first_byte:?}"));
         }
     };
-    ctx.timings.upstream_first_byte = Some(Instant::now());
+    ctx.timings.upstream_first_byte = Some(monoio::time::turn_now());
     let idle = p.config.idle_timeout.get();
     let mut dec = BodyDecoder::new(resp.body);
     if resp.status >= 300 {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::time::turn_now;
 use weir_filter::{Action, Filter, LocalResponse, ProxyError, RequestCtx, Side, Waiting};
 use weir_http::{BodyDecoder, BodyKind, RequestHead, ResponseHead, Version};
 use weir_upstream::{Cluster, HashOn, UpstreamConn};
@@ -58,8 +59,9 @@ fn request_id(head: &RequestHead) -> String {
 /// Handles one request; returns whether the client connection may be kept alive. A proxied
 /// request's attempts, retries and response are written out here.
 ///
-/// One flat future on purpose, the largest on the request path and boxed once per request by the
-/// connection. Its size is what the box and the copy into it cost, so it is kept down:
+/// One flat future on purpose, the largest on the request path, awaited in place by the
+/// connection's (so every keep-alive connection carries its room). Its size is that room, so it is
+/// kept down:
 /// - the exchange is written out here rather than awaited as futures of its own, because a future
 ///   is copied (whole) into its parent each time it nests;
 /// - only small I/O futures are awaited in place; the answers made by the gateway, a request
@@ -78,7 +80,13 @@ pub fn handle<'a>(
     mut head: RequestHead,
 ) -> impl Future<Output = bool> + 'a {
     async move {
-        let mut ctx = RequestCtx::new(request_id(&head), d.peer, lst.name.clone(), worker.index);
+        let mut ctx = RequestCtx::new_at(
+            turn_now(),
+            request_id(&head),
+            d.peer,
+            lst.name.clone(),
+            worker.index,
+        );
         ctx.tls = d.tls.clone();
         ctx.http2 = d.http2;
         ctx.method = head.method.clone();
@@ -218,7 +226,7 @@ pub fn handle<'a>(
                     cluster.begin(&ep);
                     let reused = conn.reused;
                     // A pooled connection came without a wait: `now` is still current.
-                    ctx.timings.upstream_sent = Some(if reused { now } else { Instant::now() });
+                    ctx.timings.upstream_sent = Some(if reused { now } else { turn_now() });
                     let (r, buf) =
                         write_upstream(&mut conn.stream, std::mem::take(&mut up_head)).await;
                     up_head = buf;
@@ -270,7 +278,7 @@ pub fn handle<'a>(
                     // or the body's).
                     let sent = match (body_sent, ctx.timings.upstream_sent) {
                         (false, Some(t)) => t,
-                        _ => Instant::now(),
+                        _ => turn_now(),
                     };
                     let first_byte = until(deadline, sent, route.first_byte_timeout);
                     let resp = loop {
@@ -290,7 +298,7 @@ pub fn handle<'a>(
                             break 'attempt Err(AttemptError::Reset { reused, body_sent });
                         }
                         if ctx.timings.upstream_first_byte.is_none() {
-                            ctx.timings.upstream_first_byte = Some(Instant::now());
+                            ctx.timings.upstream_first_byte = Some(turn_now());
                         }
                         match weir_http::parse_response(
                             &mut ubuf,
@@ -444,7 +452,7 @@ pub fn handle<'a>(
                 reserve(&mut b.ubuf, if bulk { BODY_READ } else { STREAM_READ });
                 let len = b.ubuf.len();
                 let cap = b.ubuf.capacity();
-                let wait = until(deadline, Instant::now(), route.idle_timeout);
+                let wait = until(deadline, turn_now(), route.idle_timeout);
                 let Downstream { reader, timer, .. } = &mut *d;
                 timer.aim(wait);
                 let read = read_upstream(&mut b.conn.stream, b.ubuf.slice_mut(len..cap));
@@ -991,7 +999,7 @@ pub(crate) fn finish(scope: Scope<'_>, ctx: &mut RequestCtx, filters: &mut [Box<
         lst,
         route,
     } = scope;
-    let now = Instant::now();
+    let now = turn_now();
     ctx.timings.end = Some(now);
     worker.last_end.set(now);
     for f in filters.iter_mut() {
@@ -1447,7 +1455,7 @@ async fn buffer_request(
                 break;
             }
         }
-        let idle = after(Instant::now(), route.idle_timeout);
+        let idle = after(turn_now(), route.idle_timeout);
         match within!(&mut d.timer, idle, d.reader.fill(BODY_READ)) {
             Some(Ok(n)) if n > 0 => {}
             Some(_) => return Err(client_gone()),
@@ -1808,7 +1816,7 @@ async fn send_body(
                 return Ok(());
             }
         }
-        let idle = after(Instant::now(), route.idle_timeout);
+        let idle = after(turn_now(), route.idle_timeout);
         match within!(&mut d.timer, idle, d.reader.fill(BODY_READ)) {
             Some(Ok(n)) if n > 0 => {}
             Some(_) => return Err(AttemptError::ClientGone),

@@ -373,7 +373,7 @@ pub(crate) async fn proxy(
     );
     let sent = match ready {
         Some(Ok(())) => {
-            ctx.timings.upstream_sent = Some(Instant::now());
+            ctx.timings.upstream_sent = Some(monoio::time::turn_now());
             send.send_request(req, head.body == BodyKind::Empty)
         }
         Some(Err(e)) => Err(e),
@@ -611,7 +611,7 @@ async fn exchange(
                     ))
                 }
             };
-            ctx_cell.borrow_mut().timings.upstream_first_byte = Some(Instant::now());
+            ctx_cell.borrow_mut().timings.upstream_first_byte = Some(monoio::time::turn_now());
             let (parts, mut recv) = resp.into_parts();
             let mut rh = response_head(&parts);
             // HEADERS that ended the stream (gRPC's trailers-only answer: `grpc-status` in the head):

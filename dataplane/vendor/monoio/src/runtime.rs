@@ -150,8 +150,16 @@ impl<D> Runtime<D> {
 
                 let mut join = std::pin::pin!(join);
                 set_poll();
+                struct Turns;
+                impl Drop for Turns {
+                    fn drop(&mut self) {
+                        crate::time::clock::end_turns();
+                    }
+                }
+                let _turns = Turns;
                 loop {
                     loop {
+                        crate::time::clock::start_turn();
                         // Consume all tasks(with max round to prevent io starvation)
                         let mut max_round = self.context.tasks.len() * 2;
                         while let Some(t) = self.context.tasks.pop() {

@@ -55,6 +55,58 @@ macro_rules! syscall {
     }};
 }
 
+/// `recv(2)` and `send(2)` on Linux through `syscall(2)`: glibc's own wrappers are cancellation
+/// points, and in a process with more than one thread each call then switches asynchronous
+/// cancellation on and off around the system call (two atomic operations on the thread's
+/// cancellation word). Nothing here uses thread cancellation, so the raw system call does the same
+/// work without them.
+#[cfg(target_os = "linux")]
+#[macro_export]
+macro_rules! syscall_nocancel_u32 {
+    (recv ( $fd: expr, $buf: expr, $len: expr, $flags: expr $(,)* ) ) => {{
+        let res = unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                $fd as libc::c_long,
+                $buf as usize as libc::c_long,
+                $len as libc::c_long,
+                $flags as libc::c_long,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            )
+        };
+        if res < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res as u32)
+        }
+    }};
+    (send ( $fd: expr, $buf: expr, $len: expr, $flags: expr $(,)* ) ) => {{
+        let res = unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                $fd as libc::c_long,
+                $buf as usize as libc::c_long,
+                $len as libc::c_long,
+                $flags as libc::c_long,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            )
+        };
+        if res < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res as u32)
+        }
+    }};
+}
+
+#[cfg(not(target_os = "linux"))]
+#[macro_export]
+macro_rules! syscall_nocancel_u32 {
+    ($($t: tt)*) => { syscall_u32!($($t)*) };
+}
+
 /// Do syscall and return Result<T, std::io::Error>
 #[macro_export]
 macro_rules! syscall_u32 {

@@ -86,7 +86,7 @@
 // Heavily borrowed from tokio.
 // Copyright (c) 2021 Tokio Contributors, licensed under the MIT license.
 
-mod clock;
+pub(crate) mod clock;
 pub(crate) use self::clock::Clock;
 
 pub(crate) mod driver;
@@ -101,6 +101,7 @@ pub mod error;
 
 mod instant;
 pub use self::instant::Instant;
+pub use clock::turn_now;
 
 mod interval;
 pub use interval::{interval, interval_at, Interval, MissedTickBehavior};

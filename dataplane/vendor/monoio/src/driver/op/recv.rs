@@ -31,7 +31,7 @@ use {
     },
 };
 #[cfg(all(unix, any(feature = "legacy", feature = "poll-io")))]
-use {crate::syscall_u32, std::os::unix::prelude::AsRawFd};
+use {crate::syscall_nocancel_u32, crate::syscall_u32, std::os::unix::prelude::AsRawFd};
 
 use super::{super::shared_fd::SharedFd, Op, OpAble};
 #[cfg(any(feature = "legacy", feature = "poll-io"))]
@@ -105,9 +105,9 @@ impl<T: IoBufMut> OpAble for Recv<T> {
     #[cfg(all(any(feature = "legacy", feature = "poll-io"), unix))]
     fn legacy_call(&mut self) -> io::Result<u32> {
         let fd = self.fd.as_raw_fd();
-        syscall_u32!(recv(
+        syscall_nocancel_u32!(recv(
             fd,
-            self.buf.write_ptr() as _,
+            self.buf.write_ptr() as *mut libc::c_void,
             self.buf.bytes_total().min(u32::MAX as usize),
             0
         ))

@@ -10,7 +10,7 @@ use {
     windows_sys::Win32::Networking::WinSock::{send, WSASendMsg, SOCKET_ERROR},
 };
 #[cfg(all(unix, any(feature = "legacy", feature = "poll-io")))]
-use {crate::syscall_u32, std::os::unix::prelude::AsRawFd};
+use {crate::syscall_nocancel_u32, crate::syscall_u32, std::os::unix::prelude::AsRawFd};
 
 use super::{super::shared_fd::SharedFd, Op, OpAble};
 #[cfg(any(feature = "legacy", feature = "poll-io"))]
@@ -97,13 +97,13 @@ impl<T: IoBuf> OpAble for Send<T> {
         let fd = self.fd.as_raw_fd();
         #[cfg(target_os = "linux")]
         #[allow(deprecated)]
-        let flags = libc::MSG_NOSIGNAL as _;
+        let flags: libc::c_int = libc::MSG_NOSIGNAL;
         #[cfg(not(target_os = "linux"))]
-        let flags = 0;
+        let flags: libc::c_int = 0;
 
-        syscall_u32!(send(
+        syscall_nocancel_u32!(send(
             fd,
-            self.buf.read_ptr() as _,
+            self.buf.read_ptr() as *const libc::c_void,
             self.buf.bytes_init(),
             flags
         ))
