@@ -134,6 +134,25 @@ pub struct RequestHead {
     pub head_len: usize,
 }
 
+impl Default for RequestHead {
+    /// An empty head (no method, no target, no fields, no body): what is left where a head was
+    /// taken out of the place it was parsed into.
+    fn default() -> Self {
+        RequestHead {
+            method: Bytes::new(),
+            target: Bytes::new(),
+            version: Version::Http11,
+            headers: Headers::default(),
+            host: Bytes::new(),
+            body: BodyKind::Empty,
+            keep_alive: false,
+            expect_continue: false,
+            upgrade: None,
+            head_len: 0,
+        }
+    }
+}
+
 impl RequestHead {
     /// The path without the query.
     pub fn path(&self) -> &[u8] {

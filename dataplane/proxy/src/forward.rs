@@ -69,20 +69,22 @@ fn request_id(head: &RequestHead) -> String {
 /// - no large value lives across two awaits: the compiler gives such a value room of its own in
 ///   the future (even after it was moved out) instead of sharing it with the others, so each
 ///   answer is awaited at one point, and the attempt's outcome is matched as a temporary;
+/// - the head is borrowed from the slot the connection parsed it into, not moved in (a move copies
+///   its 368 bytes); only the AI and HTTP/2-cluster paths, boxed, take it out;
 /// - not an `async fn`: one of those keeps a by-value argument twice in its state (the argument
-///   and the local it is moved to); an `async move` block uses the captured head in place.
+///   and the local it is moved to); an `async move` block uses what it captured in place.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 pub fn handle<'a>(
     worker: &'a Worker,
     state: &'a CoreState,
     lst: &'a ListenerState,
     d: &'a mut Downstream,
-    mut head: RequestHead,
+    head: &'a mut RequestHead,
 ) -> impl Future<Output = bool> + 'a {
     async move {
         let mut ctx = RequestCtx::new_at(
             turn_now(),
-            request_id(&head),
+            request_id(head),
             d.peer,
             lst.name.clone(),
             worker.index,
@@ -91,7 +93,7 @@ pub fn handle<'a>(
         ctx.http2 = d.http2;
         ctx.method = head.method.clone();
         ctx.target = head.target.clone();
-        let route = lst.table.find(&head).map(|ri| &lst.routes[ri]);
+        let route = lst.table.find(head).map(|ri| &lst.routes[ri]);
         let mut filters: Vec<Box<dyn Filter>> = match route {
             Some(r) => {
                 ctx.route = Some(r.name.clone());
@@ -106,12 +108,12 @@ pub fn handle<'a>(
             route,
         };
         // (Matched as a temporary and consumed whole: see above.)
-        let (route, cluster) = match route_action(scope, d, &mut ctx, &mut filters, &mut head) {
+        let (route, cluster) = match route_action(scope, d, &mut ctx, &mut filters, head) {
             Next::Proxy(route, cluster) => (route, cluster),
             Next::Wait(r, i, w) => {
                 // Only on routes with a filter that waits (boxed: off the plain path).
                 let at = (r, i, w);
-                match Box::pin(wait_then_route(at, d, &mut ctx, &mut filters, &mut head)).await {
+                match Box::pin(wait_then_route(at, d, &mut ctx, &mut filters, head)).await {
                     Next::Proxy(route, cluster) => (route, cluster),
                     other => return other.answer(scope, d, &mut ctx, &mut filters, head).await,
                 }
@@ -121,7 +123,7 @@ pub fn handle<'a>(
         if route.needs.request_body && head.body != BodyKind::Empty {
             // A filter rewrites the request body: it is read whole first (boxed: off the plain
             // path), then sent from the client buffer as a content-length body.
-            match Box::pin(buffer_request(route, d, &mut ctx, &mut filters, &mut head)).await {
+            match Box::pin(buffer_request(route, d, &mut ctx, &mut filters, head)).await {
                 Ok(None) => {}
                 Ok(Some(resp)) => {
                     let next = Next::Local(resp, false);
@@ -145,7 +147,7 @@ pub fn handle<'a>(
             && head.body != BodyKind::Empty
             && !cluster.is_h2()
         {
-            let read = crate::hold::hold_request(route, d, &mut ctx, &mut filters, &mut head);
+            let read = crate::hold::hold_request(route, d, &mut ctx, &mut filters, head);
             match Box::pin(read).await {
                 Ok(crate::hold::Upload::Whole) => held_whole = true,
                 Ok(crate::hold::Upload::Part(up)) => held = Some(up),
@@ -164,20 +166,27 @@ pub fn handle<'a>(
         // === a proxied request ===
         ctx.cluster = Some(cluster.name.clone());
         if let Some(rw) = &route.rewrite {
-            rw.apply(&mut head);
+            rw.apply(head);
         }
         if cluster.is_h2() {
             // An HTTP/2 cluster (gRPC): its own exchange, boxed off the HTTP/1.1 path.
-            let h2 =
-                crate::h2_upstream::proxy(scope, d, &mut ctx, &mut filters, head, route, cluster);
+            let h2 = crate::h2_upstream::proxy(
+                scope,
+                d,
+                &mut ctx,
+                &mut filters,
+                std::mem::take(head),
+                route,
+                cluster,
+            );
             return Box::pin(h2).await;
         }
         let upgrade = head.upgrade.is_some();
         // The connection's scratch buffer for upstream heads: no allocation per request.
         let mut up_head = std::mem::take(&mut d.up_out);
         let cert_header = lst.tls.as_ref().and_then(|t| t.forward_header.as_deref());
-        write_upstream_head(&mut up_head, &head, &d.peer_ip, &ctx, cert_header);
-        let key = hash_key(cluster.hash_on(), &head, d);
+        write_upstream_head(&mut up_head, head, &d.peer_ip, &ctx, cert_header);
+        let key = hash_key(cluster.hash_on(), head, d);
         let deadline = route.total_timeout.map(|t| ctx.timings.start + t);
         if let Some(r) = &route.retry {
             r.budget.on_request();
@@ -200,7 +209,7 @@ pub fn handle<'a>(
                 Err(e) => {
                     let pe =
                         ProxyError::new(503, "no_healthy_upstream", Side::Upstream, e.to_string());
-                    break fail(scope, d, &mut ctx, &mut filters, pe, &head).await;
+                    break fail(scope, d, &mut ctx, &mut filters, pe, head).await;
                 }
             };
             ctx.endpoint = None;
@@ -265,7 +274,7 @@ pub fn handle<'a>(
                             .await
                             .map_err(AttemptError::Fatal),
                             None => {
-                                Box::pin(send_body(route, d, &mut conn, &mut ctx, shown, &head))
+                                Box::pin(send_body(route, d, &mut conn, &mut ctx, shown, head))
                                     .await
                             }
                         };
@@ -323,7 +332,7 @@ pub fn handle<'a>(
                 // --- what comes of it: a retry, an answer made here, a tunnel, or the response body
                 // (the attempt matched as a temporary, the step consumed whole: see above)
                 match attempt {
-                    Err(err) => match attempts.after_error(err, route, &head, &mut ctx) {
+                    Err(err) => match attempts.after_error(err, route, head, &mut ctx) {
                         AfterError::Again => continue,
                         AfterError::ClientGone => {
                             finish(scope, &mut ctx, &mut filters);
@@ -332,7 +341,7 @@ pub fn handle<'a>(
                         AfterError::Fail(pe) => Step::Fail(pe),
                     },
                     Ok((conn, mut resp)) => {
-                        if attempts.retry_status(route, &head, resp.status, &mut ctx) {
+                        if attempts.retry_status(route, head, resp.status, &mut ctx) {
                             cluster.end(&conn.endpoint, true);
                             cluster.release_at(now, conn, false);
                             continue;
@@ -371,7 +380,7 @@ pub fn handle<'a>(
                         } else {
                             let switching = upgrade && resp.status == 101;
                             let framing = write_response_head(
-                                worker, d, &mut ctx, &head, &mut resp, switching,
+                                worker, d, &mut ctx, head, &mut resp, switching,
                             );
                             if switching {
                                 cluster.end(&conn.endpoint, false);
@@ -393,7 +402,7 @@ pub fn handle<'a>(
                 }
             } {
                 Step::Body(b) => b,
-                other => break other.answer(scope, d, &mut ctx, &mut filters, &head).await,
+                other => break other.answer(scope, d, &mut ctx, &mut filters, head).await,
             };
 
             // --- the response body, as it comes; small bodies that came with the head go out in
@@ -523,10 +532,7 @@ pub fn handle<'a>(
                 }
                 Err(e) if head_pending && e.side == Side::Upstream => {
                     // Nothing reached the client yet: a clean error response is still possible.
-                    (
-                        fail(scope, d, &mut ctx, &mut filters, e, &head).await,
-                        false,
-                    )
+                    (fail(scope, d, &mut ctx, &mut filters, e, head).await, false)
                 }
                 Err(e) => {
                     if e.side == Side::Downstream {
@@ -578,19 +584,26 @@ impl Next<'_> {
         d: &'a mut Downstream,
         ctx: &'a mut RequestCtx,
         filters: &'a mut Vec<Box<dyn Filter>>,
-        head: RequestHead,
+        head: &'a mut RequestHead,
     ) -> Answer<'a>
     where
         Self: 'a,
     {
         match self {
             // Boxed: the AI path's future is large, and a plain request should not carry (and
-            // copy) its state.
-            Next::Ai(svc) => Box::pin(crate::ai::serve(scope, d, ctx, filters, head, svc)),
+            // copy) its state. It takes the head out of the connection's slot.
+            Next::Ai(svc) => Box::pin(crate::ai::serve(
+                scope,
+                d,
+                ctx,
+                filters,
+                std::mem::take(head),
+                svc,
+            )),
             Next::Local(resp, keep) => {
                 send_local(scope, d, ctx, filters, resp, head.is_head(), keep)
             }
-            Next::Fail(e) => fail(scope, d, ctx, filters, e, &head),
+            Next::Fail(e) => fail(scope, d, ctx, filters, e, head),
             Next::Proxy(..) | Next::Wait(..) => Box::pin(std::future::ready(false)),
         }
     }
